@@ -1,0 +1,104 @@
+"""In-memory datasets and their train/validation/test splits.
+
+Every loader returns a :class:`Dataset`: the whole array in memory, images as ``[N, C, H, W]`` and tables
+as ``[N, D]``. 8-bit images stay ``uint8`` (a quarter of the memory of float32) and are scaled to
+``[0, 1]`` only when a batch is taken, so that a discretised likelihood can still see the 256 levels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from aekit.errors import DataError
+
+
+@dataclass
+class Dataset:
+    """An array dataset held in memory.
+
+    x: ``[N, C, H, W]`` (images) or ``[N, D]`` (tables); ``uint8`` for 8-bit images, else ``float32``.
+    y: ``[N]`` int64 class labels, or None where the data has none.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor | None
+    name: str
+
+    def __post_init__(self) -> None:
+        if self.y is not None and len(self.y) != len(self.x):
+            raise DataError(
+                f"{self.name}: {len(self.x)} examples but {len(self.y)} labels; "
+                "the image and label files must hold the same number of items"
+            )
+        if self.x.dtype not in (torch.uint8, torch.float32):
+            raise DataError(f"{self.name}: dtype {self.x.dtype} is not supported; use uint8 or float32")
+        if self.x.dtype == torch.float32 and not bool(torch.isfinite(self.x).all()):
+            bad = int((~torch.isfinite(self.x)).flatten(1).any(1).nonzero()[0])
+            raise DataError(f"{self.name}: example {bad} holds NaN or Inf values; clean or drop it first")
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of one example, e.g. ``(1, 28, 28)`` or ``(64,)``."""
+        return tuple(self.x.shape[1:])
+
+    @property
+    def is_8bit(self) -> bool:
+        return self.x.dtype == torch.uint8
+
+    def inputs(self, index: torch.Tensor | slice | None = None) -> torch.Tensor:
+        """Float32 inputs for ``index`` (all when None); 8-bit images are scaled to ``[0, 1]``."""
+        x = self.x if index is None else self.x[index]
+        return x.float().div_(255.0) if x.dtype == torch.uint8 else x
+
+    def labels(self, index: torch.Tensor | slice | None = None) -> torch.Tensor | None:
+        if self.y is None:
+            return None
+        return self.y if index is None else self.y[index]
+
+    def subset(self, index: torch.Tensor | np.ndarray, name: str | None = None) -> Dataset:
+        index = torch.as_tensor(index, dtype=torch.long)
+        y = None if self.y is None else self.y[index]
+        return Dataset(self.x[index], y, name or self.name)
+
+
+@dataclass
+class Splits:
+    """Train, validation and test parts of one dataset."""
+
+    train: Dataset
+    val: Dataset
+    test: Dataset
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.train.shape
+
+
+def random_split(data: Dataset, val_fraction: float, test_fraction: float, seed: int) -> Splits:
+    """Seeded split of one dataset into train/val/test (the same seed gives the same split)."""
+    for label, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 <= frac < 1.0:
+            raise DataError(f"{label}={frac} must lie in [0, 1)")
+    n = len(data)
+    n_val, n_test = int(round(n * val_fraction)), int(round(n * test_fraction))
+    if n - n_val - n_test < 1:
+        raise DataError(f"{data.name}: {n} examples leave none for training; lower val/test fractions")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    test_idx, val_idx, train_idx = perm[:n_test], perm[n_test : n_test + n_val], perm[n_test + n_val :]
+    return Splits(
+        train=data.subset(train_idx.sort().values, f"{data.name}/train"),
+        val=data.subset(val_idx.sort().values, f"{data.name}/val"),
+        test=data.subset(test_idx.sort().values, f"{data.name}/test"),
+    )
+
+
+def holdout_split(train: Dataset, test: Dataset, val_fraction: float, seed: int) -> Splits:
+    """Split a validation part off ``train`` where the data ships its own test set."""
+    parts = random_split(train, val_fraction, 0.0, seed)
+    return Splits(train=parts.train, val=parts.val, test=test)
