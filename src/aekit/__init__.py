@@ -1,0 +1,39 @@
+"""aekit: the autoencoder family built from shared parts.
+
+    import aekit
+    model = aekit.build_model("vae", data_shape=(1, 28, 28), latent_dim=16)
+    run = aekit.train("vae", data="digits", out="runs/vae", steps=500)
+    model = aekit.load("runs/vae")
+
+Heavy modules (torch, lightning) load on first use, so ``aekit --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "build_model": "aekit.registry",
+    "list_models": "aekit.registry",
+    "make_config": "aekit.registry",
+    "register_model": "aekit.registry",
+    "load": "aekit.io",
+    "save_model": "aekit.io",
+    "load_data": "aekit.data",
+    "list_datasets": "aekit.data",
+    "train": "aekit.train",
+    "TrainConfig": "aekit.train",
+    "evaluate": "aekit.evaluate",
+    "AekitError": "aekit.errors",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'aekit' has no attribute {name!r}")

@@ -1,0 +1,67 @@
+"""Frozen dataclass configs and their JSON form."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any, TypeVar
+
+from aekit.errors import ConfigError
+
+C = TypeVar("C")
+
+
+def config_fields(cls: type) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls)}
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Turn a JSON/YAML/command-line value into the field's type (lists -> tuples, '3' -> 3)."""
+    text = str(annotation)
+    if value is None:
+        return None
+    if text.startswith("tuple") or typing.get_origin(annotation) is tuple:
+        if isinstance(value, str):
+            value = [v for v in value.replace("(", "").replace(")", "").replace("[", "").replace("]", "").split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        inner = int if "int" in text else float if "float" in text else str
+        try:
+            return tuple(inner(v) for v in value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}={value!r} must be a list of {inner.__name__}s, e.g. {key}=64,32") from None
+    for kind in (bool, int, float, str):
+        if text.split(" |")[0] == kind.__name__:
+            if kind is bool and isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ConfigError(f"{key}={value!r} must be true or false")
+            if kind is int and isinstance(value, float) and not value.is_integer():
+                raise ConfigError(f"{key}={value!r} must be an integer")
+            try:
+                return kind(float(value)) if kind is int and isinstance(value, str) and "e" in value else kind(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{key}={value!r} must be of type {kind.__name__}") from None
+    return value
+
+
+def from_dict(cls: type[C], values: dict[str, Any], where: str = "config") -> C:
+    """Build dataclass ``cls`` from a plain dict, rejecting unknown keys with the list of known ones."""
+    fields = config_fields(cls)
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown {where} key(s) {', '.join(unknown)}; known keys: {', '.join(fields)}")
+    hints = typing.get_type_hints(cls)
+    return cls(**{k: _coerce(v, hints[k], k) for k, v in values.items()})
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    out = dataclasses.asdict(config)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+
+def require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)

@@ -1,0 +1,96 @@
+"""Save and load models: a directory with ``config.json`` and ``model.safetensors``. No pickles."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from aekit.errors import AekitError, DataError
+
+FORMAT = "aekit-model/1"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    """safetensors file written to a temporary name, then renamed (a crash leaves the old file intact)."""
+    from safetensors.torch import save_file
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise DataError(f"{path}: no such file; point at a model directory holding config.json and model.safetensors")
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises several types for a corrupt header
+        raise DataError(f"{path}: not a readable safetensors file ({exc}); the file is corrupt or truncated") from None
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno}); the file is corrupt") from None
+
+
+def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return dict(model.state_dict())
+
+
+def save_model(model, path: str | os.PathLike) -> Path:
+    """Write ``config.json`` (model name and config) and ``model.safetensors`` into directory ``path``."""
+    from aekit.config import to_dict
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    save_tensors(model_state(model), path / "model.safetensors", metadata={"format": FORMAT})
+    meta = {"format": FORMAT, "model": model.name, "config": to_dict(model.config)}
+    atomic_write_text(path / "config.json", json.dumps(meta, indent=2) + "\n")
+    return path
+
+
+def resolve_model_dir(path: str | os.PathLike) -> Path:
+    """A model directory, or a run directory whose trained model sits in ``model/``."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder; pass a model or run directory")
+    if (path / "model" / "config.json").is_file():
+        return path / "model"
+    if (path / "config.json").is_file() and (path / "model.safetensors").is_file():
+        return path
+    raise DataError(f"{path}: holds no config.json + model.safetensors (nor model/ inside); is it a trained run?")
+
+
+def load(path: str | os.PathLike, map_location: str | torch.device = "cpu", **parts: Any):
+    """Rebuild a saved model: ``aekit.load("runs/vae")``. User-made encoders/decoders are passed as ``parts``."""
+    from aekit.registry import build_model, make_config
+
+    directory = resolve_model_dir(path)
+    meta = read_json(directory / "config.json")
+    if meta.get("format") != FORMAT or "model" not in meta:
+        raise DataError(f"{directory / 'config.json'}: not an aekit model config (format {meta.get('format')!r})")
+    config = make_config(meta["model"], **meta.get("config", {}))
+    model = build_model(meta["model"], config, **parts)
+    state = load_tensors(directory / "model.safetensors")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "mismatch"
+        raise AekitError(f"{directory}: weights do not fit the config ({first})") from None
+    return model.to(map_location).eval()

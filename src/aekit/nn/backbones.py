@@ -1,0 +1,182 @@
+"""Encoder and decoder backbones.
+
+An encoder maps inputs ``x [B, *S]`` to features ``h [B, F]`` (``out_features = F``); a decoder maps latents
+``z [N, D]`` to likelihood parameters ``[N, C * m, H, W]`` (or ``[N, D_x * m]`` for tables), where m is the
+likelihood's number of parameters per data dimension. Any ``nn.Module`` with this contract can stand in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from aekit.errors import ConfigError
+
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "elu": nn.ELU, "tanh": nn.Tanh}
+
+
+def activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise ConfigError(f"activation={name!r} is unknown; choose one of {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+def mlp(sizes: Sequence[int], act: str, last_activation: bool) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(n_in, n_out))
+        if i < len(sizes) - 2 or last_activation:
+            layers.append(activation(act))
+    return nn.Sequential(*layers)
+
+
+class MLPEncoder(nn.Module):
+    """Flatten, then fully connected layers: ``x [B, *S] -> h [B, hidden[-1]]``."""
+
+    def __init__(self, data_shape: Sequence[int], hidden: Sequence[int] = (512, 256), act: str = "relu") -> None:
+        super().__init__()
+        if not hidden:
+            raise ConfigError("hidden=() leaves the MLP encoder with no layers; give at least one width")
+        self.net = mlp([math.prod(data_shape), *hidden], act, last_activation=True)
+        self.out_features = hidden[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.flatten(1))  # [B, prod(S)] -> [B, F]
+
+
+class MLPDecoder(nn.Module):
+    """``z [N, D] -> params [N, C * m, H, W]``, the mirror of :class:`MLPEncoder`."""
+
+    def __init__(
+        self,
+        latent_dim: int,
+        data_shape: Sequence[int],
+        hidden: Sequence[int] = (256, 512),
+        act: str = "relu",
+        param_multiplier: int = 1,
+    ) -> None:
+        super().__init__()
+        self.out_shape = (data_shape[0] * param_multiplier, *data_shape[1:])
+        self.net = mlp([latent_dim, *hidden, math.prod(self.out_shape)], act, last_activation=False)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z).view(-1, *self.out_shape)  # [N, prod] -> [N, C*m, H, W]
+
+
+def _downsampled_sizes(height: int, width: int, max_levels: int) -> list[tuple[int, int]]:
+    """Spatial sizes after each stride-2 level, stopping at 4x4 or smaller: 28 -> 14 -> 7 -> 4."""
+    sizes = [(height, width)]
+    while len(sizes) <= max_levels and max(sizes[-1]) > 4:
+        h, w = sizes[-1]
+        sizes.append(((h + 1) // 2, (w + 1) // 2))
+    return sizes
+
+
+def _check_image_shape(data_shape: Sequence[int]) -> None:
+    if len(data_shape) != 3:
+        raise ConfigError(
+            f"the conv backbone needs images [C, H, W], got data shape {tuple(data_shape)}; use backbone=mlp"
+        )
+
+
+class ConvEncoder(nn.Module):
+    """Stride-2 3x3 convolutions down to about 4x4, then a linear layer: ``x [B, C, H, W] -> h [B, F]``.
+
+    Any channel count and any height/width (8x8, 28x28, 32x32, odd sizes): each level halves the size, rounding up.
+    """
+
+    def __init__(
+        self,
+        data_shape: Sequence[int],
+        channels: Sequence[int] = (32, 64, 128),
+        hidden: int = 256,
+        act: str = "relu",
+    ) -> None:
+        super().__init__()
+        _check_image_shape(data_shape)
+        c_in, height, width = data_shape
+        self.sizes = _downsampled_sizes(height, width, len(channels))
+        levels = max(len(self.sizes) - 1, 1)
+        if len(self.sizes) == 1:  # already 4x4 or smaller: one level anyway
+            self.sizes.append(((height + 1) // 2, (width + 1) // 2))
+        layers: list[nn.Module] = []
+        for c_out in channels[:levels]:
+            layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), activation(act)]
+            c_in = c_out
+        self.convs = nn.Sequential(*layers)
+        h_last, w_last = self.sizes[-1]
+        self.fc = nn.Sequential(nn.Linear(c_in * h_last * w_last, hidden), activation(act))
+        self.out_features = hidden
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.convs(x).flatten(1))  # [B, C, H, W] -> [B, c, h, w] -> [B, F]
+
+
+class ConvDecoder(nn.Module):
+    """The mirror of :class:`ConvEncoder`: ``z [N, D] -> params [N, C * m, H, W]``, with transposed
+    convolutions whose output padding lands exactly on each encoder size."""
+
+    def __init__(
+        self,
+        latent_dim: int,
+        data_shape: Sequence[int],
+        channels: Sequence[int] = (32, 64, 128),
+        hidden: int = 256,
+        act: str = "relu",
+        param_multiplier: int = 1,
+    ) -> None:
+        super().__init__()
+        _check_image_shape(data_shape)
+        c_out, height, width = data_shape
+        sizes = ConvEncoder(data_shape, channels, hidden, act).sizes
+        levels = len(sizes) - 1
+        widths = list(channels[:levels])
+        self.start_shape = (widths[-1], *sizes[-1])
+        self.fc = nn.Sequential(
+            nn.Linear(latent_dim, hidden), activation(act), nn.Linear(hidden, math.prod(self.start_shape)), activation(act)
+        )
+        layers: list[nn.Module] = []
+        outs = [*reversed(widths[:-1]), c_out * param_multiplier]
+        c_in = widths[-1]
+        for level, c in zip(range(levels, 0, -1), outs):
+            (h_in, w_in), (h_out, w_out) = sizes[level], sizes[level - 1]
+            pad = (h_out - 2 * h_in + 1, w_out - 2 * w_in + 1)  # 0 or 1: lands on the odd/even size
+            layers.append(nn.ConvTranspose2d(c_in, c, 3, stride=2, padding=1, output_padding=pad))
+            if level > 1:
+                layers.append(activation(act))
+            c_in = c
+        self.deconvs = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.fc(z).view(-1, *self.start_shape)  # [N, D] -> [N, c, h, w]
+        return self.deconvs(h)  # -> [N, C*m, H, W]
+
+
+BACKBONES = ("mlp", "conv")
+
+
+def make_backbone(
+    name: str,
+    data_shape: Sequence[int],
+    latent_dim: int,
+    hidden: Sequence[int],
+    channels: Sequence[int],
+    act: str,
+    param_multiplier: int,
+) -> tuple[nn.Module, nn.Module]:
+    """Encoder and decoder for ``name`` in :data:`BACKBONES`."""
+    if name == "mlp":
+        return (
+            MLPEncoder(data_shape, hidden, act),
+            MLPDecoder(latent_dim, data_shape, tuple(reversed(hidden)), act, param_multiplier),
+        )
+    if name == "conv":
+        width = hidden[-1] if hidden else 256
+        return (
+            ConvEncoder(data_shape, channels, width, act),
+            ConvDecoder(latent_dim, data_shape, channels, width, act, param_multiplier),
+        )
+    raise ConfigError(f"backbone={name!r} is unknown; choose one of {', '.join(BACKBONES)}")

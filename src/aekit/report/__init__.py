@@ -1,0 +1,17 @@
+"""What a person looks at after training: figures from plain arrays, and one self-contained HTML report.
+
+The functions take tensors, arrays and paths, never models, so they serve any autoencoder and any script.
+matplotlib is imported only when a figure is drawn.
+"""
+
+from aekit.report.figures import plot_latent_map, plot_reconstructions, plot_samples, plot_training_curves
+from aekit.report.html import FIGURE_CAPTIONS, write_report
+
+__all__ = [
+    "FIGURE_CAPTIONS",
+    "plot_latent_map",
+    "plot_reconstructions",
+    "plot_samples",
+    "plot_training_curves",
+    "write_report",
+]

@@ -1,0 +1,421 @@
+"""The figures a person looks at after training: reconstructions, samples, latent map, training curves.
+
+Every function takes plain arrays or tensors (never a model), writes one PNG and returns its path. Images
+are ``[B, C, H, W]`` floats in ``[0, 1]`` (``uint8`` is scaled by 1/255): C=1 is drawn grey, C=3 as RGB,
+any other C as its first channel in grey. Tables are ``[B, D]``. matplotlib is imported inside the
+functions, with the Agg canvas, so that ``import aekit.report`` stays fast and no display is needed.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from aekit.errors import DataError
+from aekit.report._files import write_atomically
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = ["plot_latent_map", "plot_reconstructions", "plot_samples", "plot_training_curves"]
+
+_IMAGE_GRID_COLUMNS = 8
+_TABLE_LINE_PLOTS = 4
+_MAX_LEGEND_LABELS = 20
+_SPLIT_COLOURS = {"train": "C0", "val": "C1", "test": "C2"}
+# Columns of a training log that index the rows rather than measure something.
+_LOG_INDEX_COLUMNS = ("step", "split", "epoch")
+# A parsed training log: {split: {term: (steps [T], values [T])}}.
+_Series = dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]
+
+
+def plot_reconstructions(x: Any, x_hat: Any, path: str | os.PathLike[str], n: int = 16) -> Path:
+    """Draw the first ``n`` inputs (top) above their reconstructions (bottom) and save a PNG.
+
+    x, x_hat: ``[B, C, H, W]`` images or ``[B, D]`` table rows, of the same shape. Tables are drawn as
+    line plots of the first few rows (input vs reconstruction) above heatmaps of the first ``n`` rows.
+    """
+    x = _as_float_array(x, "x")
+    x_hat = _as_float_array(x_hat, "x_hat")
+    if x.shape != x_hat.shape:
+        raise DataError(
+            f"plot_reconstructions: x has shape {list(x.shape)} but x_hat has {list(x_hat.shape)}; "
+            "pass the inputs and their reconstructions for the same batch"
+        )
+    _check_rows(x, "x", "plot_reconstructions")
+    n = _check_count(n, "n")
+    x, x_hat = x[:n], x_hat[:n]
+
+    if x.ndim == 2:
+        fig = _plot_table_reconstructions(x, x_hat)
+    else:
+        inputs, note = _images_for_display(x)
+        outputs, _ = _images_for_display(x_hat)
+        columns = min(len(inputs), _IMAGE_GRID_COLUMNS)
+        width, grid_height = _grid_size_inches(inputs, columns)
+        fig = _new_figure((width, 2 * grid_height + 0.8))
+        top, bottom = fig.subplots(2, 1)
+        _show_image_grid(top, inputs, columns, "Inputs" + note)
+        _show_image_grid(bottom, outputs, columns, "Reconstructions")
+    return _save(fig, path)
+
+
+def plot_samples(
+    x: Any, path: str | os.PathLike[str], title: str = "Samples from the prior", n: int = 64
+) -> Path:
+    """Draw the first ``n`` samples as a square-ish grid of images, or table rows as a heatmap; save a PNG.
+
+    x: ``[B, C, H, W]`` images or ``[B, D]`` table rows.
+    """
+    x = _as_float_array(x, "x")
+    _check_rows(x, "x", "plot_samples")
+    x = x[: _check_count(n, "n")]
+
+    if x.ndim == 2:
+        fig = _new_figure((8, min(2 + 0.25 * len(x), 10)))
+        ax = fig.subplots()
+        _show_heatmap(ax, x, title, vmin=float(x.min()), vmax=float(x.max()))
+    else:
+        images, note = _images_for_display(x)
+        columns = math.ceil(math.sqrt(len(images)))
+        width, height = _grid_size_inches(images, columns)
+        fig = _new_figure((width, height + 0.5))
+        _show_image_grid(fig.subplots(), images, columns, title + note)
+    return _save(fig, path)
+
+
+def plot_latent_map(z: Any, y: Any | None, path: str | os.PathLike[str], method: str = "pca") -> Path:
+    """Scatter the latent means in 2-D, coloured by label, and save a PNG.
+
+    z: ``[N, K]`` latent means. K=2 is drawn as is; K=1 against zero; K>2 is projected to 2-D by
+    ``method``: "pca" (principal components, via an SVD) or "tsne" (scikit-learn, slower).
+    y: ``[N]`` integer class labels (a legend when there are at most 20 classes, else a colour bar),
+    or None for a single colour.
+    """
+    z = _as_float_array(z, "z")
+    if z.ndim != 2 or len(z) == 0 or z.shape[1] == 0:
+        raise DataError(f"plot_latent_map: z has shape {list(z.shape)}; expected [N, K] with N, K >= 1")
+    if not np.isfinite(z).all():
+        row = int(np.flatnonzero(~np.isfinite(z).all(axis=1))[0])
+        raise DataError(f"plot_latent_map: z row {row} holds NaN or Inf; drop non-finite latents first")
+    labels = None
+    if y is not None:
+        labels = _as_array(y, "y").reshape(-1)
+        if len(labels) != len(z):
+            raise DataError(
+                f"plot_latent_map: z has {len(z)} rows but y has {len(labels)} labels; pass one label a row"
+            )
+
+    points, axis_names = _project_to_2d(z, method)
+    fig = _new_figure((6.5, 5.5))
+    ax = fig.subplots()
+    size = float(np.clip(2000 / len(points), 2, 30))
+    if labels is None:
+        ax.scatter(points[:, 0], points[:, 1], s=size, alpha=0.7, linewidths=0)
+    else:
+        _scatter_by_label(fig, ax, points, labels, size)
+    ax.set_xlabel(axis_names[0])
+    ax.set_ylabel(axis_names[1])
+    ax.set_title(f"Latent means ({len(z)} points, {z.shape[1]}-D)")
+    return _save(fig, path)
+
+
+def plot_training_curves(log_csv_path: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
+    """Plot ``loss`` against ``step`` for each split, and every other numeric column in its own panel.
+
+    The log is a CSV with a header naming at least ``step``; ``split`` ("train", "val", ...) is read when
+    present (rows without one count as "train"). Empty or non-numeric cells are gaps, so a term logged
+    only on some rows, or a run with no validation rows, still plots.
+    """
+    series = _read_training_log(log_csv_path)
+    terms = list(dict.fromkeys(term for by_term in series.values() for term in by_term))
+    small_terms = [term for term in terms if term != "loss"]
+    columns = min(3, max(len(small_terms), 1))
+    small_rows = math.ceil(len(small_terms) / columns)
+
+    fig = _new_figure((10, 3.8 + 2.4 * small_rows))
+    grid = fig.add_gridspec(1 + small_rows, columns, height_ratios=[1.6] + [1] * small_rows)
+    main = fig.add_subplot(grid[0, :])
+    if "loss" in terms:
+        _plot_term(main, series, "loss")
+        main.set_title("Loss")
+        main.legend()
+    else:
+        message = "No 'loss' column in the log" if terms else "No numeric values logged yet"
+        main.text(0.5, 0.5, message, ha="center", va="center", transform=main.transAxes)
+        main.set_axis_off()
+    for index, term in enumerate(small_terms):
+        ax = fig.add_subplot(grid[1 + index // columns, index % columns])
+        _plot_term(ax, series, term)
+        ax.set_title(term, fontsize=10)
+        ax.tick_params(labelsize=8)
+    fig.suptitle(f"Training curves ({Path(log_csv_path).name})")
+    return _save(fig, path)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Arrays
+
+
+def _as_array(x: Any, name: str) -> np.ndarray:
+    """A numpy view of a tensor or array-like, without importing torch."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu()
+        try:
+            return x.numpy()
+        except TypeError:  # bfloat16 and other dtypes numpy lacks
+            return x.float().numpy()
+    try:
+        return np.asarray(x)
+    except (TypeError, ValueError) as error:
+        raise DataError(f"{name} is not an array ({error}); pass a tensor or numpy array") from None
+
+
+def _as_float_array(x: Any, name: str) -> np.ndarray:
+    """Floats for drawing; 8-bit images are scaled to [0, 1]."""
+    array = _as_array(x, name)
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255.0
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+        raise DataError(f"{name} has dtype {array.dtype}; pass numbers (float in [0, 1] or uint8)")
+    return array.astype(np.float32)
+
+
+def _check_rows(x: np.ndarray, name: str, caller: str) -> None:
+    if x.ndim not in (2, 4) or len(x) == 0:
+        raise DataError(
+            f"{caller}: {name} has shape {list(x.shape)}; expected [B, C, H, W] images or [B, D] table rows "
+            "with B >= 1 (add a channel axis to [B, H, W] images)"
+        )
+
+
+def _check_count(n: int, name: str) -> int:
+    if int(n) < 1:
+        raise DataError(f"{name}={n} draws nothing; pass {name} >= 1")
+    return int(n)
+
+
+def _images_for_display(x: np.ndarray) -> tuple[np.ndarray, str]:
+    """``[B, C, H, W]`` -> ``[B, H, W, 1 or 3]`` clipped to [0, 1], and a note for the title."""
+    channels = x.shape[1]
+    note = ""
+    if channels not in (1, 3):
+        x = x[:, :1]
+        note = f" (channel 0 of {channels})"
+    return np.clip(x.transpose(0, 2, 3, 1), 0.0, 1.0), note  # [B, H, W, C]
+
+
+def _tile(images: np.ndarray, columns: int, pad: int = 1, pad_value: float = 1.0) -> np.ndarray:
+    """``[B, H, W, C]`` -> one ``[rows*(H+pad)-pad, columns*(W+pad)-pad, C]`` image, padding between."""
+    count, height, width, channels = images.shape
+    rows = math.ceil(count / columns)
+    shape = (rows * (height + pad) - pad, columns * (width + pad) - pad, channels)
+    grid = np.full(shape, pad_value, np.float32)
+    for index, image in enumerate(images):
+        top = (index // columns) * (height + pad)
+        left = (index % columns) * (width + pad)
+        grid[top : top + height, left : left + width] = image
+    return grid
+
+
+def _project_to_2d(z: np.ndarray, method: str) -> tuple[np.ndarray, tuple[str, str]]:
+    if z.shape[1] == 1:
+        return np.concatenate([z, np.zeros_like(z)], axis=1), ("z1", "")
+    if z.shape[1] == 2:
+        return z, ("z1", "z2")
+    if method == "pca":
+        centred = z - z.mean(axis=0)  # [N, K]
+        _, singular, components = np.linalg.svd(centred, full_matrices=False)  # components: [K', K]
+        components = components[:2]
+        # An SVD's signs are arbitrary; fix them so the same latents always give the same picture.
+        largest = np.abs(components).argmax(axis=1)
+        components = components * np.sign(components[np.arange(2), largest])[:, None]
+        variance = singular**2 / max(float((singular**2).sum()), 1e-12)
+        names = tuple(f"PC{i + 1} ({100 * variance[i]:.0f}% of variance)" for i in range(2))
+        return centred @ components.T, names  # [N, 2]
+    if method == "tsne":
+        if len(z) < 3:
+            raise DataError(f"plot_latent_map: t-SNE needs at least 3 points, got {len(z)}; use method='pca'")
+        from sklearn.manifold import TSNE
+
+        tsne = TSNE(n_components=2, init="pca", perplexity=min(30.0, (len(z) - 1) / 3), random_state=0)
+        return tsne.fit_transform(z), ("t-SNE 1", "t-SNE 2")
+    raise DataError(f"plot_latent_map: unknown method {method!r}; use 'pca' or 'tsne'")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Drawing
+
+
+def _new_figure(size: tuple[float, float]) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
+    return write_atomically(Path(path), lambda file: fig.savefig(file, format="png", dpi=100))
+
+
+def _grid_size_inches(images: np.ndarray, columns: int) -> tuple[float, float]:
+    """Figure width and grid height: small images get larger tiles, large images are capped."""
+    _, height, width, _ = images.shape
+    tile = float(np.clip(width / 32, 0.75, 2.0))
+    rows = math.ceil(len(images) / columns)
+    return max(columns * tile, 3.0), rows * tile * height / width
+
+
+def _show_image_grid(ax: Axes, images: np.ndarray, columns: int, title: str) -> None:
+    grid = _tile(images, columns)
+    if grid.shape[-1] == 1:
+        ax.imshow(grid[..., 0], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    else:
+        ax.imshow(grid, interpolation="nearest")
+    ax.set_title(title)
+    ax.set_axis_off()
+
+
+def _show_heatmap(ax: Axes, rows: np.ndarray, title: str, vmin: float, vmax: float) -> None:
+    image = ax.imshow(rows, aspect="auto", cmap="viridis", vmin=vmin, vmax=vmax, interpolation="nearest")
+    ax.set_title(title)
+    ax.set_xlabel("feature")
+    ax.set_ylabel("row")
+    ax.figure.colorbar(image, ax=ax, shrink=0.8)
+
+
+def _plot_table_reconstructions(x: np.ndarray, x_hat: np.ndarray) -> Figure:
+    """Line plots of the first few rows, then heatmaps of all rows on one shared colour scale."""
+    lines = min(len(x), _TABLE_LINE_PLOTS)
+    fig = _new_figure((max(3.0 * lines, 8.0), 6.5))
+    grid = fig.add_gridspec(2, 2 * lines)
+    features = np.arange(x.shape[1])
+    marker = "o" if x.shape[1] <= 40 else None
+    for row in range(lines):
+        ax = fig.add_subplot(grid[0, 2 * row : 2 * row + 2])
+        ax.plot(features, x[row], marker=marker, markersize=3, label="input")
+        ax.plot(features, x_hat[row], marker=marker, markersize=3, linestyle="--", label="reconstruction")
+        ax.set_title(f"row {row}", fontsize=10)
+        ax.tick_params(labelsize=8)
+        if row == 0:
+            ax.legend(fontsize=8)
+    vmin = float(min(x.min(), x_hat.min()))
+    vmax = float(max(x.max(), x_hat.max()))
+    _show_heatmap(fig.add_subplot(grid[1, :lines]), x, "Inputs", vmin, vmax)
+    _show_heatmap(fig.add_subplot(grid[1, lines:]), x_hat, "Reconstructions", vmin, vmax)
+    return fig
+
+
+def _scatter_by_label(fig: Figure, ax: Axes, points: np.ndarray, labels: np.ndarray, size: float) -> None:
+    classes = np.unique(labels)
+    is_integer = np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.bool_)
+    if is_integer and len(classes) <= _MAX_LEGEND_LABELS:
+        from matplotlib import colormaps
+
+        palette = colormaps["tab10" if len(classes) <= 10 else "tab20"]
+        for index, label in enumerate(classes):
+            chosen = labels == label
+            ax.scatter(
+                points[chosen, 0],
+                points[chosen, 1],
+                s=size,
+                alpha=0.7,
+                linewidths=0,
+                color=palette(index),
+                label=str(label),
+            )
+        markerscale = max(1.0, 20 / size)
+        ax.legend(title="label", loc="center left", bbox_to_anchor=(1.0, 0.5), markerscale=markerscale)
+    else:
+        image = ax.scatter(
+            points[:, 0],
+            points[:, 1],
+            c=labels.astype(np.float64),
+            s=size,
+            alpha=0.7,
+            linewidths=0,
+            cmap="viridis",
+        )
+        fig.colorbar(image, ax=ax, label="label")
+
+
+def _plot_term(ax: Axes, series: _Series, term: str) -> None:
+    positive = True
+    for split, by_term in series.items():
+        if term not in by_term:
+            continue
+        steps, values = by_term[term]
+        positive = positive and bool((values > 0).all())
+        # Validation is logged far less often than training, so its points are marked.
+        marker = None if split == "train" and len(steps) > 20 else "o"
+        ax.plot(steps, values, marker=marker, markersize=3, label=split, color=_SPLIT_COLOURS.get(split))
+    if term == "lr" and positive:
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.grid(alpha=0.3)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Training log
+
+
+def _read_training_log(log_csv_path: str | os.PathLike[str]) -> _Series:
+    """``{split: {term: (steps, values)}}`` from a CSV log, each series sorted by step, gaps dropped."""
+    log_csv_path = Path(log_csv_path)
+    if not log_csv_path.is_file():
+        raise DataError(f"training log {log_csv_path} does not exist; train first or pass the run's CSV log")
+    with log_csv_path.open(newline="") as file:
+        reader = csv.DictReader(file)
+        header = [name.strip() for name in reader.fieldnames or []]
+        rows = list(reader)
+    if not header:
+        raise DataError(f"training log {log_csv_path} is empty; expected a header naming step, split, loss")
+    if "step" not in header:
+        raise DataError(f"training log {log_csv_path} has columns {header} but no 'step'; log it in each row")
+
+    terms = [name for name in header if name not in _LOG_INDEX_COLUMNS]
+    parsed: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    non_numeric: set[str] = set()
+    for row in rows:
+        row = {(key or "").strip(): value for key, value in row.items()}
+        step = _parse_number(row.get("step"))
+        if step is None or not math.isfinite(step):
+            continue
+        split = (row.get("split") or "").strip() or "train"
+        for term in terms:
+            cell = row.get(term)
+            value = _parse_number(cell)
+            if value is None:
+                if isinstance(cell, str) and cell.strip():
+                    non_numeric.add(term)
+                continue
+            if math.isfinite(value):
+                parsed.setdefault(split, {}).setdefault(term, []).append((step, value))
+
+    known = list(_SPLIT_COLOURS)
+    series: _Series = {}
+    for split in sorted(parsed, key=lambda name: (known.index(name) if name in known else len(known), name)):
+        for term in terms:
+            points = parsed[split].get(term)
+            if term in non_numeric or not points:
+                continue
+            steps, values = np.asarray(sorted(points, key=lambda point: point[0])).T
+            series.setdefault(split, {})[term] = (steps, values)
+    return series
+
+
+def _parse_number(cell: str | None) -> float | None:
+    if cell is None or not str(cell).strip():
+        return None
+    try:
+        return float(cell)
+    except ValueError:
+        return None

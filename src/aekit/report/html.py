@@ -1,0 +1,252 @@
+"""One self-contained HTML page per run: title, metrics, resolved config and figures.
+
+The page has no external links or scripts: figures are embedded as base64 ``data:`` URIs and the CSS is
+inline, so ``report.html`` can be mailed or archived on its own. Every string read from the run's files is
+HTML-escaped. A run directory holds::
+
+    config.json      {"model": {"name": ...}, "data": {"name": ...}, "train": {...}}
+    metrics.json     a flat dict, keys grouped by their prefix: {"test/nll": 89.9, "train/steps": 1000}
+    figures/*.png    reconstructions.png, samples.png, latent_map.png, training_curves.png, any others
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from aekit.errors import DataError
+from aekit.report._files import write_atomically
+
+__all__ = ["FIGURE_CAPTIONS", "write_report"]
+
+# The figures every run may have, in the order the report shows them; other PNGs follow, by name.
+FIGURE_CAPTIONS = {
+    "reconstructions.png": "Inputs (top) and reconstructions (bottom)",
+    "samples.png": "Samples from the prior",
+    "latent_map.png": "Latent means, coloured by label",
+    "training_curves.png": "Training curves",
+}
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_CONFIG_SECTIONS = ("model", "data", "train")
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1100px;
+       padding: 0 1rem; color: #222; line-height: 1.45; }
+h1 { margin-bottom: 0.2rem; }
+h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2rem; margin-top: 2rem; }
+.subtitle { color: #666; margin-top: 0; }
+.tables { display: flex; flex-wrap: wrap; gap: 1.5rem; align-items: flex-start; }
+table { border-collapse: collapse; font-size: 0.92rem; }
+caption { text-align: left; font-weight: 600; padding-bottom: 0.3rem; }
+td, th { border: 1px solid #ddd; padding: 0.25rem 0.6rem; text-align: left; vertical-align: top; }
+td.number { text-align: right; font-variant-numeric: tabular-nums; font-family: ui-monospace, monospace; }
+td code { white-space: pre-wrap; word-break: break-word; }
+figure { margin: 1.5rem 0; }
+figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { color: #555; font-size: 0.92rem; margin-top: 0.3rem; }
+.missing { color: #8a6d3b; background: #fcf8e3; padding: 0.5rem 0.8rem; border-radius: 4px; }
+pre { background: #f6f8fa; padding: 0.8rem; overflow-x: auto; font-size: 0.85rem; }
+"""
+
+
+def write_report(run_dir: str | os.PathLike[str]) -> Path:
+    """Write ``run_dir/report.html`` from the run's config, metrics and figures; return its path.
+
+    Missing or unreadable files are reported in their section instead of failing, so the report can be
+    written at any point of a run. The file is replaced atomically.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise DataError(f"run directory {run_dir} does not exist; pass the folder a training run wrote")
+
+    config, config_problem = _read_json(run_dir / "config.json")
+    metrics, metrics_problem = _read_json(run_dir / "metrics.json")
+    title = _title(config, run_dir)
+    body = [
+        f"<h1>{escape(title)}</h1>",
+        f'<p class="subtitle">Run <code>{escape(run_dir.resolve().name)}</code></p>',
+        "<h2>Metrics</h2>",
+        _metrics_section(metrics, metrics_problem),
+        "<h2>Figures</h2>",
+        _figures_section(run_dir / "figures"),
+        "<h2>Configuration</h2>",
+        _config_section(config, config_problem),
+    ]
+    page = "\n".join(
+        [
+            "<!DOCTYPE html>",
+            '<html lang="en">',
+            "<head>",
+            '<meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            f"<title>{escape(title)}</title>",
+            f"<style>{_CSS}</style>",
+            "</head>",
+            "<body>",
+            *body,
+            "</body>",
+            "</html>",
+            "",
+        ]
+    )
+    return write_atomically(run_dir / "report.html", lambda file: file.write(page.encode("utf-8")))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Sections
+
+
+def _title(config: Any, run_dir: Path) -> str:
+    if not isinstance(config, dict):
+        return f"Run {run_dir.resolve().name}"
+    model = _section_name(config.get("model"))
+    data = _section_name(config.get("data"))
+    if model and data:
+        return f"{model} on {data}"
+    return model or data or f"Run {run_dir.resolve().name}"
+
+
+def _section_name(section: Any) -> str:
+    if isinstance(section, dict) and section.get("name") is not None:
+        return str(section["name"])
+    return ""
+
+
+def _metrics_section(metrics: Any, problem: str | None) -> str:
+    if problem is not None:
+        return _missing(f"No metrics: {problem}.")
+    if not isinstance(metrics, dict):
+        return _missing(f"metrics.json holds a {type(metrics).__name__}, not a dict of metric values.")
+    if not metrics:
+        return _missing("metrics.json is empty: no metrics recorded yet.")
+    groups: dict[str, list[tuple[str, Any]]] = {}
+    for key, value in _flatten(metrics, "/").items():
+        prefix, _, name = key.rpartition("/")
+        groups.setdefault(prefix or "other", []).append((name, value))
+    tables = [_table(prefix, ("metric", "value"), rows) for prefix, rows in groups.items()]
+    return '<div class="tables">\n' + "\n".join(tables) + "\n</div>"
+
+
+def _config_section(config: Any, problem: str | None) -> str:
+    if problem is not None:
+        return _missing(f"No configuration: {problem}.")
+    if not isinstance(config, dict):
+        return f"<pre>{escape(json.dumps(config, indent=2))}</pre>"
+    ordered = [key for key in _CONFIG_SECTIONS if key in config] + [
+        k for k in config if k not in _CONFIG_SECTIONS
+    ]
+    sections = [key for key in ordered if isinstance(config[key], dict) and config[key]]
+    loose = {key: value for key, value in config.items() if key not in sections}
+    tables = [_table(key, ("key", "value"), list(_flatten(config[key], ".").items())) for key in sections]
+    if loose:
+        tables.append(_table("other", ("key", "value"), list(_flatten(loose, ".").items())))
+    return (
+        '<div class="tables">\n'
+        + "\n".join(tables)
+        + "\n</div>\n<details><summary>config.json</summary>\n"
+        + f"<pre>{escape(json.dumps(config, indent=2))}</pre>\n</details>"
+    )
+
+
+def _figures_section(figures_dir: Path) -> str:
+    if not figures_dir.is_dir():
+        return _missing("No figures: the run has no figures/ folder yet.")
+    present = {path.name: path for path in figures_dir.glob("*.png") if path.is_file()}
+    if not present:
+        return _missing("No figures: figures/ holds no PNG files yet.")
+    known = [name for name in FIGURE_CAPTIONS if name in present]
+    others = sorted(name for name in present if name not in FIGURE_CAPTIONS)
+    parts = []
+    for name in known + others:
+        caption = FIGURE_CAPTIONS.get(name) or Path(name).stem.replace("_", " ").capitalize()
+        data = present[name].read_bytes()
+        if not data.startswith(_PNG_SIGNATURE):
+            parts.append(_missing(f"{name} is not a valid PNG file; skipped."))
+            continue
+        encoded = base64.b64encode(data).decode("ascii")
+        parts.append(
+            f'<figure><img src="data:image/png;base64,{encoded}" alt="{escape(caption)}">'
+            f"<figcaption>{escape(caption)} <code>({escape(name)})</code></figcaption></figure>"
+        )
+    absent = [f"{caption} ({name})" for name, caption in FIGURE_CAPTIONS.items() if name not in present]
+    if absent:
+        note = "Not produced for this run: " + "; ".join(absent) + "."
+        if "samples.png" not in present:
+            note += " A deterministic autoencoder has no prior to sample from."
+        parts.append(_missing(note))
+    return "\n".join(parts)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Pieces
+
+
+def _read_json(path: Path) -> tuple[Any, str | None]:
+    """The parsed file, or None and a sentence saying why it could not be read."""
+    if not path.is_file():
+        return None, f"{path.name} not found"
+    try:
+        return json.loads(path.read_text(encoding="utf-8")), None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        return None, f"{path.name} could not be read ({error})"
+
+
+def _flatten(values: dict[str, Any], separator: str, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts become one level: ``{"a": {"b": 1}}`` -> ``{"a<separator>b": 1}``."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{separator}{key}" if prefix else str(key)
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, separator, name))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _table(caption: str, header: tuple[str, str], rows: list[tuple[str, Any]]) -> str:
+    lines = [
+        f"<table><caption>{escape(caption)}</caption>",
+        f"<tr><th>{escape(header[0])}</th><th>{escape(header[1])}</th></tr>",
+    ]
+    for key, value in rows:
+        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        cell = '<td class="number">' if is_number else "<td>"
+        shown = escape(_format_value(value))
+        if isinstance(value, (list, dict)):
+            shown = f"<code>{shown}</code>"
+        lines.append(f"<tr><td>{escape(str(key))}</td>{cell}{shown}</td></tr>")
+    lines.append("</table>")
+    return "\n".join(lines)
+
+
+def _format_value(value: Any) -> str:
+    """A metric or config value as a person reads it: 1,000 steps, 89.91 nats, 0.9312, 1.2e-04 lr."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        magnitude = abs(value)
+        if magnitude >= 1e6 or 0 < magnitude < 1e-3:
+            return f"{value:.3e}"
+        if magnitude >= 1000:
+            return f"{value:,.1f}"
+        return f"{value:.4g}"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def _missing(sentence: str) -> str:
+    return f'<p class="missing">{escape(sentence)}</p>'
