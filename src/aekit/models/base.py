@@ -132,6 +132,7 @@ class Autoencoder(nn.Module):
     ) -> AutoencoderOutput:
         """Score ``x [B, *S]``: the target is x itself unless given; a corruption (if any) applies in training
         mode or whenever ``noise`` is passed."""
+        self.check_input(x)
         target = x if target is None else target
         if self.corruption is not None and (self.training or noise is not None):
             x = self.corruption(x, noise)

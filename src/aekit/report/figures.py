@@ -299,16 +299,18 @@ def _plot_table_reconstructions(x: np.ndarray, x_hat: np.ndarray) -> Figure:
     grid = fig.add_gridspec(2, 2 * lines)
     features = np.arange(x.shape[1])
     marker = "o" if x.shape[1] <= 40 else None
+    vmin = float(min(x.min(), x_hat.min()))
+    vmax = float(max(x.max(), x_hat.max()))
+    margin = 0.05 * (vmax - vmin) or 0.5
     for row in range(lines):
         ax = fig.add_subplot(grid[0, 2 * row : 2 * row + 2])
         ax.plot(features, x[row], marker=marker, markersize=3, label="input")
         ax.plot(features, x_hat[row], marker=marker, markersize=3, linestyle="--", label="reconstruction")
+        ax.set_ylim(vmin - margin, vmax + margin)
         ax.set_title(f"row {row}", fontsize=10)
         ax.tick_params(labelsize=8)
         if row == 0:
             ax.legend(fontsize=8)
-    vmin = float(min(x.min(), x_hat.min()))
-    vmax = float(max(x.max(), x_hat.max()))
     _show_heatmap(fig.add_subplot(grid[1, :lines]), x, "Inputs", vmin, vmax)
     _show_heatmap(fig.add_subplot(grid[1, lines:]), x_hat, "Reconstructions", vmin, vmax)
     return fig

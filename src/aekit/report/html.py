@@ -15,6 +15,7 @@ import base64
 import json
 import math
 import os
+from collections.abc import Callable
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -126,9 +127,11 @@ def _metrics_section(metrics: Any, problem: str | None) -> str:
         return _missing("metrics.json is empty: no metrics recorded yet.")
     groups: dict[str, list[tuple[str, Any]]] = {}
     for key, value in _flatten(metrics, "/").items():
-        prefix, _, name = key.rpartition("/")
-        groups.setdefault(prefix or "other", []).append((name, value))
-    tables = [_table(prefix, ("metric", "value"), rows) for prefix, rows in groups.items()]
+        prefix, separator, name = key.partition("/")
+        if not separator:
+            prefix, name = "other", key
+        groups.setdefault(prefix, []).append((name, value))
+    tables = [_table(prefix, ("metric", "value"), rows, _format_metric) for prefix, rows in groups.items()]
     return '<div class="tables">\n' + "\n".join(tables) + "\n</div>"
 
 
@@ -142,9 +145,12 @@ def _config_section(config: Any, problem: str | None) -> str:
     ]
     sections = [key for key in ordered if isinstance(config[key], dict) and config[key]]
     loose = {key: value for key, value in config.items() if key not in sections}
-    tables = [_table(key, ("key", "value"), list(_flatten(config[key], ".").items())) for key in sections]
+    tables = [
+        _table(key, ("key", "value"), list(_flatten(config[key], ".").items()), _format_config)
+        for key in sections
+    ]
     if loose:
-        tables.append(_table("other", ("key", "value"), list(_flatten(loose, ".").items())))
+        tables.append(_table("other", ("key", "value"), list(_flatten(loose, ".").items()), _format_config))
     return (
         '<div class="tables">\n'
         + "\n".join(tables)
@@ -208,7 +214,9 @@ def _flatten(values: dict[str, Any], separator: str, prefix: str = "") -> dict[s
     return flat
 
 
-def _table(caption: str, header: tuple[str, str], rows: list[tuple[str, Any]]) -> str:
+def _table(
+    caption: str, header: tuple[str, str], rows: list[tuple[str, Any]], show: Callable[[Any], str]
+) -> str:
     lines = [
         f"<table><caption>{escape(caption)}</caption>",
         f"<tr><th>{escape(header[0])}</th><th>{escape(header[1])}</th></tr>",
@@ -216,7 +224,7 @@ def _table(caption: str, header: tuple[str, str], rows: list[tuple[str, Any]]) -
     for key, value in rows:
         is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
         cell = '<td class="number">' if is_number else "<td>"
-        shown = escape(_format_value(value))
+        shown = escape(show(value))
         if isinstance(value, (list, dict)):
             shown = f"<code>{shown}</code>"
         lines.append(f"<tr><td>{escape(str(key))}</td>{cell}{shown}</td></tr>")
@@ -224,8 +232,13 @@ def _table(caption: str, header: tuple[str, str], rows: list[tuple[str, Any]]) -
     return "\n".join(lines)
 
 
-def _format_value(value: Any) -> str:
-    """A metric or config value as a person reads it: 1,000 steps, 89.91 nats, 0.9312, 1.2e-04 lr."""
+def _format_config(value: Any) -> str:
+    """A config value exactly as in config.json, so it can be copied back."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _format_metric(value: Any) -> str:
+    """A metric as a person reads it: 1,000 steps, 89.91 nats, 0.9312 accuracy, 1.235e-04."""
     if value is None:
         return "none"
     if isinstance(value, bool):

@@ -1,0 +1,243 @@
+"""Named datasets and the one entry point, :func:`load_data`.
+
+``load_data("mnist")`` reads a registered dataset from the data root (``root=`` or ``$AEKIT_DATA``);
+``load_data("path/to/files")`` reads the user's own files, whose format is recognised from their contents.
+Data that ships its own split keeps it (a validation part is held out of train where there is none); data
+that does not gets a seeded random split.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from aekit.data import formats
+from aekit.data.base import Splits, holdout_split, random_split
+from aekit.data.formats import Parts, PathLike
+from aekit.errors import DataError
+
+DATA_ROOT_ENV = "AEKIT_DATA"
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A registered dataset: ``load`` reads ``root/folder`` (or takes no argument when ``folder`` is None)."""
+
+    name: str
+    description: str
+    folder: str | None
+    files: str
+    load: Callable[..., Parts]
+
+
+_REGISTRY: dict[str, DatasetInfo] = {}
+
+
+def register_dataset(info: DatasetInfo) -> DatasetInfo:
+    """Add a named dataset; a name can be registered once."""
+    if info.name in _REGISTRY:
+        raise ValueError(f"dataset {info.name!r} is already registered; pick another name")
+    _REGISTRY[info.name] = info
+    return info
+
+
+def list_datasets() -> list[tuple[str, str]]:
+    """``(name, description)`` of every registered dataset, in registration order."""
+    return [(info.name, info.description) for info in _REGISTRY.values()]
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """The registry entry of ``name``: description, folder under the data root, expected files."""
+    if name not in _REGISTRY:
+        raise DataError(f"{name}: not a registered dataset; pick one of {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def load_data(
+    spec: str,
+    *,
+    root: PathLike | None = None,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+) -> Splits:
+    """Train/val/test splits of a registered dataset (``spec`` a name) or of the files at path ``spec``.
+
+    An official test set is kept (``test_fraction`` is then unused) and an official validation set too;
+    what is missing is drawn from train with ``seed``. Registered names win over same-named paths.
+    """
+    if spec in _REGISTRY:
+        info = _REGISTRY[spec]
+        parts = info.load(_dataset_folder(info, root)) if info.folder else info.load()
+        name = spec
+    else:
+        path = Path(spec).expanduser()
+        if not path.exists():
+            raise DataError(
+                f"{spec}: no such file or folder; pass a registered name ({', '.join(_REGISTRY)}) or a path"
+            )
+        parts = load_path(path)
+        name = Path(path.name.removesuffix(".gz")).stem
+    return _split(parts, name, val_fraction, test_fraction, seed)
+
+
+def _dataset_folder(info: DatasetInfo, root: PathLike | None) -> Path:
+    root = root or os.environ.get(DATA_ROOT_ENV)
+    if not root:
+        raise DataError(
+            f"{info.name}: no data folder given; set {DATA_ROOT_ENV} to the folder that holds {info.folder}/ "
+            "or pass a path (root=...)"
+        )
+    folder = Path(root).expanduser() / info.folder
+    if not folder.is_dir():
+        raise DataError(f"{info.name}: {folder} does not exist; put {info.files} there, or change root")
+    return folder
+
+
+def _split(parts: Parts, name: str, val_fraction: float, test_fraction: float, seed: int) -> Splits:
+    train = parts.get("train", parts.get("all"))
+    if "val" in parts and "test" in parts:
+        splits = Splits(train, parts["val"], parts["test"])
+    elif "test" in parts:
+        splits = holdout_split(train, parts["test"], val_fraction, seed)
+    elif "val" in parts:
+        rest = random_split(train, 0.0, test_fraction, seed)
+        splits = Splits(rest.train, parts["val"], rest.test)
+    else:
+        splits = random_split(train, val_fraction, test_fraction, seed)
+    for part in ("train", "val", "test"):
+        getattr(splits, part).name = f"{name}/{part}"
+    return splits
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Recognising the format of a user's path
+
+
+def _whole(x: np.ndarray, y: np.ndarray | None, path: Path) -> Parts:
+    return {"all": formats.as_dataset(x, y, "all", path)}
+
+
+LOADERS: dict[str, Callable[[Path], Parts]] = {
+    "idx-folder": formats.load_idx_folder,
+    "amat-folder": formats.load_amat_folder,
+    "cifar-batches": formats.load_cifar_batches,
+    "image-folder": lambda path: _whole(*formats.read_image_folder(path), path),
+    "idx": lambda path: _whole(formats.read_idx_images(path), None, path),
+    "amat": lambda path: _whole(formats.read_amat(path), None, path),
+    "cifar-batch": lambda path: _whole(*formats.read_cifar_batch(path), path),
+    "numpy": formats.load_numpy,
+    "csv": lambda path: _whole(*formats.read_csv(path), path),
+}
+
+
+def detect_format(path: PathLike) -> str:
+    """The format of a file or folder (a key of ``LOADERS``), from its contents rather than its name."""
+    path = Path(path)
+    if path.is_dir():
+        return _detect_folder(path)
+    head = formats.read_head(path)
+    magic = int.from_bytes(head[:4], "big")
+    if head.startswith((b"\x93NUMPY", b"PK\x03\x04")):
+        return "numpy"
+    if magic == formats.IDX_IMAGES_MAGIC:
+        return "idx"
+    if magic == formats.IDX_LABELS_MAGIC:
+        raise DataError(f"{path}: an IDX labels file alone; pass the folder that holds the images too")
+    if head[:1] == b"\x80":  # pickle protocol 2 or later
+        return "cifar-batch"
+    first_line = head.split(b"\n", 1)[0]
+    if first_line and b" " in first_line and set(first_line) <= set(b"01 \t\r"):
+        return "amat"
+    if b"\x00" not in head:
+        return "csv"
+    raise DataError(
+        f"{path}: unrecognised format; pass an IDX, .amat, CIFAR batch, .npy/.npz or CSV file, or a folder"
+    )
+
+
+def _detect_folder(folder: Path) -> str:
+    if formats.find_idx_pair(folder, "train"):
+        return "idx-folder"
+    if (folder / "cifar-10-batches-py").is_dir() or any(folder.glob("data_batch_*")):
+        return "cifar-batches"
+    if any(folder.glob("*.amat")) or any(folder.glob("*.amat.gz")):
+        return "amat-folder"
+    if formats.find_images(folder)[0]:
+        return "image-folder"
+    raise DataError(
+        f"{folder}: no dataset recognised; expected the MNIST IDX files, .amat files, CIFAR python batches, "
+        "or images (in class subfolders or flat)"
+    )
+
+
+def load_path(path: PathLike) -> Parts:
+    """The dataset parts in a user's file or folder, whichever supported format it holds."""
+    path = Path(path)
+    return LOADERS[detect_format(path)](path)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Registered datasets
+
+
+def _load_digits() -> Parts:
+    from sklearn.datasets import load_digits  # heavy import, paid only when the data is asked for
+
+    digits = load_digits()
+    x = (digits.images / 16.0).astype(np.float32)  # [N, 8, 8] in 0..16 -> [0, 1]
+    return {"all": formats.as_dataset(x, digits.target, "digits", "sklearn.datasets.load_digits")}
+
+
+def _load_cifar10(folder: Path) -> Parts:
+    if (folder / "cifar-10-batches-py").is_dir() or any(folder.glob("data_batch_*")):
+        return formats.load_cifar_batches(folder)
+    if (folder / "cifar10_train.npz").is_file():
+        return formats.load_numpy(folder / "cifar10_train.npz")
+    raise DataError(f"{folder}: holds neither cifar10_train.npz nor cifar-10-batches-py/; put one there")
+
+
+_IDX_FILES = "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, ..."
+
+for _info in (
+    DatasetInfo(
+        "digits",
+        "scikit-learn's bundled 8x8 handwritten digits: 1,797 grey images, 10 classes (random split)",
+        None,
+        "nothing (bundled with scikit-learn)",
+        _load_digits,
+    ),
+    DatasetInfo(
+        "mnist",
+        "MNIST handwritten digits: 60,000 train + 10,000 test 28x28 grey images, 10 classes",
+        "mnist",
+        f"the four official IDX files ({_IDX_FILES})",
+        formats.load_idx_folder,
+    ),
+    DatasetInfo(
+        "fashion-mnist",
+        "Fashion-MNIST clothing: 60,000 train + 10,000 test 28x28 grey images, 10 classes",
+        "fashion_mnist",
+        f"the four official IDX files ({_IDX_FILES})",
+        formats.load_idx_folder,
+    ),
+    DatasetInfo(
+        "binarized-mnist",
+        "statically binarized MNIST (Larochelle & Murray 2011): 50,000 / 10,000 / 10,000 images of 0/1",
+        "binarized_mnist",
+        "binarized_mnist_{train,valid,test}.amat[.gz]",
+        formats.load_amat_folder,
+    ),
+    DatasetInfo(
+        "cifar10",
+        "CIFAR-10: 32x32 RGB images, 10 classes (test held out of train when only train is present)",
+        "cifar10",
+        "cifar10_train.npz or cifar-10-batches-py/",
+        _load_cifar10,
+    ),
+):
+    register_dataset(_info)

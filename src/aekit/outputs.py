@@ -1,0 +1,55 @@
+"""What a run leaves for a person: ``metrics.json``, ``figures/`` and ``report.html``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from aekit.data.base import Splits
+from aekit.evaluate import embed_dataset, evaluate
+from aekit.io import atomic_write_text
+
+
+def write_figures(model, splits: Splits, run_dir: Path, seed: int = 0) -> list[Path]:
+    """Inputs vs reconstructions, prior samples (variational models), the latent map, training curves."""
+    from aekit.report import plot_latent_map, plot_reconstructions, plot_samples, plot_training_curves
+
+    figures = run_dir / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    device = next(model.parameters()).device
+    x = splits.test.inputs(slice(0, 16)).to(device)
+    written = [plot_reconstructions(x.cpu(), model.reconstruct(x).cpu(), figures / "reconstructions.png")]
+    if model.has_prior:
+        samples = model.sample(64, generator=torch.Generator().manual_seed(seed)).cpu()
+        written.append(plot_samples(samples, figures / "samples.png"))
+    n = min(len(splits.test), 2000)
+    z = embed_dataset(model, splits.test, limit=n)
+    y = splits.test.labels(slice(0, n))
+    written.append(plot_latent_map(z, None if y is None else y.numpy(), figures / "latent_map.png"))
+    if (run_dir / "log.csv").is_file():
+        written.append(plot_training_curves(run_dir / "log.csv", figures / "training_curves.png"))
+    return written
+
+
+def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> Path:
+    path = run_dir / "metrics.json"
+    atomic_write_text(path, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def write_outputs(model, splits: Splits, run_dir: Path, config, metrics: dict[str, Any] | None = None):
+    """Evaluate on the test split, then write metrics, figures and the report; returns (metrics, report path)."""
+    from aekit.report import write_report
+
+    metrics = dict(metrics or {})
+    metrics.update(
+        evaluate(model, splits, nll_samples=config.nll_samples, nll_examples=config.nll_examples or None,
+                 seed=config.seed)
+    )
+    write_metrics(run_dir, metrics)
+    if config.figures:
+        write_figures(model, splits, run_dir, seed=config.seed)
+    return metrics, write_report(run_dir)

@@ -1,0 +1,435 @@
+"""One training loop for every model, on Lightning Fabric (CPU, GPU, DDP, mixed precision).
+
+``train("vae", data="digits", out="runs/vae", steps=500)`` trains, checkpoints, evaluates and writes the
+run directory: ``config.json`` (resolved), ``checkpoints/``, ``model/``, ``log.csv``, ``metrics.json``,
+``figures/`` and ``report.html``.
+
+Exact resumption: the data order of epoch e is a permutation seeded by (seed, e), and every step reseeds
+the random generators from (seed, step, rank), so a run resumed from a checkpoint draws the same batches
+and the same noise as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from aekit.config import config_fields, from_dict, require, to_dict
+from aekit.data.base import Splits
+from aekit.errors import ConfigError, TrainingDiverged
+from aekit.io import atomic_write_text, read_json, save_model
+
+LR_SCHEDULES = ("cosine", "constant")
+ON_NAN = ("stop", "skip")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train. ``steps`` (optimiser updates) wins over ``epochs``; with neither, 1000 steps."""
+
+    steps: int = 0
+    epochs: int = 0
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    lr_warmup_steps: int = 0
+    lr_schedule: str = "cosine"
+    min_lr_ratio: float = 0.0
+    grad_clip: float = 0.0
+    accumulate: int = 1
+    eval_every: int = 0
+    val_examples: int = 2000
+    patience: int = 0
+    checkpoint_every: int = 0
+    keep_checkpoints: int = 2
+    seed: int = 0
+    deterministic: bool = False
+    devices: int = 1
+    accelerator: str = "auto"
+    precision: str = "32-true"
+    on_nan: str = "stop"
+    max_skipped: int = 20
+    log_every: int = 10
+    progress: bool = True
+    nll_samples: int = 1000
+    nll_examples: int = 0
+    figures: bool = True
+
+    def __post_init__(self) -> None:
+        for key in ("steps", "epochs", "lr_warmup_steps", "eval_every", "patience", "checkpoint_every", "nll_samples",
+                    "nll_examples", "val_examples"):
+            require(getattr(self, key) >= 0, f"{key}={getattr(self, key)} must be >= 0")
+        for key in ("batch_size", "accumulate", "devices", "log_every", "keep_checkpoints", "max_skipped"):
+            require(getattr(self, key) >= 1, f"{key}={getattr(self, key)} must be >= 1")
+        require(self.lr > 0 and math.isfinite(self.lr), f"lr={self.lr} must be a positive number")
+        require(self.weight_decay >= 0, f"weight_decay={self.weight_decay} must be >= 0")
+        require(self.grad_clip >= 0, f"grad_clip={self.grad_clip} must be >= 0 (0 turns clipping off)")
+        require(0 <= self.min_lr_ratio <= 1, f"min_lr_ratio={self.min_lr_ratio} must lie in [0, 1]")
+        require(self.lr_schedule in LR_SCHEDULES,
+                f"lr_schedule={self.lr_schedule!r} is unknown; choose one of {', '.join(LR_SCHEDULES)}")
+        require(self.on_nan in ON_NAN, f"on_nan={self.on_nan!r} is unknown; choose one of {', '.join(ON_NAN)}")
+        require(self.accelerator in ("auto", "cpu", "gpu", "cuda", "mps"),
+                f"accelerator={self.accelerator!r} is unknown; choose auto, cpu, gpu or mps")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data: a registered name (``digits``, ``mnist``, ...) or a path; ``root`` defaults to $AEKIT_DATA."""
+
+    name: str = "digits"
+    root: str | None = None
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    split_seed: int = 0
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    model: Any
+    metrics: dict[str, Any]
+    report: Path | None
+
+
+def learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
+    """Linear warm-up to ``lr`` over ``lr_warmup_steps``, then cosine decay to ``lr * min_lr_ratio``."""
+    if step < config.lr_warmup_steps:
+        return config.lr * (step + 1) / config.lr_warmup_steps
+    if config.lr_schedule == "constant":
+        return config.lr
+    span = max(1, total_steps - config.lr_warmup_steps)
+    progress = min(1.0, (step - config.lr_warmup_steps) / span)
+    floor = config.lr * config.min_lr_ratio
+    return floor + (config.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def step_seed(seed: int, step: int, rank: int = 0) -> int:
+    return (seed * 1_000_003 + step * 7919 + rank * 104_729) % (2**63 - 1)
+
+
+def split_overrides(overrides: dict[str, Any], model_name: str) -> tuple[dict, dict, dict]:
+    """Sort ``key=value`` overrides into model, data and train config keys; ``model.x``/``data.x``/``train.x``
+    name the section explicitly."""
+    from aekit.registry import model_entry
+
+    sections = {
+        "model": set(config_fields(model_entry(model_name).config_class)),
+        "data": set(config_fields(DataConfig)) - {"name"},
+        "train": set(config_fields(TrainConfig)),
+    }
+    out: dict[str, dict] = {"model": {}, "data": {}, "train": {}}
+    for key, value in overrides.items():
+        section, _, field = key.rpartition(".")
+        candidates = [section] if section else [s for s in ("train", "data", "model") if field in sections[s]]
+        if section and (section not in sections or field not in sections[section]):
+            raise ConfigError(f"unknown key {key!r}; sections are model., data., train.")
+        if not candidates:
+            known = ", ".join(sorted(sections["model"] | sections["train"] | sections["data"]))
+            raise ConfigError(f"unknown key {key!r} for {model_name}; known keys: {known}")
+        out[candidates[0]][field] = value
+    return out["model"], out["data"], out["train"]
+
+
+def load_splits(data: DataConfig) -> Splits:
+    from aekit.data import load_data
+
+    return load_data(data.name, root=data.root, seed=data.split_seed, val_fraction=data.val_fraction,
+                     test_fraction=data.test_fraction)
+
+
+def resolve_run(model: str, data: str | DataConfig, out: Path, resume: bool, config_file: dict | None,
+                overrides: dict[str, Any]) -> dict[str, Any]:
+    """The resolved ``config.json`` of a run: recipe file, then command-line overrides, then data shape."""
+    from aekit.registry import make_config
+
+    saved = out / "config.json"
+    if resume:
+        if not saved.is_file():
+            raise ConfigError(f"{out}: nothing to resume (no config.json); start the run without --resume")
+        base = read_json(saved)
+        model = base["model"]["name"]
+    else:
+        if (out / "checkpoints").exists() or (out / "model").exists():
+            raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        base = {"model": {"name": model}, "data": {}, "train": {}}
+        for section in ("model", "data", "train"):
+            base[section].update((config_file or {}).get(section, {}))
+        base["data"].setdefault("name", data.name if isinstance(data, DataConfig) else data)
+        if isinstance(data, DataConfig):
+            base["data"].update(to_dict(data))
+    m, d, t = split_overrides(overrides, model)
+    base["model"].update(m)
+    base["data"].update(d)
+    base["train"].update(t)
+    data_config = from_dict(DataConfig, base["data"], where="data")
+    train_config = from_dict(TrainConfig, base["train"], where="train")
+    model_values = {k: v for k, v in base["model"].items() if k != "name"}
+    if not resume:
+        splits = load_splits(data_config)
+        model_values["data_shape"] = list(splits.shape)
+        if "likelihood" not in model_values:
+            x = splits.train.inputs(slice(0, 2048))
+            model_values["likelihood"] = "bernoulli" if bool(x.min() >= 0) and bool(x.max() <= 1) else "gaussian"
+    model_config = make_config(model, **model_values)
+    return {"model": {"name": model, **to_dict(model_config)}, "data": to_dict(data_config),
+            "train": to_dict(train_config)}
+
+
+class CSVLog:
+    """``log.csv``: one row per logged step and split; on resume, rows past the checkpoint are dropped."""
+
+    def __init__(self, path: Path, columns: list[str], resume_step: int | None) -> None:
+        self.path, self.columns = path, columns
+        if resume_step is not None and path.is_file():
+            lines = path.read_text().splitlines()
+            header = lines[0].split(",") if lines else columns
+            kept = [ln for ln in lines[1:] if int(float(ln.split(",")[0])) <= resume_step]
+            self.columns = header
+            atomic_write_text(path, "\n".join([",".join(header), *kept]) + "\n")
+        else:
+            atomic_write_text(path, ",".join(columns) + "\n")
+
+    def write(self, row: dict[str, Any]) -> None:
+        def fmt(v: Any) -> str:
+            return "" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v)
+
+        with self.path.open("a") as f:
+            f.write(",".join(fmt(row.get(c)) for c in self.columns) + "\n")
+
+
+def _float_logs(logs: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in logs.items()}
+
+
+@torch.no_grad()
+def validation_logs(model, objective, splits: Splits, config: TrainConfig, step: int, device) -> dict[str, float]:
+    """Mean of the objective's logged terms over (at most ``val_examples`` of) the validation split."""
+    was_training = model.training
+    model.eval()
+    val = splits.val
+    n = len(val) if config.val_examples == 0 else min(len(val), config.val_examples)
+    totals: dict[str, float] = {}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(step_seed(config.seed, step) + 1)
+        for start in range(0, n, config.batch_size):
+            x = val.inputs(slice(start, min(n, start + config.batch_size))).to(device)
+            logs = _float_logs(objective(model(x), step).logs)
+            for k, v in logs.items():
+                totals[k] = totals.get(k, 0.0) + v * x.shape[0]
+    model.train(was_training)
+    return {k: v / max(n, 1) for k, v in totals.items()}
+
+
+def _fit(fabric, run: dict[str, Any], out: Path, resume: bool) -> dict[str, Any]:
+    """The loop itself; runs on every DDP rank."""
+    from aekit.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+    from aekit.registry import build_model, make_config
+
+    config = from_dict(TrainConfig, run["train"])
+    data_config = from_dict(DataConfig, run["data"])
+    rank, world = fabric.global_rank, fabric.world_size
+    fabric.seed_everything(config.seed, verbose=False)
+    if config.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+    splits = load_splits(data_config)
+    name = run["model"]["name"]
+    model = build_model(name, make_config(name, **{k: v for k, v in run["model"].items() if k != "name"}))
+    objective = model.objective()
+    model.to(fabric.device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+    n_train = len(splits.train)
+    batch = min(config.batch_size, n_train)
+    if batch % world:
+        raise ConfigError(f"batch_size={batch} must be divisible by devices={world}")
+    steps_per_epoch = max(1, n_train // (batch * config.accumulate))
+    total_steps = config.steps or (config.epochs * steps_per_epoch if config.epochs else 1000)
+    eval_every = config.eval_every or steps_per_epoch
+
+    state = {"step": 0, "best_val": math.inf, "evals_since_best": 0, "skipped": 0, "train_time_s": 0.0,
+             "examples": 0}
+    checkpoint = latest_checkpoint(out) if resume else None
+    if resume and checkpoint is None:
+        raise ConfigError(f"{out}: no checkpoint to resume from; start the run without --resume")
+    if checkpoint is not None:
+        state.update({k: v for k, v in load_checkpoint(checkpoint, model, optimizer).items() if k in state})
+    model, optimizer = fabric.setup(model, optimizer)
+
+    log = None
+    if rank == 0:
+        columns = ["step", "epoch", "split", "lr", "time_s", *sorted(_float_logs(objective(
+            model.module(splits.train.inputs(slice(0, 2)).to(fabric.device)), 0).logs))]
+        log = CSVLog(out / "log.csv", columns, state["step"] if checkpoint is not None else None)
+
+    def save(step: int) -> Path | None:
+        path = None
+        if rank == 0:
+            path = save_checkpoint(out, model.module, optimizer, {**state, "step": step}, keep=config.keep_checkpoints)
+        fabric.barrier()
+        return path
+
+    progress = None
+    if rank == 0 and config.progress:
+        from tqdm.auto import tqdm
+
+        progress = tqdm(total=total_steps, initial=state["step"], desc=f"{name}", dynamic_ncols=True, leave=False)
+
+    model.train()
+    last_good = checkpoint
+    stop_reason = "steps"
+    step = state["step"]
+    while step < total_steps:
+        t0 = time.perf_counter()
+        epoch, in_epoch = divmod(step, steps_per_epoch)
+        perm = torch.randperm(n_train, generator=torch.Generator().manual_seed(step_seed(config.seed, -epoch - 1)))
+        torch.manual_seed(step_seed(config.seed, step, rank))
+        lr = learning_rate(config, step, total_steps)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        logs_sum: dict[str, float] = {}
+        bad_terms: list[str] = []
+        for micro in range(config.accumulate):
+            first = (in_epoch * config.accumulate + micro) * batch
+            index = perm[first : first + batch][rank::world]
+            x = fabric.to_device(splits.train.inputs(index))
+            with fabric.no_backward_sync(model, enabled=micro < config.accumulate - 1):
+                loss = objective(model(x), step)
+                logs = _float_logs(loss.logs)
+                bad_terms += [k for k, v in logs.items() if not math.isfinite(v)]
+                if not bad_terms:
+                    fabric.backward(loss.total / config.accumulate)
+            for k, v in logs.items():
+                logs_sum[k] = logs_sum.get(k, 0.0) + v / config.accumulate
+        if world > 1:
+            bad = fabric.all_reduce(torch.tensor(float(bool(bad_terms))), reduce_op="max")
+            bad_terms = bad_terms or (["loss (on another rank)"] if float(bad) > 0 else [])
+        if bad_terms:
+            optimizer.zero_grad(set_to_none=True)
+            term = bad_terms[0]
+            if config.on_nan == "stop" or state["skipped"] >= config.max_skipped:
+                kept = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was written yet"
+                if progress is not None:
+                    progress.close()
+                raise TrainingDiverged(
+                    f"step {step}: loss term '{term}' is {logs_sum.get(term, float('nan'))}; {kept}; "
+                    "lower lr, set grad_clip, or pass on_nan=skip"
+                )
+            state["skipped"] += 1
+        else:
+            if config.grad_clip > 0:
+                fabric.clip_gradients(model, optimizer, max_norm=config.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        step += 1
+        state["train_time_s"] += time.perf_counter() - t0
+        state["examples"] += batch * config.accumulate
+        state["step"] = step
+        if progress is not None:
+            progress.update(1)
+            progress.set_postfix({k: f"{v:.4g}" for k, v in logs_sum.items() if k in ("loss", "recon", "kl")})
+        if log is not None and (step % config.log_every == 0 or step == total_steps):
+            log.write({"step": step, "epoch": epoch, "split": "train", "lr": lr, "time_s": state["train_time_s"],
+                       **logs_sum})
+            fabric.log_dict({f"train/{k}": v for k, v in logs_sum.items()}, step=step)
+        if step % eval_every == 0 or step == total_steps:
+            val = validation_logs(model.module, objective, splits, config, step, fabric.device)
+            if log is not None:
+                log.write({"step": step, "epoch": epoch, "split": "val", "lr": lr, "time_s": state["train_time_s"],
+                           **val})
+            fabric.log_dict({f"val/{k}": v for k, v in val.items()}, step=step)
+            if val["loss"] < state["best_val"]:
+                state["best_val"], state["evals_since_best"] = val["loss"], 0
+                if config.patience and rank == 0:
+                    save_model(model.module, out / "best")
+            else:
+                state["evals_since_best"] += 1
+            if config.patience and state["evals_since_best"] >= config.patience:
+                stop_reason = "early_stopping"
+                total_steps = step
+        if config.checkpoint_every and step % config.checkpoint_every == 0 and step < total_steps:
+            last_good = save(step)
+    if progress is not None:
+        progress.close()
+    save(step)
+    if rank == 0:
+        final = model.module
+        if stop_reason == "early_stopping" and (out / "best" / "model.safetensors").is_file():
+            from aekit.io import load_tensors
+
+            final.load_state_dict(load_tensors(out / "best" / "model.safetensors"))
+        save_model(final, out / "model")
+    fabric.barrier()
+    return {"train/steps": step, "train/stop_reason": stop_reason, "train/skipped_steps": state["skipped"],
+            "train/wall_time_s": round(state["train_time_s"], 3),
+            "train/samples_per_s": round(state["examples"] / max(state["train_time_s"], 1e-9), 1),
+            "train/best_val_loss": state["best_val"] if math.isfinite(state["best_val"]) else None}
+
+
+def _make_fabric(config: TrainConfig, out: Path):
+    import importlib.util
+
+    from lightning.fabric import Fabric
+
+    loggers = []
+    if importlib.util.find_spec("tensorboard") is not None:
+        from lightning.fabric.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(root_dir=str(out / "tensorboard"), name="", version=""))
+    accelerator = "cpu" if config.accelerator == "cpu" else config.accelerator
+    strategy = "ddp_spawn" if config.devices > 1 else "auto"
+    return Fabric(accelerator=accelerator, devices=config.devices, strategy=strategy, precision=config.precision,
+                  loggers=loggers)
+
+
+def _launched_fit(fabric, run: dict[str, Any], out: str, resume: bool) -> dict[str, Any]:
+    return _fit(fabric, run, Path(out), resume)
+
+
+def train(
+    model: str = "vae",
+    data: str | DataConfig = "digits",
+    out: str | os.PathLike = "runs/run",
+    *,
+    resume: bool = False,
+    config_file: dict | None = None,
+    evaluate: bool = True,
+    **overrides: Any,
+) -> RunResult:
+    """Train ``model`` (a registered name) on ``data`` and write the run directory ``out``.
+
+    ``overrides`` are config keys of the model (``latent_dim=8``), the data (``val_fraction=0.2``) or the
+    training (``steps=500``, ``lr=3e-4``, ``checkpoint_every=100``); ``config_file`` is a parsed recipe with
+    ``model``/``data``/``train`` sections. With ``resume=True`` the run continues from its latest checkpoint.
+    """
+    from aekit.io import load
+
+    out = Path(out)
+    run = resolve_run(model, data, out, resume, config_file, overrides)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.json", json.dumps(run, indent=2) + "\n")
+    config = from_dict(TrainConfig, run["train"])
+    fabric = _make_fabric(config, out)
+    if config.devices > 1:
+        summary = fabric.launch(_launched_fit, run, str(out), resume)
+    else:
+        summary = _fit(fabric, run, out, resume)
+    trained = load(out / "model")
+    metrics: dict[str, Any] = dict(summary or {})
+    report = None
+    if evaluate:
+        from aekit.outputs import write_outputs
+
+        metrics, report = write_outputs(trained, load_splits(from_dict(DataConfig, run["data"])), out, config, metrics)
+    return RunResult(run_dir=out, model=trained, metrics=metrics, report=report)
+
+
+__all__ = ["DataConfig", "RunResult", "TrainConfig", "train", "learning_rate", "dataclasses"]

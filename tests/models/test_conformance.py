@@ -1,0 +1,135 @@
+"""One suite for every registered model: shapes, save/load, determinism, tiny configs, odd sizes."""
+
+import pytest
+import torch
+
+import aekit
+from aekit.errors import DataError
+from aekit.registry import list_models
+
+NAMES = [entry.name for entry in list_models()]
+SHAPES = [
+    ((1, 8, 8), "conv", "bernoulli"),
+    ((1, 28, 28), "mlp", "bernoulli"),
+    ((3, 32, 32), "conv", "logistic"),
+    ((2, 13, 11), "conv", "gaussian-learned"),
+    ((4, 5, 7), "mlp", "gaussian"),
+    ((7,), "mlp", "gaussian"),
+]
+
+
+def tiny(name, shape, backbone, likelihood, **kw):
+    return aekit.build_model(name, data_shape=shape, backbone=backbone, likelihood=likelihood, latent_dim=3,
+                             hidden=(16,), channels=(4, 8), **kw)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("shape,backbone,likelihood", SHAPES)
+def test_shapes_and_loss(name, shape, backbone, likelihood):
+    torch.manual_seed(0)
+    model = tiny(name, shape, backbone, likelihood)
+    x = torch.rand(4, *shape)
+    out = model(x)
+    m = model.likelihood.param_multiplier
+    assert out.x_params.shape[1:] == (4, shape[0] * m, *shape[1:])
+    assert out.terms["recon"].shape == (4,)
+    loss = model.objective()(out, step=0)
+    assert loss.total.dim() == 0 and torch.isfinite(loss.total)
+    loss.total.backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    model.eval()
+    assert model.embed(x).shape == (4, 3)
+    assert model.reconstruct(x).shape == x.shape
+    assert model.encode(x).z.shape == (1, 4, 3)
+    assert model.decode(torch.zeros(2, 5, 3)).shape == (2, 5, shape[0] * m, *shape[1:])
+    if model.has_prior:
+        assert model.sample(5, generator=torch.Generator().manual_seed(0)).shape == (5, *shape)
+    else:
+        with pytest.raises(DataError, match="no prior"):
+            model.sample(2)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_save_load_round_trip(name, tmp_path):
+    model = tiny(name, (3, 32, 32), "conv", "logistic")
+    path = aekit.save_model(model, tmp_path / "m")
+    assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors"]
+    loaded = aekit.load(path)
+    assert loaded.config == model.config and type(loaded) is type(model)
+    model.eval()
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.equal(loaded.reconstruct(x), model.reconstruct(x))
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_determinism_under_seed(name):
+    def run():
+        torch.manual_seed(123)
+        model = tiny(name, (1, 8, 8), "conv", "bernoulli")
+        torch.manual_seed(7)
+        return model(torch.rand(3, 1, 8, 8)).terms["recon"]
+
+    assert torch.equal(run(), run())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_tiny_model_learns(name):
+    torch.manual_seed(0)
+    model = tiny(name, (1, 8, 8), "mlp", "bernoulli")
+    patterns = (torch.rand(2, 1, 8, 8) > 0.5).float()
+    x = patterns[torch.arange(16) % 2]
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    objective = model.objective()
+    first = None
+    for step in range(100):
+        loss = objective(model(x), step).total
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.7 * first
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_wrong_input_shape_and_dtype_are_clear_errors(name):
+    model = tiny(name, (1, 8, 8), "mlp", "bernoulli")
+    with pytest.raises(DataError, match=r"\(1, 28, 28\).*\(1, 8, 8\)"):
+        model(torch.rand(2, 1, 28, 28))
+    with pytest.raises(DataError, match="dtype"):
+        model(torch.zeros(2, 1, 8, 8, dtype=torch.uint8))
+
+
+def test_registry_rejects_duplicates_and_unknown_names():
+    from aekit.registry import register_model
+
+    with pytest.raises(ValueError, match="registered twice"):
+        register_model("vae", config=object, description="")(object)
+    with pytest.raises(aekit.AekitError, match="not registered"):
+        aekit.build_model("no-such-model")
+    with pytest.raises(aekit.AekitError, match="unknown vae config key"):
+        aekit.build_model("vae", latent_dims=3)
+    with pytest.raises(aekit.AekitError, match="latent_dim=0"):
+        aekit.build_model("vae", latent_dim=0)
+
+
+def test_user_supplied_encoder_and_decoder():
+    encoder = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    encoder.out_features = 10
+    decoder = torch.nn.Sequential(torch.nn.Linear(2, 64), torch.nn.Unflatten(1, (1, 8, 8)))
+    model = aekit.build_model("vae", data_shape=(1, 8, 8), latent_dim=2, encoder=encoder, decoder=decoder)
+    assert model.encoder is encoder and model.decoder is decoder
+    assert model(torch.rand(3, 1, 8, 8)).terms["kl"].shape == (3,)
+
+
+def test_denoising_corrupts_only_in_training_and_scores_the_clean_input():
+    model = aekit.build_model("dae", data_shape=(4,), latent_dim=2, hidden=(8,), likelihood="gaussian",
+                              noise="masking", noise_level=0.5)
+    x = torch.rand(3, 4)
+    noise = torch.zeros(3, 4)  # every uniform < 0.5: the whole input is masked
+    out = model(x, noise=noise)
+    expected = model.likelihood.nll(model.decode(model.encode(torch.zeros(3, 4)).z), x).mean(0)
+    assert torch.allclose(out.terms["recon"], expected)
+    model.eval()
+    assert torch.allclose(model(x).terms["recon"], model.likelihood.nll(model.decode(model.encode(x).z), x).mean(0))
