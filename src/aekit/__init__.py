@@ -24,9 +24,9 @@ _LAZY = {
     "save_model": "aekit.io",
     "load_data": "aekit.data",
     "list_datasets": "aekit.data",
-    "train": "aekit.train",
-    "TrainConfig": "aekit.train",
-    "evaluate": "aekit.evaluate",
+    "train": "aekit.training",
+    "TrainConfig": "aekit.training",
+    "evaluate": "aekit.evaluation",
     "AekitError": "aekit.errors",
 }
 

@@ -44,7 +44,7 @@ def _read_recipe(path: str) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from aekit.train import train
+    from aekit.training import train
 
     recipe = _read_recipe(args.config) if args.config else {}
     overrides: dict[str, Any] = _parse_overrides(args.overrides)
@@ -69,9 +69,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from aekit.io import load, read_json
     from aekit.outputs import write_metrics
     from aekit.report import write_report
-    from aekit.train import DataConfig, load_splits
+    from aekit.training import DataConfig, load_splits
 
-    from aekit.evaluate import evaluate
+    from aekit.evaluation import evaluate
 
     run_dir = Path(args.run_dir)
     model = load(run_dir)
@@ -163,7 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # key=value pairs may stand anywhere after `train`, also between options
+    stray = [e for e in extra if e.startswith("-") or "=" not in e or args.command != "train"]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     from aekit.errors import AekitError
 
     try:

@@ -15,35 +15,37 @@ def config_fields(cls: type) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls)}
 
 
+def _scalar(value: Any, kind: type, key: str) -> Any:
+    if kind is bool and isinstance(value, str):
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{key}={value!r} must be true or false")
+    try:
+        number = float(value) if kind is int and isinstance(value, (str, float)) else value
+        if kind is int and isinstance(number, float) and not number.is_integer():
+            raise ValueError
+        return kind(number)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}={value!r} must be of type {kind.__name__}") from None
+
+
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
     """Turn a JSON/YAML/command-line value into the field's type (lists -> tuples, '3' -> 3)."""
-    text = str(annotation)
-    if value is None:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if value is None or (isinstance(value, str) and value.lower() in ("none", "null") and type(None) in
+                         typing.get_args(annotation)):
         return None
-    if text.startswith("tuple") or typing.get_origin(annotation) is tuple:
+    if typing.get_origin(annotation) is tuple:
         if isinstance(value, str):
-            value = [v for v in value.replace("(", "").replace(")", "").replace("[", "").replace("]", "").split(",") if v.strip()]
+            value = [v for v in value.strip("()[] ").split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
             value = [value]
-        inner = int if "int" in text else float if "float" in text else str
-        try:
-            return tuple(inner(v) for v in value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{key}={value!r} must be a list of {inner.__name__}s, e.g. {key}=64,32") from None
-    for kind in (bool, int, float, str):
-        if text.split(" |")[0] == kind.__name__:
-            if kind is bool and isinstance(value, str):
-                if value.lower() in ("1", "true", "yes", "on"):
-                    return True
-                if value.lower() in ("0", "false", "no", "off"):
-                    return False
-                raise ConfigError(f"{key}={value!r} must be true or false")
-            if kind is int and isinstance(value, float) and not value.is_integer():
-                raise ConfigError(f"{key}={value!r} must be an integer")
-            try:
-                return kind(float(value)) if kind is int and isinstance(value, str) and "e" in value else kind(value)
-            except (TypeError, ValueError):
-                raise ConfigError(f"{key}={value!r} must be of type {kind.__name__}") from None
+        return tuple(_scalar(v, args[0], key) for v in value)
+    kind = args[0] if args else annotation
+    if kind in (bool, int, float, str):
+        return _scalar(value, kind, key)
     return value
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from aekit.data.base import Splits
-from aekit.evaluate import embed_dataset, evaluate
+from aekit.evaluation import embed_dataset, evaluate
 from aekit.io import atomic_write_text
 
 

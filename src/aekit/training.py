@@ -206,7 +206,7 @@ class CSVLog:
 
 
 def _float_logs(logs: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in logs.items()}
+    return {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in logs.items()}
 
 
 @torch.no_grad()
@@ -281,7 +281,8 @@ def _fit(fabric, run: dict[str, Any], out: Path, resume: bool) -> dict[str, Any]
     if rank == 0 and config.progress:
         from tqdm.auto import tqdm
 
-        progress = tqdm(total=total_steps, initial=state["step"], desc=f"{name}", dynamic_ncols=True, leave=False)
+        progress = tqdm(total=total_steps, initial=state["step"], desc=f"{name}", dynamic_ncols=True, leave=False,
+                        mininterval=0.5, disable=None)  # None: off when stderr is not a terminal
 
     model.train()
     last_good = checkpoint
