@@ -91,8 +91,8 @@ def rng() -> np.random.Generator:
 def mnist_like(tmp_path: Path, rng: np.random.Generator) -> Callable[..., tuple[Path, dict]]:
     """Writes the four IDX files of a tiny MNIST-style dataset; returns the folder and the arrays written."""
 
-    def make(gz: bool = True, n_train: int = 12, n_test: int = 5) -> tuple[Path, dict]:
-        folder = tmp_path / "idx"
+    def make(gz: bool = True, n_train: int = 12, n_test: int = 5, name: str = "idx") -> tuple[Path, dict]:
+        folder = tmp_path / name
         suffix = ".gz" if gz else ""
         arrays = {}
         for prefix, n in (("train", n_train), ("t10k", n_test)):

@@ -45,6 +45,10 @@ def _gzip_error(path: PathLike, err: Exception) -> DataError:
     return DataError(f"{path}: corrupt or truncated gzip file ({err}); copy or download the file again")
 
 
+def _unreadable(path: PathLike, err: OSError) -> DataError:
+    return DataError(f"{path}: cannot be read ({err.strerror or err}); check the path")
+
+
 def _is_gzip(path: PathLike) -> bool:
     with open(path, "rb") as f:
         return f.read(2) == GZIP_MAGIC
@@ -55,7 +59,7 @@ def read_bytes(path: PathLike) -> bytes:
     try:
         data = Path(path).read_bytes()
     except OSError as err:
-        raise DataError(f"{path}: cannot be read ({err.strerror}); check the path") from None
+        raise _unreadable(path, err) from None
     if data[:2] != GZIP_MAGIC:
         return data
     try:
@@ -73,7 +77,7 @@ def read_head(path: PathLike, size: int = 4096) -> bytes:
     except (EOFError, zlib.error, gzip.BadGzipFile) as err:
         raise _gzip_error(path, err) from None
     except OSError as err:
-        raise DataError(f"{path}: cannot be read ({err.strerror}); check the path") from None
+        raise _unreadable(path, err) from None
 
 
 def first_nonfinite(x: np.ndarray) -> tuple[int, ...] | None:
@@ -427,8 +431,8 @@ def _parse_column_cells(cells: np.ndarray, rows: list[int], columns: list[str], 
         raise DataError(f"{path}: row {rows[i]}, column {columns[j]} {what}; fill in numbers") from None
     bad = first_nonfinite(values)
     if bad is not None:
-        i, j = bad
-        raise DataError(f"{path}: row {rows[i]}, column {columns[j]} holds {cells[i, j]!r}; fill in a number")
+        (i, j), cell = bad, str(cells[bad])
+        raise DataError(f"{path}: row {rows[i]}, column {columns[j]} holds {cell!r}; fill in a number")
     return values
 
 
