@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # key=value pairs may stand anywhere after `train`, also between options
-    stray = [e for e in extra if e.startswith("-") or "=" not in e or args.command != "train"]
+    stray = [e for e in extra if e.startswith("-") or args.command != "train"]
     if stray:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
     if extra:

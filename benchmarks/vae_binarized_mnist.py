@@ -1,0 +1,294 @@
+"""VAE on statically binarized MNIST: aekit against Pythae, same network, same data, same optimiser.
+
+The setup is the one of Pythae's reproducibility table (VAE, Binary MNIST, NLL 89.78 with 200 importance
+samples; reference 89.9 from Rezende & Mohamed 2015, arXiv:1505.05770), read from
+clementchadebec/benchmark_VAE ``examples/scripts/reproducibility/vae.py`` and
+``configs/binary_mnist/vae/vae_config.json``:
+
+    encoder  x [784] -> Linear 400 -> ReLU -> (mu [40], log sigma^2 [40])
+    decoder  z [40]  -> Linear 400 -> ReLU -> Linear 784 -> Bernoulli means
+    Adam, lr 1e-4, batch 100, 500 epochs, MultiStepLR (x 10^-1/5 at epochs 200, 350, ...)
+
+Both libraries see the same arrays (``aekit.data.load_data("binarized-mnist")``: 50k train / 10k test) and
+run in one process with the same torch thread count. Each model's test NLL is measured twice: with aekit's
+importance-sampling estimator (the Pythae weights are copied into an aekit VAE of the same shape, so one
+estimator scores both) and with Pythae's own ``VAE.get_nll``.
+
+    .venv-bench/bin/python benchmarks/vae_binarized_mnist.py --epochs 5 --nll-samples 5000 \
+        --nll-examples 1000 --repeats 1 --out benchmarks/results/vae_binarized_mnist.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+import aekit
+from aekit.data.base import Splits
+
+# The reproducibility setup (see the module docstring).
+HIDDEN = 400
+LATENT_DIM = 40
+BATCH_SIZE = 100
+LR = 1e-4
+LR_MILESTONES = [200, 350, 500, 750, 1000]  # epochs; Pythae's reference multiplies lr by 10^(-1/5) at each
+REFERENCE = {
+    "pythae_reproduced_nll": 89.78,
+    "pythae_reproduced_nll_samples": 200,
+    "paper_nll": 89.9,
+    "source": "Pythae reproducibility table (clementchadebec/benchmark_VAE, "
+              "examples/scripts/reproducibility/README.md); paper arXiv:1505.05770",
+    "epochs": 500,
+}
+TARGET_NLL, TARGET_RATIO = 90.0, 0.6
+
+
+def machine() -> dict[str, Any]:
+    model_name = ""
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        model_name = next((ln.split(":", 1)[1].strip() for ln in lscpu.splitlines() if ln.startswith("Model name")), "")
+    except OSError:
+        pass
+    return {"cpu": model_name, "python": platform.python_version(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads()}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# aekit
+
+
+def aekit_overrides(epochs: int, root: str, seed: int) -> dict[str, Any]:
+    """The setup as aekit config keys. AdamW with weight_decay=0 is Adam; a constant lr equals Pythae's
+    MultiStepLR up to its first milestone (epoch 200)."""
+    steps_per_epoch = 50_000 // BATCH_SIZE
+    return {
+        "backbone": "mlp", "hidden": [HIDDEN], "latent_dim": LATENT_DIM, "activation": "relu",
+        "likelihood": "bernoulli", "root": root, "epochs": epochs, "batch_size": BATCH_SIZE, "lr": LR,
+        "lr_schedule": "constant", "weight_decay": 0.0, "seed": seed, "accelerator": "cpu",
+        "eval_every": epochs * steps_per_epoch,  # validate once, at the end, as Pythae does without eval data
+        "progress": False, "figures": False,
+    }
+
+
+def train_aekit(epochs: int, root: str, seed: int, workdir: Path) -> tuple[nn.Module, dict[str, float]]:
+    out = workdir / f"aekit-{time.monotonic_ns()}"
+    start = time.perf_counter()
+    run = aekit.train("vae", data="binarized-mnist", out=out, evaluate=False, **aekit_overrides(epochs, root, seed))
+    wall = time.perf_counter() - start
+    return run.model, {"wall_s": wall, "loop_s": float(run.metrics["train/wall_time_s"])}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pythae
+
+
+def pythae_networks() -> tuple[nn.Module, nn.Module]:
+    """The reproducibility encoder and decoder, written against Pythae's BaseEncoder/BaseDecoder contract."""
+    from pythae.models.base.base_utils import ModelOutput
+    from pythae.models.nn import BaseDecoder, BaseEncoder
+
+    class Encoder(BaseEncoder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.hidden = nn.Sequential(nn.Linear(784, HIDDEN), nn.ReLU())
+            self.mu = nn.Linear(HIDDEN, LATENT_DIM)
+            self.logvar = nn.Linear(HIDDEN, LATENT_DIM)
+
+        def forward(self, x: torch.Tensor) -> ModelOutput:
+            h = self.hidden(x.reshape(x.shape[0], 784))  # [B, 1, 28, 28] -> [B, 784] -> [B, 400]
+            return ModelOutput(embedding=self.mu(h), log_covariance=self.logvar(h))
+
+    class Decoder(BaseDecoder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(LATENT_DIM, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, 784), nn.Sigmoid())
+
+        def forward(self, z: torch.Tensor) -> ModelOutput:
+            return ModelOutput(reconstruction=self.net(z).reshape(z.shape[0], 1, 28, 28))  # [N, 784] -> [N, 1, 28, 28]
+
+    return Encoder(), Decoder()
+
+
+def train_pythae(epochs: int, train_x: np.ndarray, seed: int, workdir: Path) -> tuple[nn.Module, dict[str, float]]:
+    from pythae.models import VAE, VAEConfig
+    from pythae.pipelines import TrainingPipeline
+    from pythae.trainers import BaseTrainerConfig
+    from pythae.trainers.training_callbacks import TrainingCallback
+
+    class EpochTimer(TrainingCallback):
+        """Time inside Pythae's epoch loop (train step, best-model copy, scheduler), like aekit's loop time."""
+
+        def __init__(self) -> None:
+            self.loop_s, self._start = 0.0, 0.0
+
+        def on_epoch_begin(self, training_config, **kwargs) -> None:
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, training_config, **kwargs) -> None:
+            self.loop_s += time.perf_counter() - self._start
+
+    torch.manual_seed(seed)
+    encoder, decoder = pythae_networks()
+    model = VAE(VAEConfig(input_dim=(1, 28, 28), latent_dim=LATENT_DIM, reconstruction_loss="bce"),
+                encoder=encoder, decoder=decoder)
+    config = BaseTrainerConfig(
+        output_dir=str(workdir / f"pythae-{time.monotonic_ns()}"), per_device_train_batch_size=BATCH_SIZE,
+        num_epochs=epochs, learning_rate=LR, optimizer_cls="Adam", scheduler_cls="MultiStepLR",
+        scheduler_params={"milestones": LR_MILESTONES, "gamma": 10 ** (-1 / 5)}, steps_saving=None,
+        steps_predict=None, no_cuda=True, seed=seed,
+    )
+    timer = EpochTimer()
+    start = time.perf_counter()
+    pipeline = TrainingPipeline(model=model, training_config=config)
+    pipeline(train_data=train_x, callbacks=[timer])
+    wall = time.perf_counter() - start
+    return pipeline.trainer._best_model.eval(), {"wall_s": wall, "loop_s": timer.loop_s}
+
+
+def pythae_as_aekit(pythae_model: nn.Module) -> nn.Module:
+    """An aekit VAE holding the Pythae model's weights: the same function, so aekit's estimator applies.
+
+    Pythae's decoder ends in a sigmoid and its loss is BCE on the means; aekit's Bernoulli likelihood takes
+    the logits before the sigmoid, so the last Linear is copied and the sigmoid dropped."""
+    model = aekit.build_model("vae", data_shape=(1, 28, 28), backbone="mlp", hidden=(HIDDEN,), latent_dim=LATENT_DIM,
+                              activation="relu", likelihood="bernoulli")
+    enc, dec = pythae_model.encoder, pythae_model.decoder
+    with torch.no_grad():
+        model.encoder.net[0].load_state_dict(enc.hidden[0].state_dict())
+        model.bottleneck.proj.weight.copy_(torch.cat([enc.mu.weight, enc.logvar.weight]))  # [2D, F]: mu, then logvar
+        model.bottleneck.proj.bias.copy_(torch.cat([enc.mu.bias, enc.logvar.bias]))
+        model.decoder.net[0].load_state_dict(dec.net[0].state_dict())
+        model.decoder.net[2].load_state_dict(dec.net[2].state_dict())
+    return model.eval()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Test NLL
+
+
+def aekit_nll(model: nn.Module, splits: Splits, n_samples: int, n_examples: int, seed: int) -> dict[str, float]:
+    start = time.perf_counter()
+    metrics = aekit.evaluate(model, splits.test, nll_samples=n_samples, nll_examples=n_examples or None, seed=seed)
+    return {"nll": metrics["test/nll"], "elbo": metrics["test/elbo"], "seconds": time.perf_counter() - start}
+
+
+def pythae_get_nll(model: nn.Module, splits: Splits, n_samples: int, n_examples: int, seed: int) -> dict[str, float]:
+    """Pythae's ``get_nll`` returns the mean log p(x); its samples come in batches of 100, so K is rounded
+    down to a multiple of 100."""
+    x = splits.test.inputs(slice(0, n_examples or len(splits.test)))
+    torch.manual_seed(seed)
+    start = time.perf_counter()
+    with torch.no_grad():
+        log_px = model.get_nll(x, n_samples=n_samples, batch_size=min(100, n_samples))
+    return {"nll": -float(log_px), "seconds": time.perf_counter() - start}
+
+
+def check_conversion(pythae_model: nn.Module, converted: nn.Module, x: torch.Tensor) -> float:
+    """Largest difference between the two models' Bernoulli means at the posterior mean; ~1e-7 when equal."""
+    with torch.no_grad():
+        mu = pythae_model.encoder(x).embedding
+        theirs = pythae_model.decoder(mu).reconstruction
+        ours = torch.sigmoid(converted.decode(converted.encode(x).mean))
+    return float((theirs - ours).abs().max())
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--epochs", type=int, default=REFERENCE["epochs"])
+    p.add_argument("--nll-samples", type=int, default=5000, help="importance samples K per test example")
+    p.add_argument("--nll-examples", type=int, default=0, help="test examples scored (0: all 10,000)")
+    p.add_argument("--repeats", type=int, default=1, help="trainings per library; timings are medians")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--root", default="/work/shared/datasets", help="folder holding binarized_mnist/")
+    p.add_argument("--skip-pythae-get-nll", action="store_true", help="Pythae's own estimator is slow (one example at a time)")
+    p.add_argument("--out", default="benchmarks/results/vae_binarized_mnist.json")
+    args = p.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    logging.getLogger("pythae").setLevel(logging.WARNING)
+    splits = aekit.load_data("binarized-mnist", root=args.root)
+    train_x = splits.train.inputs().numpy()  # [50000, 1, 28, 28] float32 in {0, 1}: Pythae gets the same array
+    print(f"data: train {tuple(splits.train.x.shape)}, test {tuple(splits.test.x.shape)}; threads {args.threads}")
+
+    timings: dict[str, list[dict[str, float]]] = {"aekit": [], "pythae": []}
+    models: dict[str, nn.Module] = {}
+    with tempfile.TemporaryDirectory(prefix="aekit-bench-") as tmp:
+        for repeat in range(args.repeats):
+            order = ("aekit", "pythae") if repeat % 2 == 0 else ("pythae", "aekit")  # alternate against drift
+            for lib in order:
+                seed = args.seed + repeat
+                if lib == "aekit":
+                    model, t = train_aekit(args.epochs, args.root, seed, Path(tmp))
+                else:
+                    model, t = train_pythae(args.epochs, train_x, seed, Path(tmp))
+                timings[lib].append(t)
+                models.setdefault(lib, model)
+                print(f"[{repeat}] {lib}: {args.epochs} epochs, wall {t['wall_s']:.1f} s, loop {t['loop_s']:.1f} s",
+                      flush=True)
+
+    result: dict[str, Any] = {
+        "benchmark": "vae_binarized_mnist", "machine": machine(), "reference": REFERENCE,
+        "setup": {"hidden": [HIDDEN], "latent_dim": LATENT_DIM, "batch_size": BATCH_SIZE, "lr": LR,
+                  "optimizer": "Adam", "epochs": args.epochs, "train_examples": len(splits.train),
+                  "repeats": args.repeats, "nll_samples": args.nll_samples,
+                  "nll_examples": args.nll_examples or len(splits.test), "seed": args.seed},
+    }
+    for lib in ("aekit", "pythae"):
+        result[lib] = {
+            "train_wall_s": [round(t["wall_s"], 2) for t in timings[lib]],
+            "train_loop_s": [round(t["loop_s"], 2) for t in timings[lib]],
+            "train_wall_s_median": round(statistics.median(t["wall_s"] for t in timings[lib]), 2),
+            "train_loop_s_median": round(statistics.median(t["loop_s"] for t in timings[lib]), 2),
+        }
+        result[lib]["loop_s_per_epoch"] = round(result[lib]["train_loop_s_median"] / args.epochs, 3)
+    for key in ("wall", "loop"):
+        result[f"ratio_aekit_over_pythae_{key}"] = round(
+            result["aekit"][f"train_{key}_s_median"] / result["pythae"][f"train_{key}_s_median"], 3)
+
+    converted = pythae_as_aekit(models["pythae"])
+    result["pythae"]["conversion_max_abs_diff"] = check_conversion(models["pythae"], converted,
+                                                                   splits.test.inputs(slice(0, 256)))
+    result["aekit"]["nll_aekit_estimator"] = aekit_nll(models["aekit"], splits, args.nll_samples, args.nll_examples,
+                                                       args.seed)
+    print(f"aekit  NLL (aekit estimator):  {result['aekit']['nll_aekit_estimator']}", flush=True)
+    result["pythae"]["nll_aekit_estimator"] = aekit_nll(converted, splits, args.nll_samples, args.nll_examples,
+                                                        args.seed)
+    print(f"pythae NLL (aekit estimator):  {result['pythae']['nll_aekit_estimator']}", flush=True)
+    if not args.skip_pythae_get_nll:
+        result["pythae"]["nll_pythae_get_nll"] = pythae_get_nll(models["pythae"], splits, args.nll_samples,
+                                                                args.nll_examples, args.seed)
+        print(f"pythae NLL (Pythae get_nll):   {result['pythae']['nll_pythae_get_nll']}", flush=True)
+
+    nll = result["aekit"]["nll_aekit_estimator"]["nll"]
+    result["targets"] = {
+        "nll_le_90": {"target": TARGET_NLL, "value": nll, "met": nll <= TARGET_NLL,
+                      "note": f"{args.epochs} of {REFERENCE['epochs']} reference epochs, K={args.nll_samples}"},
+        "wall_ratio_le_0.6": {"target": TARGET_RATIO, "value": result["ratio_aekit_over_pythae_wall"],
+                              "met": result["ratio_aekit_over_pythae_wall"] <= TARGET_RATIO},
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: result[k] for k in ("aekit", "pythae", "targets")}, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
