@@ -173,6 +173,7 @@ def resolve_run(model: str, data: str | DataConfig, out: Path, resume: bool, con
     train_config = from_dict(TrainConfig, base["train"], where="train")
     model_values = {k: v for k, v in base["model"].items() if k != "name"}
     if not resume:
+        make_config(model, **model_values)  # bad values fail here, before any data is read
         splits = load_splits(data_config)
         model_values["data_shape"] = list(splits.shape)
         if "likelihood" not in model_values:
@@ -305,7 +306,8 @@ def _fit(fabric, run: dict[str, Any], out: Path, resume: bool) -> dict[str, Any]
             with fabric.no_backward_sync(model, enabled=micro < config.accumulate - 1):
                 loss = objective(model(x), step)
                 logs = _float_logs(loss.logs)
-                bad_terms += [k for k, v in logs.items() if not math.isfinite(v)]
+                bad = [k for k, v in logs.items() if not math.isfinite(v)]
+                bad_terms += sorted(bad, key=lambda k: k == "loss")  # name a component (recon, kl) first
                 if not bad_terms:
                     fabric.backward(loss.total / config.accumulate)
             for k, v in logs.items():

@@ -126,7 +126,7 @@ class NanAE(AE):
 
 
 def test_nan_loss_stops_with_step_and_term_and_keeps_the_last_checkpoint(tmp_path):
-    with pytest.raises(TrainingDiverged, match=r"step 12: loss term 'loss' is nan.*step-00000010"):
+    with pytest.raises(TrainingDiverged, match=r"step 12: loss term 'recon' is nan.*step-00000010"):
         aekit.train("test-nan-ae", "digits", tmp_path / "run", steps=30, checkpoint_every=5, **QUICK)
     checkpoints = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
     assert checkpoints == ["latest", "step-00000005", "step-00000010"]
