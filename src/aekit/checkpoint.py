@@ -34,7 +34,9 @@ def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
 
 
-def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+def restore_optimizer(
+    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+) -> None:
     state: dict[int, dict[str, Any]] = {}
     for key, value in [*tensors.items(), *meta["scalars"].items()]:
         param_id, name = key.split(".", 1)
@@ -64,7 +66,9 @@ def restore_rng(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(cuda)
 
 
-def save_checkpoint(run_dir: Path, model, optimizer: torch.optim.Optimizer, state: dict[str, Any], keep: int = 2) -> Path:
+def save_checkpoint(
+    run_dir: Path, model, optimizer: torch.optim.Optimizer, state: dict[str, Any], keep: int = 2
+) -> Path:
     """Write checkpoint ``step-{state['step']}`` atomically and point ``latest`` at it; keep the newest ``keep``."""
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
@@ -92,7 +96,9 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
         return None
     path = pointer.parent / pointer.read_text().strip()
     if not (path / "state.json").is_file():
-        raise DataError(f"{pointer}: names {path.name}, which is missing or incomplete; delete the pointer to start over")
+        raise DataError(
+            f"{pointer}: names {path.name}, which is missing or incomplete; point it at an existing step-* folder"
+        )
     return path
 
 

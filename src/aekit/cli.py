@@ -11,7 +11,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-EPILOG = "Examples:\n  aekit train vae --data digits --out runs/vae --steps 500 latent_dim=8 beta=2\n  aekit evaluate runs/vae --nll-samples 1000\n  aekit sample runs/vae -n 64"
+EPILOG = """Examples:
+  aekit train vae --data digits --out runs/vae --steps 500 latent_dim=8 beta=2
+  aekit evaluate runs/vae --nll-samples 1000
+  aekit sample runs/vae -n 64"""
 
 
 def _parse_overrides(items: list[str]) -> dict[str, str]:
@@ -66,12 +69,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from aekit.config import from_dict
+    from aekit.evaluation import evaluate
     from aekit.io import load, read_json
     from aekit.outputs import write_metrics
     from aekit.report import write_report
     from aekit.training import DataConfig, load_splits
-
-    from aekit.evaluation import evaluate
 
     run_dir = Path(args.run_dir)
     model = load(run_dir)

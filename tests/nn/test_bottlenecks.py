@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 
+from aekit.errors import ConfigError
 from aekit.nn.bottlenecks import Deterministic, DiagonalGaussian, StandardNormal
 from aekit.nn.corruptions import GaussianNoise, MaskingNoise, SaltAndPepper, make_corruption
-from aekit.errors import ConfigError
 
 
 def test_gaussian_kl_matches_closed_form_and_monte_carlo():

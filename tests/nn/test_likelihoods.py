@@ -23,7 +23,7 @@ def test_bernoulli_nll_matches_hand_computation():
 def test_gaussian_fixed_sigma_closed_form():
     mu, x, sigma = torch.tensor([[0.5, -1.0, 2.0]]), torch.tensor([[1.0, 0.0, 2.0]]), 0.5
     expected = sum(0.5 * ((a - b) / sigma) ** 2 + math.log(sigma) + 0.5 * math.log(2 * math.pi)
-                   for a, b in zip(x[0].tolist(), mu[0].tolist()))
+                   for a, b in zip(x[0].tolist(), mu[0].tolist(), strict=True))
     assert Gaussian((3,), sigma=sigma).nll(mu, x).item() == pytest.approx(expected, rel=1e-6)
 
 

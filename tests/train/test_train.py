@@ -55,6 +55,7 @@ def test_train_writes_a_complete_run_directory(tmp_path):
     assert config["model"]["data_shape"] == [1, 8, 8] and config["train"]["steps"] == 30
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["latest", "step-00000020", "step-00000030"]
     assert run.model.config.latent_dim == 4
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))  # tensorboard is in the dev extra
     assert math.isclose(metrics["train/steps"], 30)
 
 

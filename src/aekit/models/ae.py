@@ -35,7 +35,10 @@ class DAEConfig(AutoencoderConfig):
 
 
 @register_model("ae", config=AEConfig, description="Deterministic autoencoder (Hinton & Salakhutdinov 2006)")
-@register_model("dae", config=DAEConfig, description="Denoising autoencoder: corrupt, then reconstruct the clean input (Vincent et al. 2008)")
+@register_model(
+    "dae", config=DAEConfig,
+    description="Denoising autoencoder: corrupt, then reconstruct the clean input (Vincent et al. 2008)",
+)
 class AE(Autoencoder):
     def make_bottleneck(self, in_features: int, latent_dim: int) -> Deterministic:
         return Deterministic(in_features, latent_dim)

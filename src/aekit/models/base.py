@@ -34,7 +34,8 @@ class AutoencoderConfig:
         require(len(self.data_shape) >= 1 and all(s > 0 for s in self.data_shape),
                 f"data_shape={self.data_shape} must hold positive sizes, e.g. (1, 28, 28)")
         require(self.latent_dim > 0, f"latent_dim={self.latent_dim} must be a positive integer")
-        require(self.backbone in BACKBONES, f"backbone={self.backbone!r} is unknown; choose one of {', '.join(BACKBONES)}")
+        require(self.backbone in BACKBONES,
+                f"backbone={self.backbone!r} is unknown; choose one of {', '.join(BACKBONES)}")
         require(self.likelihood in LIKELIHOODS,
                 f"likelihood={self.likelihood!r} is unknown; choose one of {', '.join(LIKELIHOODS)}")
         require(self.activation in ACTIVATIONS,

@@ -43,8 +43,13 @@ class BetaVAEConfig(VAEConfig):
     beta: float = 4.0
 
 
-@register_model("vae", config=VAEConfig, description="Variational autoencoder, Gaussian posterior (Kingma & Welling 2014)")
-@register_model("beta-vae", config=BetaVAEConfig, description="beta-VAE: KL weighted by beta, warm-up, cycles, free bits (Higgins et al. 2017)")
+@register_model(
+    "vae", config=VAEConfig, description="Variational autoencoder, Gaussian posterior (Kingma & Welling 2014)"
+)
+@register_model(
+    "beta-vae", config=BetaVAEConfig,
+    description="beta-VAE: KL weighted by beta, warm-up, cycles, free bits (Higgins et al. 2017)",
+)
 class VAE(Autoencoder):
     def make_bottleneck(self, in_features: int, latent_dim: int) -> DiagonalGaussian:
         return DiagonalGaussian(in_features, latent_dim)

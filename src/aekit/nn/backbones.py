@@ -26,7 +26,7 @@ def activation(name: str) -> nn.Module:
 
 def mlp(sizes: Sequence[int], act: str, last_activation: bool) -> nn.Sequential:
     layers: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         layers.append(nn.Linear(n_in, n_out))
         if i < len(sizes) - 2 or last_activation:
             layers.append(activation(act))
@@ -136,12 +136,15 @@ class ConvDecoder(nn.Module):
         widths = list(channels[:levels])
         self.start_shape = (widths[-1], *sizes[-1])
         self.fc = nn.Sequential(
-            nn.Linear(latent_dim, hidden), activation(act), nn.Linear(hidden, math.prod(self.start_shape)), activation(act)
+            nn.Linear(latent_dim, hidden),
+            activation(act),
+            nn.Linear(hidden, math.prod(self.start_shape)),
+            activation(act),
         )
         layers: list[nn.Module] = []
         outs = [*reversed(widths[:-1]), c_out * param_multiplier]
         c_in = widths[-1]
-        for level, c in zip(range(levels, 0, -1), outs):
+        for level, c in zip(range(levels, 0, -1), outs, strict=True):
             (h_in, w_in), (h_out, w_out) = sizes[level], sizes[level - 1]
             pad = (h_out - 2 * h_in + 1, w_out - 2 * w_in + 1)  # 0 or 1: lands on the odd/even size
             layers.append(nn.ConvTranspose2d(c_in, c, 3, stride=2, padding=1, output_padding=pad))
