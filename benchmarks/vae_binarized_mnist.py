@@ -214,7 +214,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--nll-samples", type=int, default=5000, help="importance samples K per test example")
     p.add_argument("--nll-examples", type=int, default=0, help="test examples scored (0: all 10,000)")
     p.add_argument("--repeats", type=int, default=1, help="trainings per library; timings are medians")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads for both libraries (1: robust when other jobs share the cores)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--root", default="/work/shared/datasets", help="folder holding binarized_mnist/")
     p.add_argument("--skip-pythae-get-nll", action="store_true", help="Pythae's own estimator is slow (one example at a time)")

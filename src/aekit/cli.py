@@ -70,13 +70,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from aekit.config import from_dict
     from aekit.evaluation import evaluate
-    from aekit.io import load, read_json
+    from aekit.io import default_device, load, read_json
     from aekit.outputs import write_metrics
     from aekit.report import write_report
     from aekit.training import DataConfig, load_splits
 
     run_dir = Path(args.run_dir)
-    model = load(run_dir)
+    model = load(run_dir, map_location=default_device())
     run = read_json(run_dir / "config.json")
     splits = load_splits(from_dict(DataConfig, run["data"]))
     metrics = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}

@@ -77,6 +77,11 @@ def resolve_model_dir(path: str | os.PathLike) -> Path:
     raise DataError(f"{path}: holds no config.json + model.safetensors (nor model/ inside); is it a trained run?")
 
 
+def default_device() -> torch.device:
+    """The GPU when there is one, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def load(path: str | os.PathLike, map_location: str | torch.device = "cpu", **parts: Any):
     """Rebuild a saved model: ``aekit.load("runs/vae")``. User-made encoders/decoders are passed as ``parts``."""
     from aekit.registry import build_model, make_config

@@ -289,10 +289,13 @@ def _fit(fabric, run: dict[str, Any], out: Path, resume: bool) -> dict[str, Any]
     last_good = checkpoint
     stop_reason = "steps"
     step = state["step"]
+    perm_epoch, perm = -1, None
     while step < total_steps:
         t0 = time.perf_counter()
         epoch, in_epoch = divmod(step, steps_per_epoch)
-        perm = torch.randperm(n_train, generator=torch.Generator().manual_seed(step_seed(config.seed, -epoch - 1)))
+        if epoch != perm_epoch:  # the data order of an epoch depends on (seed, epoch) alone
+            perm_epoch = epoch
+            perm = torch.randperm(n_train, generator=torch.Generator().manual_seed(step_seed(config.seed, -epoch - 1)))
         torch.manual_seed(step_seed(config.seed, step, rank))
         lr = learning_rate(config, step, total_steps)
         for group in optimizer.param_groups:
@@ -413,7 +416,7 @@ def train(
     training (``steps=500``, ``lr=3e-4``, ``checkpoint_every=100``); ``config_file`` is a parsed recipe with
     ``model``/``data``/``train`` sections. With ``resume=True`` the run continues from its latest checkpoint.
     """
-    from aekit.io import load
+    from aekit.io import default_device, load
 
     out = Path(out)
     run = resolve_run(model, data, out, resume, config_file, overrides)
@@ -425,7 +428,7 @@ def train(
         summary = fabric.launch(_launched_fit, run, str(out), resume)
     else:
         summary = _fit(fabric, run, out, resume)
-    trained = load(out / "model")
+    trained = load(out / "model", map_location="cpu" if config.accelerator == "cpu" else default_device())
     metrics: dict[str, Any] = dict(summary or {})
     report = None
     if evaluate:
