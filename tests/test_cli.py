@@ -34,6 +34,8 @@ def test_help_does_not_import_torch():
 
 def test_models_and_datasets_lists():
     assert {"ae", "dae", "vae", "beta-vae"} <= {ln.split()[0] for ln in aekit("models").stdout.splitlines()}
+    keys = aekit("models", "beta-vae").stdout
+    assert "beta               4.0" in keys and "checkpoint_every" in keys and "val_fraction" in keys
     names = {ln.split()[0] for ln in aekit("datasets").stdout.splitlines()}
     assert {"digits", "mnist", "binarized-mnist", "cifar10"} <= names
 

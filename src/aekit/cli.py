@@ -106,10 +106,21 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from aekit.registry import list_models
+    import dataclasses
 
-    for entry in list_models():
-        print(f"{entry.name:<12} {entry.description}")
+    from aekit.registry import list_models, model_entry
+    from aekit.training import DataConfig, TrainConfig
+
+    if not args.name:
+        for entry in list_models():
+            print(f"{entry.name:<12} {entry.description}")
+        return 0
+    entry = model_entry(args.name)
+    print(f"{entry.name}: {entry.description}")
+    for title, cls in (("model", entry.config_class), ("data", DataConfig), ("train", TrainConfig)):
+        print(f"\n{title} keys (key=value on `aekit train`):")
+        for field in dataclasses.fields(cls):
+            print(f"  {field.name:<18} {field.default!r}")
     return 0
 
 
@@ -157,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for samples.npy and samples.png (default RUN_DIR/samples)")
     p.set_defaults(func=cmd_sample)
 
-    p = sub.add_parser("models", help="list the registered models")
+    p = sub.add_parser("models", help="list the registered models, or one model's settings")
+    p.add_argument("name", nargs="?", help="show this model's config keys and their defaults")
     p.set_defaults(func=cmd_models)
     p = sub.add_parser("datasets", help="list the registered datasets")
     p.set_defaults(func=cmd_datasets)
