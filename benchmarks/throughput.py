@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from _common import aekit_source, machine
 from torch.utils.flop_counter import FlopCounterMode
 
 import aekit
@@ -34,14 +33,6 @@ MODELS: dict[str, tuple[str, dict[str, Any], int]] = {
     "vae-conv-28x28": ("binarized-mnist", {"backbone": "conv", "latent_dim": 16, "likelihood": "bernoulli"}, 128),
     "vae-conv-32x32x3": ("cifar10", {"backbone": "conv", "latent_dim": 64, "likelihood": "gaussian"}, 128),
 }
-
-
-def cpu_model() -> str:
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    except OSError:
-        return ""
-    return next((ln.split(":", 1)[1].strip() for ln in lscpu.splitlines() if ln.startswith("Model name")), "")
 
 
 def matmul_peak_gflops(n: int, runs: int) -> dict[str, Any]:
@@ -63,9 +54,10 @@ def flops_per_example(model_keys: dict[str, Any], data_shape: tuple[int, ...], b
     objective = model.objective()
     x = torch.rand(batch, *data_shape)
     with FlopCounterMode(display=False) as forward:
-        objective(model(x), 0).total
+        loss = objective(model(x), 0).total
     with FlopCounterMode(display=False) as both:
         objective(model(x), 0).total.backward()
+    del loss
     return {"forward": forward.get_total_flops() / batch, "forward_backward": both.get_total_flops() / batch}
 
 
@@ -97,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     flops = {name: flops_per_example(MODELS[name][1], shapes[MODELS[name][0]], MODELS[name][2]) for name in names}
     result: dict[str, Any] = {
         "benchmark": "throughput",
-        "machine": {"cpu": cpu_model(), "python": platform.python_version(), "torch": torch.__version__},
+        "machine": machine(), "aekit_source": aekit_source(),
         "models": {name: {"data": MODELS[name][0], "batch_size": MODELS[name][2], **MODELS[name][1],
                           "flops_per_example": flops[name]} for name in names},
         "by_threads": {},

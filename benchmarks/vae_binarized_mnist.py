@@ -23,9 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _common import aekit_source, machine
 from torch import nn
 
 import aekit
@@ -53,17 +52,6 @@ REFERENCE = {
     "epochs": 500,
 }
 TARGET_NLL, TARGET_RATIO = 90.0, 0.6
-
-
-def machine() -> dict[str, Any]:
-    model_name = ""
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        model_name = next((ln.split(":", 1)[1].strip() for ln in lscpu.splitlines() if ln.startswith("Model name")), "")
-    except OSError:
-        pass
-    return {"cpu": model_name, "python": platform.python_version(), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads()}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -218,7 +206,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    help="torch threads for both libraries (1: robust when other jobs share the cores)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--root", default="/work/shared/datasets", help="folder holding binarized_mnist/")
-    p.add_argument("--skip-pythae-get-nll", action="store_true", help="Pythae's own estimator is slow (one example at a time)")
+    p.add_argument("--skip-pythae-get-nll", action="store_true",
+                   help="Pythae's own estimator is slow (one example at a time)")
     p.add_argument("--out", default="benchmarks/results/vae_binarized_mnist.json")
     args = p.parse_args(argv)
 
@@ -245,7 +234,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                       flush=True)
 
     result: dict[str, Any] = {
-        "benchmark": "vae_binarized_mnist", "machine": machine(), "reference": REFERENCE,
+        "benchmark": "vae_binarized_mnist", "machine": machine(), "aekit_source": aekit_source(),
+        "reference": REFERENCE,
         "setup": {"hidden": [HIDDEN], "latent_dim": LATENT_DIM, "batch_size": BATCH_SIZE, "lr": LR,
                   "optimizer": "Adam", "epochs": args.epochs, "train_examples": len(splits.train),
                   "repeats": args.repeats, "nll_samples": args.nll_samples,

@@ -69,9 +69,9 @@ def test_train_evaluate_sample_end_to_end(tmp_path):
 
 def test_recipe_file(tmp_path):
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("model:\n  name: ae\n  latent_dim: 5\n  hidden: [32]\ndata:\n  name: digits\n"
+    recipe.write_text("model:\n  name: ae\n  latent_dim: 7\n  hidden: [32]\ndata:\n  name: digits\n"
                       "train:\n  steps: 10\n  nll_samples: 0\n")
-    result = aekit("train", "--config", recipe, "--out", tmp_path / "run", "--no-eval")
+    result = aekit("train", "--config", recipe, "--out", tmp_path / "run", "--no-eval", "latent_dim=5")
     assert result.returncode == 0, result.stderr
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["model"]["name"] == "ae" and config["model"]["latent_dim"] == 5

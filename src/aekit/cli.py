@@ -50,6 +50,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from aekit.training import train
 
     recipe = _read_recipe(args.config) if args.config else {}
+    if args.model and "=" in args.model:  # no MODEL given: the first key=value landed in its place
+        args.overrides, args.model = [args.model, *args.overrides], None
     overrides: dict[str, Any] = _parse_overrides(args.overrides)
     for flag in ("steps", "epochs", "seed", "devices"):
         if getattr(args, flag) is not None:

@@ -5,6 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 
+def _single_threaded():
+    """scikit-learn's BLAS threads fight torch's OpenMP threads in one process (a 30-100x slow-down seen
+    on 2 cores); the probes are small, so one thread is fastest."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1)
+
+
 def _arrays(*xs):
     return [np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x) for x in xs]
 
@@ -18,8 +26,9 @@ def linear_probe_accuracy(z_train, y_train, z_test, y_test, max_iter: int = 1000
 
     z_train, y_train, z_test, y_test = _arrays(z_train, y_train, z_test, y_test)
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter, random_state=seed))
-    clf.fit(z_train, y_train)
-    return float(clf.score(z_test, y_test))
+    with _single_threaded():
+        clf.fit(z_train, y_train)
+        return float(clf.score(z_test, y_test))
 
 
 def knn_accuracy(z_train, y_train, z_test, y_test, k: int = 5) -> float:
@@ -28,5 +37,6 @@ def knn_accuracy(z_train, y_train, z_test, y_test, k: int = 5) -> float:
 
     z_train, y_train, z_test, y_test = _arrays(z_train, y_train, z_test, y_test)
     clf = KNeighborsClassifier(n_neighbors=min(k, len(z_train)))
-    clf.fit(z_train, y_train)
-    return float(clf.score(z_test, y_test))
+    with _single_threaded():
+        clf.fit(z_train, y_train)
+        return float(clf.score(z_test, y_test))

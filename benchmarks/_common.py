@@ -1,0 +1,35 @@
+"""What every benchmark records beside its numbers: the machine and the aekit sources it ran."""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import aekit
+
+
+def aekit_source() -> dict[str, str]:
+    """The commit and a hash of the aekit sources as run: the tree changes while the project is developed."""
+    src = Path(aekit.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(src.rglob("*.py")):
+        digest.update(path.relative_to(src).as_posix().encode() + path.read_bytes())
+    head = subprocess.run(["git", "-C", str(src), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                          check=False).stdout.strip()
+    return {"commit": head, "src_sha256": digest.hexdigest()[:16]}
+
+
+def machine() -> dict[str, Any]:
+    model_name = ""
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        model_name = next((ln.split(":", 1)[1].strip() for ln in lscpu.splitlines() if ln.startswith("Model name")), "")
+    except OSError:
+        pass
+    return {"cpu": model_name, "python": platform.python_version(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads()}
