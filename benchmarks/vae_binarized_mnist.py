@@ -35,7 +35,7 @@ from _common import aekit_source, machine
 from torch import nn
 
 import aekit
-from aekit.data.base import Splits
+from aekit.data.base import Dataset
 
 # The reproducibility setup (see the module docstring).
 HIDDEN = 400
@@ -167,20 +167,29 @@ def pythae_as_aekit(pythae_model: nn.Module) -> nn.Module:
 # Test NLL
 
 
-def aekit_nll(model: nn.Module, splits: Splits, n_samples: int, n_examples: int, seed: int) -> dict[str, float]:
+def nll_subset(test: Dataset, n_examples: int, seed: int) -> Dataset:
+    """The test images every estimator scores: all of them, or a seeded random ``n_examples`` (not the first
+    n, whose difficulty differs from the whole set's)."""
+    if not n_examples or n_examples >= len(test):
+        return test
+    index = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:n_examples].sort().values
+    return test.subset(index, name=f"{test.name}[{n_examples} random]")
+
+
+def aekit_nll(model: nn.Module, test: Dataset, n_samples: int, seed: int) -> dict[str, float]:
+    """NLL and ELBO on the same images, with aekit's estimator."""
     start = time.perf_counter()
-    metrics = aekit.evaluate(model, splits.test, nll_samples=n_samples, nll_examples=n_examples or None, seed=seed)
+    metrics = aekit.evaluate(model, test, nll_samples=n_samples, seed=seed)
     return {"nll": metrics["test/nll"], "elbo": metrics["test/elbo"], "seconds": time.perf_counter() - start}
 
 
-def pythae_get_nll(model: nn.Module, splits: Splits, n_samples: int, n_examples: int, seed: int) -> dict[str, float]:
+def pythae_get_nll(model: nn.Module, test: Dataset, n_samples: int, seed: int) -> dict[str, float]:
     """Pythae's ``get_nll`` returns the mean log p(x); its samples come in batches of 100, so K is rounded
     down to a multiple of 100."""
-    x = splits.test.inputs(slice(0, n_examples or len(splits.test)))
     torch.manual_seed(seed)
     start = time.perf_counter()
     with torch.no_grad():
-        log_px = model.get_nll(x, n_samples=n_samples, batch_size=min(100, n_samples))
+        log_px = model.get_nll(test.inputs(), n_samples=n_samples, batch_size=min(100, n_samples))
     return {"nll": -float(log_px), "seconds": time.perf_counter() - start}
 
 
@@ -200,7 +209,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--epochs", type=int, default=REFERENCE["epochs"])
     p.add_argument("--nll-samples", type=int, default=5000, help="importance samples K per test example")
-    p.add_argument("--nll-examples", type=int, default=0, help="test examples scored (0: all 10,000)")
+    p.add_argument("--nll-examples", type=int, default=0, help="random test examples scored (0: all 10,000)")
     p.add_argument("--repeats", type=int, default=1, help="trainings per library; timings are medians")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads for both libraries (1: robust when other jobs share the cores)")
@@ -256,16 +265,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     converted = pythae_as_aekit(models["pythae"])
     result["pythae"]["conversion_max_abs_diff"] = check_conversion(models["pythae"], converted,
                                                                    splits.test.inputs(slice(0, 256)))
-    result["aekit"]["nll_aekit_estimator"] = aekit_nll(models["aekit"], splits, args.nll_samples, args.nll_examples,
-                                                       args.seed)
-    print(f"aekit  NLL (aekit estimator):  {result['aekit']['nll_aekit_estimator']}", flush=True)
-    result["pythae"]["nll_aekit_estimator"] = aekit_nll(converted, splits, args.nll_samples, args.nll_examples,
-                                                        args.seed)
-    print(f"pythae NLL (aekit estimator):  {result['pythae']['nll_aekit_estimator']}", flush=True)
+    test = nll_subset(splits.test, args.nll_examples, args.seed)
+    result["setup"]["nll_subset"] = test.name
+    scored = {"aekit": models["aekit"], "pythae": converted}
+    for lib, model in scored.items():
+        result[lib]["elbo_full_test"] = aekit.evaluate(model, splits.test, seed=args.seed)["test/elbo"]
+        result[lib]["nll_aekit_estimator"] = aekit_nll(model, test, args.nll_samples, args.seed)
+        print(f"{lib:6s} NLL (aekit estimator): {result[lib]['nll_aekit_estimator']}", flush=True)
     if not args.skip_pythae_get_nll:
-        result["pythae"]["nll_pythae_get_nll"] = pythae_get_nll(models["pythae"], splits, args.nll_samples,
-                                                                args.nll_examples, args.seed)
-        print(f"pythae NLL (Pythae get_nll):   {result['pythae']['nll_pythae_get_nll']}", flush=True)
+        result["pythae"]["nll_pythae_get_nll"] = pythae_get_nll(models["pythae"], test, args.nll_samples, args.seed)
+        print(f"pythae NLL (Pythae get_nll):  {result['pythae']['nll_pythae_get_nll']}", flush=True)
 
     nll = result["aekit"]["nll_aekit_estimator"]["nll"]
     result["targets"] = {

@@ -11,7 +11,6 @@ and the same noise as an uninterrupted one.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -146,8 +145,9 @@ def load_splits(data: DataConfig) -> Splits:
 
 
 def resolve_run(model: str, data: str | DataConfig, out: Path, resume: bool, config_file: dict | None,
-                overrides: dict[str, Any]) -> dict[str, Any]:
-    """The resolved ``config.json`` of a run: recipe file, then command-line overrides, then data shape."""
+                overrides: dict[str, Any]) -> tuple[dict[str, Any], Splits | None]:
+    """The resolved ``config.json`` of a run (recipe file, then command-line overrides, then the data's shape),
+    and the data when it had to be read to find that shape."""
     from aekit.registry import make_config
 
     saved = out / "config.json"
@@ -172,6 +172,7 @@ def resolve_run(model: str, data: str | DataConfig, out: Path, resume: bool, con
     data_config = from_dict(DataConfig, base["data"], where="data")
     train_config = from_dict(TrainConfig, base["train"], where="train")
     model_values = {k: v for k, v in base["model"].items() if k != "name"}
+    splits = None
     if not resume:
         make_config(model, **model_values)  # bad values fail here, before any data is read
         splits = load_splits(data_config)
@@ -180,8 +181,9 @@ def resolve_run(model: str, data: str | DataConfig, out: Path, resume: bool, con
             x = splits.train.inputs(slice(0, 2048))
             model_values["likelihood"] = "bernoulli" if bool(x.min() >= 0) and bool(x.max() <= 1) else "gaussian"
     model_config = make_config(model, **model_values)
-    return {"model": {"name": model, **to_dict(model_config)}, "data": to_dict(data_config),
-            "train": to_dict(train_config)}
+    run = {"model": {"name": model, **to_dict(model_config)}, "data": to_dict(data_config),
+           "train": to_dict(train_config)}
+    return run, splits
 
 
 class CSVLog:
@@ -229,8 +231,8 @@ def validation_logs(model, objective, splits: Splits, config: TrainConfig, step:
     return {k: v / max(n, 1) for k, v in totals.items()}
 
 
-def _fit(fabric, run: dict[str, Any], out: Path, resume: bool) -> dict[str, Any]:
-    """The loop itself; runs on every DDP rank."""
+def _fit(fabric, run: dict[str, Any], out: Path, resume: bool, splits: Splits | None = None) -> dict[str, Any]:
+    """The loop itself; runs on every DDP rank (each reads the data itself)."""
     from aekit.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
     from aekit.registry import build_model, make_config
 
@@ -241,7 +243,7 @@ def _fit(fabric, run: dict[str, Any], out: Path, resume: bool) -> dict[str, Any]
     if config.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
-    splits = load_splits(data_config)
+    splits = splits or load_splits(data_config)
     name = run["model"]["name"]
     model = build_model(name, make_config(name, **{k: v for k, v in run["model"].items() if k != "name"}))
     objective = model.objective()
@@ -419,7 +421,8 @@ def train(
     from aekit.io import default_device, load
 
     out = Path(out)
-    run = resolve_run(model, data, out, resume, config_file, overrides)
+    run, splits = resolve_run(model, data, out, resume, config_file, overrides)
+    splits = splits or load_splits(from_dict(DataConfig, run["data"]))
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.json", json.dumps(run, indent=2) + "\n")
     config = from_dict(TrainConfig, run["train"])
@@ -427,15 +430,15 @@ def train(
     if config.devices > 1:
         summary = fabric.launch(_launched_fit, run, str(out), resume)
     else:
-        summary = _fit(fabric, run, out, resume)
+        summary = _fit(fabric, run, out, resume, splits)
     trained = load(out / "model", map_location="cpu" if config.accelerator == "cpu" else default_device())
     metrics: dict[str, Any] = dict(summary or {})
     report = None
     if evaluate:
         from aekit.outputs import write_outputs
 
-        metrics, report = write_outputs(trained, load_splits(from_dict(DataConfig, run["data"])), out, config, metrics)
+        metrics, report = write_outputs(trained, splits, out, config, metrics)
     return RunResult(run_dir=out, model=trained, metrics=metrics, report=report)
 
 
-__all__ = ["DataConfig", "RunResult", "TrainConfig", "train", "learning_rate", "dataclasses"]
+__all__ = ["DataConfig", "RunResult", "TrainConfig", "learning_rate", "train"]
