@@ -134,6 +134,7 @@ def test_wrong_shape_for_the_model_is_a_one_line_error(bad_inputs, tmp_path):
     (["likelihood=poisson"], ["likelihood='poisson'"]),
     (["beta_schedule=sometimes"], ["beta_schedule='sometimes'"]),
     (["steps"], ["not key=value"]),
+    (["precision=fp3"], ["precision='fp3'"]),
 ])
 def test_invalid_config_values_are_one_line_errors(args, fragments, tmp_path):
     assert_clean_error(aekit("train", "vae", "--data", "digits", "--out", tmp_path / "run", *args), *fragments)

@@ -28,6 +28,7 @@ from aekit.io import atomic_write_text, read_json, save_model
 
 LR_SCHEDULES = ("cosine", "constant")
 ON_NAN = ("stop", "skip")
+PRECISIONS = ("32-true", "64-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true")
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,8 @@ class TrainConfig:
         require(0 <= self.min_lr_ratio <= 1, f"min_lr_ratio={self.min_lr_ratio} must lie in [0, 1]")
         require(self.lr_schedule in LR_SCHEDULES,
                 f"lr_schedule={self.lr_schedule!r} is unknown; choose one of {', '.join(LR_SCHEDULES)}")
+        require(self.precision in PRECISIONS,
+                f"precision={self.precision!r} is unknown; choose one of {', '.join(PRECISIONS)}")
         require(self.on_nan in ON_NAN, f"on_nan={self.on_nan!r} is unknown; choose one of {', '.join(ON_NAN)}")
         require(self.accelerator in ("auto", "cpu", "gpu", "cuda", "mps"),
                 f"accelerator={self.accelerator!r} is unknown; choose auto, cpu, gpu or mps")
