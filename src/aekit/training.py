@@ -234,6 +234,17 @@ def validation_logs(model, objective, splits: Splits, config: TrainConfig, step:
     return {k: v / max(n, 1) for k, v in totals.items()}
 
 
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW, with PyTorch's fused kernel where the device supports it: one pass over each parameter instead
+    of a chain of element-wise ops (on a 2-core CPU the optimiser step of an MLP VAE went from a third of the
+    step time to a tenth; see benchmarks/RESULTS.md)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    try:
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=True)
+    except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
 def _fit(fabric, run: dict[str, Any], out: Path, resume: bool, splits: Splits | None = None) -> dict[str, Any]:
     """The loop itself; runs on every DDP rank (each reads the data itself)."""
     from aekit.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -251,7 +262,7 @@ def _fit(fabric, run: dict[str, Any], out: Path, resume: bool, splits: Splits | 
     model = build_model(name, make_config(name, **{k: v for k, v in run["model"].items() if k != "name"}))
     objective = model.objective()
     model.to(fabric.device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = make_optimizer(model, config)
 
     n_train = len(splits.train)
     batch = min(config.batch_size, n_train)
