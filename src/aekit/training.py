@@ -26,7 +26,7 @@ from aekit.data.base import Splits
 from aekit.errors import ConfigError, TrainingDiverged
 from aekit.io import atomic_write_text, read_json, save_model
 
-LR_SCHEDULES = ("cosine", "constant")
+LR_SCHEDULES = ("cosine", "constant", "multistep")
 ON_NAN = ("stop", "skip")
 PRECISIONS = ("32-true", "64-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true")
 
@@ -43,6 +43,8 @@ class TrainConfig:
     lr_warmup_steps: int = 0
     lr_schedule: str = "cosine"
     min_lr_ratio: float = 0.0
+    lr_milestones: tuple[int, ...] = ()
+    lr_gamma: float = 0.1
     grad_clip: float = 0.0
     accumulate: int = 1
     eval_every: int = 0
@@ -73,6 +75,9 @@ class TrainConfig:
         require(self.weight_decay >= 0, f"weight_decay={self.weight_decay} must be >= 0")
         require(self.grad_clip >= 0, f"grad_clip={self.grad_clip} must be >= 0 (0 turns clipping off)")
         require(0 <= self.min_lr_ratio <= 1, f"min_lr_ratio={self.min_lr_ratio} must lie in [0, 1]")
+        require(0 < self.lr_gamma <= 1, f"lr_gamma={self.lr_gamma} must lie in (0, 1]")
+        require(list(self.lr_milestones) == sorted(set(self.lr_milestones)) and all(m > 0 for m in self.lr_milestones),
+                f"lr_milestones={self.lr_milestones} must be increasing positive steps")
         require(self.lr_schedule in LR_SCHEDULES,
                 f"lr_schedule={self.lr_schedule!r} is unknown; choose one of {', '.join(LR_SCHEDULES)}")
         require(self.precision in PRECISIONS,
@@ -102,11 +107,14 @@ class RunResult:
 
 
 def learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
-    """Linear warm-up to ``lr`` over ``lr_warmup_steps``, then cosine decay to ``lr * min_lr_ratio``."""
+    """Linear warm-up to ``lr`` over ``lr_warmup_steps``, then cosine decay to ``lr * min_lr_ratio``
+    (``cosine``), ``lr`` (``constant``), or ``lr`` times ``lr_gamma`` at each of ``lr_milestones`` (``multistep``)."""
     if step < config.lr_warmup_steps:
         return config.lr * (step + 1) / config.lr_warmup_steps
     if config.lr_schedule == "constant":
         return config.lr
+    if config.lr_schedule == "multistep":
+        return config.lr * config.lr_gamma ** sum(step >= m for m in config.lr_milestones)
     span = max(1, total_steps - config.lr_warmup_steps)
     progress = min(1.0, (step - config.lr_warmup_steps) / span)
     floor = config.lr * config.min_lr_ratio

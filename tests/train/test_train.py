@@ -37,6 +37,10 @@ def test_learning_rate_warmup_then_cosine():
     assert learning_rate(c, 9, 110) == pytest.approx(1.0)
     assert learning_rate(c, 60, 110) == pytest.approx(0.1 + 0.9 * 0.5)
     assert learning_rate(c, 110, 110) == pytest.approx(0.1)
+    steps = TrainConfig(lr=1.0, lr_schedule="multistep", lr_milestones=(5, 8), lr_gamma=0.5)
+    assert [learning_rate(steps, s, 10) for s in (0, 4, 5, 7, 8, 9)] == [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
+    with pytest.raises(ConfigError, match="lr_milestones"):
+        TrainConfig(lr_milestones=(8, 5))
 
 
 def test_train_writes_a_complete_run_directory(tmp_path):
