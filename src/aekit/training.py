@@ -244,8 +244,8 @@ def validation_logs(model, objective, splits: Splits, config: TrainConfig, step:
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """AdamW, with PyTorch's fused kernel where the device supports it: one pass over each parameter instead
-    of a chain of element-wise ops (on a 2-core CPU the optimiser step of an MLP VAE went from a third of the
-    step time to a tenth; see benchmarks/RESULTS.md)."""
+    of a chain of element-wise ops (the MLP VAE's training step on one CPU thread: 8.9-9.9 ms with the
+    foreach kernel, 6.9-8.2 ms fused; benchmarks/RESULTS.md)."""
     params = [p for p in model.parameters() if p.requires_grad]
     try:
         return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=True)
