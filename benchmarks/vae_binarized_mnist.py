@@ -59,7 +59,7 @@ TARGET_NLL, TARGET_RATIO = 90.0, 0.6
 # aekit
 
 
-def aekit_overrides(epochs: int, root: str, seed: int) -> dict[str, Any]:
+def aekit_overrides(epochs: int, root: str, seed: int, precision: str = "32-true") -> dict[str, Any]:
     """The setup as aekit config keys: AdamW with weight_decay=0 is Adam; the lr falls by 10^(-1/5) at the same
     epochs as Pythae's MultiStepLR (aekit counts milestones in optimiser steps)."""
     steps_per_epoch = 50_000 // BATCH_SIZE
@@ -69,14 +69,17 @@ def aekit_overrides(epochs: int, root: str, seed: int) -> dict[str, Any]:
         "lr_schedule": "multistep", "lr_milestones": [m * steps_per_epoch for m in LR_MILESTONES],
         "lr_gamma": 10 ** (-1 / 5), "weight_decay": 0.0, "seed": seed, "accelerator": "cpu",
         "eval_every": epochs * steps_per_epoch,  # validate once, at the end, as Pythae does without eval data
-        "progress": False, "figures": False,
+        "progress": False, "figures": False, "precision": precision,
     }
 
 
-def train_aekit(epochs: int, root: str, seed: int, workdir: Path) -> tuple[nn.Module, dict[str, float]]:
+def train_aekit(
+    epochs: int, root: str, seed: int, workdir: Path, precision: str = "32-true"
+) -> tuple[nn.Module, dict[str, float]]:
     out = workdir / f"aekit-{time.monotonic_ns()}"
     start = time.perf_counter()
-    run = aekit.train("vae", data="binarized-mnist", out=out, evaluate=False, **aekit_overrides(epochs, root, seed))
+    overrides = aekit_overrides(epochs, root, seed, precision)
+    run = aekit.train("vae", data="binarized-mnist", out=out, evaluate=False, **overrides)
     wall = time.perf_counter() - start
     return run.model, {"wall_s": wall, "loop_s": float(run.metrics["train/wall_time_s"])}
 
@@ -217,6 +220,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads for both libraries (1: robust when other jobs share the cores)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--aekit-precision", default="32-true", help="aekit's Fabric precision, e.g. bf16-mixed")
     p.add_argument("--root", default="/work/shared/datasets", help="folder holding binarized_mnist/")
     p.add_argument("--skip-pythae-get-nll", action="store_true",
                    help="Pythae's own estimator is slow (one example at a time)")
@@ -238,7 +242,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for lib in order:
                 seed = args.seed + repeat
                 if lib == "aekit":
-                    model, t = train_aekit(args.epochs, args.root, seed, Path(tmp))
+                    model, t = train_aekit(args.epochs, args.root, seed, Path(tmp), args.aekit_precision)
                 else:
                     model, t = train_pythae(args.epochs, train_x, seed, Path(tmp))
                 timings[lib].append(t)
