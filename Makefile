@@ -18,8 +18,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/aekit train --config configs/vae-digits.yaml --out runs/demo-vae $(if $(wildcard runs/demo-vae/model),--resume,)
-	@echo "report: $(abspath runs/demo-vae/report.html)"
+	$(BIN)/aekit train --config configs/vae-digits.yaml --out $(abspath runs/demo-vae) \
+		$(if $(wildcard runs/demo-vae/checkpoints/latest),--resume,)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
