@@ -52,6 +52,8 @@ def evaluate(
     samples; with labels ``test/linear_probe_acc`` and ``test/knn_acc`` (probes fit on train embeddings).
     """
     test = data.test if isinstance(data, Splits) else data
+    if len(test) == 0:
+        return {f"{split}/examples": 0}
     model.eval()
     device = next(model.parameters()).device
     sums: dict[str, float] = {}

@@ -50,6 +50,6 @@ def write_outputs(model, splits: Splits, run_dir: Path, config, metrics: dict[st
                  seed=config.seed)
     )
     write_metrics(run_dir, metrics)
-    if config.figures:
+    if config.figures and len(splits.test):
         write_figures(model, splits, run_dir, seed=config.seed)
     return metrics, write_report(run_dir)

@@ -131,6 +131,8 @@ def _fit(fabric, run: dict[str, Any], out: Path, resume: bool, splits: Splits | 
     optimizer = make_optimizer(model, config)
 
     n_train = len(splits.train)
+    if config.patience and not len(splits.val):
+        raise ConfigError(f"patience={config.patience} needs a validation split; set val_fraction > 0")
     batch = min(config.batch_size, n_train)
     if batch % world:
         raise ConfigError(f"batch_size={batch} must be divisible by devices={world}")
@@ -228,7 +230,7 @@ def _fit(fabric, run: dict[str, Any], out: Path, resume: bool, splits: Splits | 
             log.write({"step": step, "epoch": epoch, "split": "train", "lr": lr, "time_s": state["train_time_s"],
                        **logs_sum})
             fabric.log_dict({f"train/{k}": v for k, v in logs_sum.items()}, step=step)
-        if step % eval_every == 0 or step == total_steps:
+        if len(splits.val) and (step % eval_every == 0 or step == total_steps):
             val = validation_logs(model.module, objective, splits, config, step, fabric.device)
             if log is not None:
                 log.write({"step": step, "epoch": epoch, "split": "val", "lr": lr, "time_s": state["train_time_s"],

@@ -161,6 +161,13 @@ def test_gradient_accumulation_matches_a_larger_batch(tmp_path):
     assert same_weights(a, b, atol=1e-5)
 
 
+def test_runs_without_validation_or_test_split(tmp_path):
+    run = aekit.train("vae", "digits", tmp_path / "run", steps=5, val_fraction=0.0, test_fraction=0.0, **QUICK)
+    assert run.metrics["test/examples"] == 0 and run.metrics["train/best_val_loss"] is None
+    with pytest.raises(ConfigError, match="needs a validation split"):
+        aekit.train("vae", "digits", tmp_path / "es", steps=5, val_fraction=0.0, patience=2, **QUICK)
+
+
 def test_invalid_train_values_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="lr=-1"):
         aekit.train("ae", "digits", tmp_path / "a", lr=-1.0, **QUICK)
