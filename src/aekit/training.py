@@ -111,8 +111,11 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.O
         return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def _fit(fabric, run: dict[str, Any], out: Path, resume: bool, splits: Splits | None = None) -> dict[str, Any]:
-    """The loop itself; runs on every DDP rank (each reads the data itself)."""
+def _fit(
+    fabric, run: dict[str, Any], out: Path, resume: bool, splits: Splits | None = None, instance=None
+) -> dict[str, Any]:
+    """The loop itself; runs on every DDP rank (each reads the data itself). ``instance``: a model the user
+    built (with modules of their own), trained in place instead of one built from the config."""
     from aekit.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
     from aekit.registry import build_model, make_config
 
@@ -125,7 +128,7 @@ def _fit(fabric, run: dict[str, Any], out: Path, resume: bool, splits: Splits | 
         torch.use_deterministic_algorithms(True)
     splits = splits or load_splits(data_config)
     name = run["model"]["name"]
-    model = build_model(name, make_config(name, **{k: v for k, v in run["model"].items() if k != "name"}))
+    model = instance or build_model(name, make_config(name, **{k: v for k, v in run["model"].items() if k != "name"}))
     objective = model.objective()
     model.to(fabric.device)
     optimizer = make_optimizer(model, config)
@@ -285,7 +288,7 @@ def _launched_fit(fabric, run: dict[str, Any], out: str, resume: bool) -> dict[s
 
 
 def train(
-    model: str = "vae",
+    model: str | torch.nn.Module = "vae",
     data: str | DataConfig = "digits",
     out: str | os.PathLike = "runs/run",
     *,
@@ -294,26 +297,47 @@ def train(
     evaluate: bool = True,
     **overrides: Any,
 ) -> RunResult:
-    """Train ``model`` (a registered name) on ``data`` and write the run directory ``out``.
+    """Train ``model`` on ``data`` and write the run directory ``out``.
+
+    ``model`` is a registered name, or a model built with ``aekit.build_model`` (user-made encoder or decoder
+    modules included), which is then trained in place on one device; reload such a run with
+    ``aekit.load(out, encoder=..., decoder=...)``.
 
     ``overrides`` are config keys of the model (``latent_dim=8``), the data (``val_fraction=0.2``) or the
     training (``steps=500``, ``lr=3e-4``, ``checkpoint_every=100``); ``config_file`` is a parsed recipe with
     ``model``/``data``/``train`` sections. With ``resume=True`` the run continues from its latest checkpoint.
     """
+    from aekit.config import to_dict
     from aekit.io import default_device, load
 
     out = Path(out)
+    instance = None
+    if isinstance(model, torch.nn.Module):
+        instance, model = model, model.name
+        config_file = {**(config_file or {}), "model": to_dict(instance.config)}
     run, splits = resolve_run(model, data, out, resume, config_file, overrides)
+    if instance is not None:
+        wanted = {"name": instance.name, **to_dict(instance.config)}
+        changed = sorted(k for k in wanted if run["model"].get(k) != wanted[k])
+        if changed:
+            got = {k: run["model"].get(k) for k in changed}
+            raise ConfigError(
+                f"the model passed in was built with {', '.join(f'{k}={wanted[k]}' for k in changed)} but the run "
+                f"needs {got}; build the model to fit the data (and set model keys when building it)"
+            )
     splits = splits or load_splits(from_dict(DataConfig, run["data"]))
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.json", json.dumps(run, indent=2) + "\n")
     config = from_dict(TrainConfig, run["train"])
     fabric = _make_fabric(config, out)
     if config.devices > 1:
+        if instance is not None:
+            raise ConfigError("a model instance trains on one device; pass a registered model name for devices > 1")
         summary = fabric.launch(_launched_fit, run, str(out), resume)
     else:
-        summary = _fit(fabric, run, out, resume, splits)
-    trained = load(out / "model", map_location="cpu" if config.accelerator == "cpu" else default_device())
+        summary = _fit(fabric, run, out, resume, splits, instance)
+    device = "cpu" if config.accelerator == "cpu" else default_device()
+    trained = instance.to(device).eval() if instance is not None else load(out / "model", map_location=device)
     metrics: dict[str, Any] = dict(summary or {})
     report = None
     if evaluate:

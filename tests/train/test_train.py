@@ -1,5 +1,6 @@
 """The training loop: resume after SIGKILL, DDP, NaN handling, schedules, early stopping."""
 
+import copy
 import json
 import math
 import os
@@ -159,6 +160,23 @@ def test_gradient_accumulation_matches_a_larger_batch(tmp_path):
     # (the order of examples differs, as each micro-batch is drawn from the same epoch permutation)
     a, b = weights(tmp_path / "big"), weights(tmp_path / "acc")
     assert same_weights(a, b, atol=1e-5)
+
+
+def test_train_a_model_with_user_modules(tmp_path):
+    encoder = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.Tanh())
+    encoder.out_features = 32
+    decoder = torch.nn.Sequential(torch.nn.Linear(3, 64), torch.nn.Unflatten(1, (1, 8, 8)))
+    model = aekit.build_model("vae", data_shape=(1, 8, 8), latent_dim=3, encoder=encoder, decoder=decoder)
+    before = decoder[0].weight.detach().clone()
+    run = aekit.train(model, "digits", tmp_path / "run", steps=20, **{k: v for k, v in QUICK.items()
+                                                                        if k not in ("hidden", "latent_dim")})
+    assert run.model is model and not torch.equal(before, decoder[0].weight)
+    reloaded = aekit.load(tmp_path / "run", encoder=copy.deepcopy(encoder), decoder=copy.deepcopy(decoder))
+    assert same_weights(reloaded.state_dict(), model.cpu().state_dict())
+    with pytest.raises(ConfigError, match=r"data_shape=\[1, 28, 28\]"):
+        aekit.train(aekit.build_model("ae", data_shape=(1, 28, 28)), "digits", tmp_path / "bad", steps=2)
+    with pytest.raises(ConfigError, match="latent_dim"):
+        aekit.train(model, "digits", tmp_path / "bad2", steps=2, latent_dim=5)
 
 
 def test_runs_without_validation_or_test_split(tmp_path):
