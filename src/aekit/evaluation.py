@@ -49,7 +49,7 @@ def evaluate(
     Keys are flat, prefixed by the split: ``test/recon`` (-log p(x|z) per example), ``test/mse``, ``test/psnr``,
     ``test/bce`` (data in [0, 1]); for a variational model ``test/elbo``, ``test/kl``, ``test/active_units``,
     ``test/kl_per_dim``; with ``nll_samples = K > 0`` ``test/nll`` = -log p(x) by importance sampling with K
-    samples; with labels ``test/linear_probe_acc`` and ``test/knn_acc`` (probes fit on train embeddings).
+    samples, and for discrete likelihoods ``test/bits_per_dim`` = nll / (D ln 2); with labels ``test/linear_probe_acc`` and ``test/knn_acc`` (probes fit on train embeddings).
     """
     test = data.test if isinstance(data, Splits) else data
     if len(test) == 0:
@@ -92,6 +92,8 @@ def evaluate(
                 total, n = total - float(log_px.sum()), n + x.shape[0]
             metrics[f"{split}/nll"] = total / n
             metrics[f"{split}/nll_samples"] = nll_samples
+            if model.config.likelihood in ("bernoulli", "logistic"):  # discrete data: a code length
+                metrics[f"{split}/bits_per_dim"] = total / n / (math.prod(test.shape) * math.log(2))
     if isinstance(data, Splits) and test.y is not None and data.train.y is not None:
         z_train = embed_dataset(model, data.train, limit=probe_examples)
         y_train = data.train.labels(slice(0, len(z_train)))
