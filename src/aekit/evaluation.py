@@ -49,7 +49,8 @@ def evaluate(
     Keys are flat, prefixed by the split: ``test/recon`` (-log p(x|z) per example), ``test/mse``, ``test/psnr``,
     ``test/bce`` (data in [0, 1]); for a variational model ``test/elbo``, ``test/kl``, ``test/active_units``,
     ``test/kl_per_dim``; with ``nll_samples = K > 0`` ``test/nll`` = -log p(x) by importance sampling with K
-    samples, and for discrete likelihoods ``test/bits_per_dim`` = nll / (D ln 2); with labels ``test/linear_probe_acc`` and ``test/knn_acc`` (probes fit on train embeddings).
+    samples, and for discrete likelihoods ``test/bits_per_dim`` = nll / (D ln 2); with labels
+    ``test/linear_probe_acc`` and ``test/knn_acc`` (probes fit on train embeddings).
     """
     test = data.test if isinstance(data, Splits) else data
     if len(test) == 0:
