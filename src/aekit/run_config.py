@@ -137,6 +137,9 @@ def resolve_run(model: str, data: str | DataConfig, out: Path, resume: bool, con
         if isinstance(data, DataConfig):
             base["data"].update(to_dict(data))
     m, d, t = split_overrides(overrides, model)
+    if resume and (m or d):
+        keys = ", ".join(sorted({**m, **d}))
+        raise ConfigError(f"{keys}: the model and data of a run are fixed; on --resume only training keys may change")
     base["model"].update(m)
     base["data"].update(d)
     base["train"].update(t)

@@ -80,6 +80,8 @@ def test_resume_can_extend_a_finished_run(tmp_path):
     aekit.train("dae", "digits", tmp_path / "part", **{**args, "steps": 20})
     aekit.train("dae", "digits", tmp_path / "part", resume=True, steps=40, evaluate=False)
     assert same_weights(weights(tmp_path / "full"), weights(tmp_path / "part"))
+    with pytest.raises(ConfigError, match="latent_dim: the model and data of a run are fixed"):
+        aekit.train("dae", "digits", tmp_path / "part", resume=True, latent_dim=5)
 
 
 def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
