@@ -37,6 +37,7 @@ class TrainConfig:
     eval_every: int = 0
     val_examples: int = 2000
     patience: int = 0
+    keep_best: bool = False
     checkpoint_every: int = 0
     keep_checkpoints: int = 2
     seed: int = 0

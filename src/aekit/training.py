@@ -134,8 +134,9 @@ def _fit(
     optimizer = make_optimizer(model, config)
 
     n_train = len(splits.train)
-    if config.patience and not len(splits.val):
-        raise ConfigError(f"patience={config.patience} needs a validation split; set val_fraction > 0")
+    keep_best = bool(config.patience or config.keep_best)
+    if keep_best and not len(splits.val):
+        raise ConfigError("patience and keep_best need a validation split; set val_fraction > 0")
     batch = min(config.batch_size, n_train)
     if batch % world:
         raise ConfigError(f"batch_size={batch} must be divisible by devices={world}")
@@ -241,7 +242,7 @@ def _fit(
             fabric.log_dict({f"val/{k}": v for k, v in val.items()}, step=step)
             if val["loss"] < state["best_val"]:
                 state["best_val"], state["evals_since_best"] = val["loss"], 0
-                if config.patience and rank == 0:
+                if keep_best and rank == 0:
                     save_model(model.module, out / "best")
             else:
                 state["evals_since_best"] += 1
@@ -255,7 +256,7 @@ def _fit(
     save(step)
     if rank == 0:
         final = model.module
-        if stop_reason == "early_stopping" and (out / "best" / "model.safetensors").is_file():
+        if keep_best and (out / "best" / "model.safetensors").is_file():
             from aekit.io import load_tensors
 
             final.load_state_dict(load_tensors(out / "best" / "model.safetensors"))

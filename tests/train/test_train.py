@@ -155,6 +155,17 @@ def test_early_stopping_restores_the_best_weights(tmp_path):
     assert same_weights(weights(tmp_path / "run"), load_file(str(tmp_path / "run" / "best" / "model.safetensors")))
 
 
+def test_keep_best_ends_with_the_best_validation_weights_without_stopping(tmp_path):
+    run = aekit.train("ae", "digits", tmp_path / "run", steps=60, eval_every=5, keep_best=True, lr=0.05,
+                      evaluate=False, **QUICK)
+    assert run.metrics["train/steps"] == 60 and run.metrics["train/stop_reason"] == "steps"
+    log = [ln.split(",") for ln in (tmp_path / "run" / "log.csv").read_text().splitlines()]
+    loss = log[0].index("loss")
+    val = [float(r[loss]) for r in log[1:] if r[2] == "val"]
+    assert run.metrics["train/best_val_loss"] == pytest.approx(min(val), rel=1e-5)
+    assert same_weights(weights(tmp_path / "run"), load_file(str(tmp_path / "run" / "best" / "model.safetensors")))
+
+
 def test_gradient_accumulation_matches_a_larger_batch(tmp_path):
     args = dict(steps=5, evaluate=False, lr_schedule="constant", **QUICK)
     aekit.train("ae", "digits", tmp_path / "big", batch_size=64, **args)
@@ -185,7 +196,7 @@ def test_train_a_model_with_user_modules(tmp_path):
 def test_runs_without_validation_or_test_split(tmp_path):
     run = aekit.train("vae", "digits", tmp_path / "run", steps=5, val_fraction=0.0, test_fraction=0.0, **QUICK)
     assert run.metrics["test/examples"] == 0 and run.metrics["train/best_val_loss"] is None
-    with pytest.raises(ConfigError, match="needs a validation split"):
+    with pytest.raises(ConfigError, match="need a validation split"):
         aekit.train("vae", "digits", tmp_path / "es", steps=5, val_fraction=0.0, patience=2, **QUICK)
 
 
