@@ -10,23 +10,21 @@ from typing import Any
 import torch
 
 from aekit.errors import AekitError, DataError
+from aekit.files import write_atomically
 
 FORMAT = "aekit-model/1"
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_atomically(path, lambda file: file.write(text.encode("utf-8")))
 
 
 def save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
     """safetensors file written to a temporary name, then renamed (a crash leaves the old file intact)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
+    write_atomically(path, lambda file: file.write(data))
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -49,17 +47,13 @@ def read_json(path: Path) -> dict[str, Any]:
         raise DataError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno}); the file is corrupt") from None
 
 
-def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return dict(model.state_dict())
-
-
 def save_model(model, path: str | os.PathLike) -> Path:
     """Write ``config.json`` (model name and config) and ``model.safetensors`` into directory ``path``."""
     from aekit.config import to_dict
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    save_tensors(model_state(model), path / "model.safetensors", metadata={"format": FORMAT})
+    save_tensors(model.state_dict(), path / "model.safetensors", metadata={"format": FORMAT})
     meta = {"format": FORMAT, "model": model.name, "config": to_dict(model.config)}
     atomic_write_text(path / "config.json", json.dumps(meta, indent=2) + "\n")
     return path

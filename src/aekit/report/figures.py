@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from aekit.errors import DataError
-from aekit.report._files import write_atomically
+from aekit.files import write_atomically
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

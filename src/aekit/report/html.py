@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from aekit.errors import DataError
-from aekit.report._files import write_atomically
+from aekit.files import write_atomically
 
 __all__ = ["FIGURE_CAPTIONS", "write_report"]
 

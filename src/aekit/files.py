@@ -1,4 +1,4 @@
-"""Atomic file writes, shared by the figures and the HTML report."""
+"""Atomic file writes: every file aekit writes (configs, weights, logs, figures, the report) goes through here."""
 
 from __future__ import annotations
 
