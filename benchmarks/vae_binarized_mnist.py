@@ -9,8 +9,8 @@ clementchadebec/benchmark_VAE ``examples/scripts/reproducibility/vae.py`` and
     decoder  z [40]  -> Linear 400 -> ReLU -> Linear 784 -> Bernoulli means
     Adam, lr 1e-4, batch 100, 500 epochs, MultiStepLR (x 10^-1/5 at epochs 200, 350, ...)
 
-Both libraries see the same arrays (``aekit.data.load_data("binarized-mnist")``: 50k train / 10k test) and
-run in one process with the same torch thread count. Each model's test NLL is measured twice: with aekit's
+Both libraries see the same arrays (``aekit.data.load_data("binarized-mnist")``: 50k train / 10k test) with
+the same torch thread count; every training runs in a fresh Python process of its own, timed inside it. Each model's test NLL is measured twice: with aekit's
 importance-sampling estimator (the Pythae weights are copied into an aekit VAE of the same shape, so one
 estimator scores both) and with Pythae's own ``VAE.get_nll``.
 
@@ -25,6 +25,8 @@ import importlib.metadata
 import json
 import logging
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -59,26 +61,31 @@ TARGET_NLL, TARGET_RATIO = 90.0, 0.6
 # aekit
 
 
-def aekit_overrides(epochs: int, root: str, seed: int, precision: str = "32-true") -> dict[str, Any]:
+def aekit_overrides(
+    epochs: int, root: str, seed: int, precision: str = "32-true", select_on_valid: bool = False
+) -> dict[str, Any]:
     """The setup as aekit config keys: AdamW with weight_decay=0 is Adam; the lr falls by 10^(-1/5) at the same
-    epochs as Pythae's MultiStepLR (aekit counts milestones in optimiser steps)."""
+    epochs as Pythae's MultiStepLR (aekit counts milestones in optimiser steps). With ``select_on_valid`` the
+    validation loss is measured every epoch and the run ends on the weights of the best one (``keep_best``),
+    as the reference script's ``final_model``."""
     steps_per_epoch = 50_000 // BATCH_SIZE
+    selection = {"eval_every": steps_per_epoch, "keep_best": True, "val_examples": 0} if select_on_valid else {
+        "eval_every": epochs * steps_per_epoch}  # validate once, at the end, as Pythae does without eval data
     return {
         "backbone": "mlp", "hidden": [HIDDEN], "latent_dim": LATENT_DIM, "activation": "relu",
         "likelihood": "bernoulli", "root": root, "epochs": epochs, "batch_size": BATCH_SIZE, "lr": LR,
         "lr_schedule": "multistep", "lr_milestones": [m * steps_per_epoch for m in LR_MILESTONES],
         "lr_gamma": 10 ** (-1 / 5), "weight_decay": 0.0, "seed": seed, "accelerator": "cpu",
-        "eval_every": epochs * steps_per_epoch,  # validate once, at the end, as Pythae does without eval data
-        "progress": False, "figures": False, "precision": precision,
+        "progress": False, "figures": False, "precision": precision, **selection,
     }
 
 
 def train_aekit(
-    epochs: int, root: str, seed: int, workdir: Path, precision: str = "32-true"
+    epochs: int, root: str, seed: int, workdir: Path, precision: str = "32-true", select_on_valid: bool = False
 ) -> tuple[nn.Module, dict[str, float]]:
     out = workdir / f"aekit-{time.monotonic_ns()}"
     start = time.perf_counter()
-    overrides = aekit_overrides(epochs, root, seed, precision)
+    overrides = aekit_overrides(epochs, root, seed, precision, select_on_valid)
     run = aekit.train("vae", data="binarized-mnist", out=out, evaluate=False, **overrides)
     wall = time.perf_counter() - start
     return run.model, {"wall_s": wall, "loop_s": float(run.metrics["train/wall_time_s"])}
@@ -115,7 +122,11 @@ def pythae_networks() -> tuple[nn.Module, nn.Module]:
     return Encoder(), Decoder()
 
 
-def train_pythae(epochs: int, train_x: np.ndarray, seed: int, workdir: Path) -> tuple[nn.Module, dict[str, float]]:
+def train_pythae(
+    epochs: int, train_x: np.ndarray, seed: int, workdir: Path, valid_x: np.ndarray | None = None
+) -> tuple[nn.Module, dict[str, float]]:
+    """Pythae's trainer; with ``valid_x`` it measures the validation loss every epoch and keeps the weights of
+    the best epoch, as the reference script does (``eval_dataset``, then ``final_model``)."""
     from pythae.models import VAE, VAEConfig
     from pythae.pipelines import TrainingPipeline
     from pythae.trainers import BaseTrainerConfig
@@ -139,14 +150,15 @@ def train_pythae(epochs: int, train_x: np.ndarray, seed: int, workdir: Path) -> 
                 encoder=encoder, decoder=decoder)
     config = BaseTrainerConfig(
         output_dir=str(workdir / f"pythae-{time.monotonic_ns()}"), per_device_train_batch_size=BATCH_SIZE,
-        num_epochs=epochs, learning_rate=LR, optimizer_cls="Adam", scheduler_cls="MultiStepLR",
+        per_device_eval_batch_size=BATCH_SIZE, num_epochs=epochs, learning_rate=LR, optimizer_cls="Adam",
+        scheduler_cls="MultiStepLR",
         scheduler_params={"milestones": LR_MILESTONES, "gamma": 10 ** (-1 / 5)}, steps_saving=None,
         steps_predict=None, no_cuda=True, seed=seed,
     )
     timer = EpochTimer()
     start = time.perf_counter()
     pipeline = TrainingPipeline(model=model, training_config=config)
-    pipeline(train_data=train_x, callbacks=[timer])
+    pipeline(train_data=train_x, eval_data=valid_x, callbacks=[timer])
     wall = time.perf_counter() - start
     return pipeline.trainer._best_model.eval(), {"wall_s": wall, "loop_s": timer.loop_s}
 
@@ -208,6 +220,57 @@ def check_conversion(pythae_model: nn.Module, converted: nn.Module, x: torch.Ten
 
 
 # ---------------------------------------------------------------------------------------------------------
+# One training per fresh process: no library inherits another's imports, caches or allocator settings.
+
+
+def worker(args: argparse.Namespace) -> None:
+    """Train ``args.worker`` once and leave its weights and timings in ``args.worker_dir``."""
+    from safetensors.torch import save_file
+
+    torch.set_num_threads(args.threads)
+    logging.getLogger("pythae").setLevel(logging.WARNING)
+    out = Path(args.worker_dir)
+    if args.worker == "aekit":
+        model, t = train_aekit(args.epochs, args.root, args.seed, out, args.aekit_precision, args.select_on_valid)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "weights.safetensors"))
+    else:
+        if args.pythae_retain_memory:  # the allocator setting aekit applies to itself, given to Pythae by hand
+            from aekit.training import retain_cpu_memory
+
+            retain_cpu_memory()
+        splits = aekit.load_data("binarized-mnist", root=args.root)
+        valid_x = splits.val.inputs().numpy() if args.select_on_valid else None  # the official 10,000 images
+        model, t = train_pythae(args.epochs, splits.train.inputs().numpy(), args.seed, out, valid_x)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "weights.safetensors"))
+    (out / "timing.json").write_text(json.dumps(t))
+
+
+def run_worker(lib: str, args: argparse.Namespace, seed: int, workdir: Path) -> tuple[nn.Module, dict[str, float]]:
+    """Start a fresh interpreter for one training and load what it left."""
+    from safetensors.torch import load_file
+
+    out = workdir / f"{lib}-{seed}-{time.monotonic_ns()}"
+    out.mkdir(parents=True)
+    cmd = [sys.executable, __file__, "--worker", lib, "--worker-dir", str(out), "--epochs", str(args.epochs),
+           "--seed", str(seed), "--threads", str(args.threads), "--root", args.root,
+           "--aekit-precision", args.aekit_precision]
+    cmd += ["--select-on-valid"] * args.select_on_valid + ["--pythae-retain-memory"] * args.pythae_retain_memory
+    subprocess.run(cmd, check=True)
+    weights = load_file(str(out / "weights.safetensors"))
+    if lib == "aekit":
+        model = aekit.build_model("vae", data_shape=(1, 28, 28), backbone="mlp", hidden=(HIDDEN,),
+                                  latent_dim=LATENT_DIM, activation="relu", likelihood="bernoulli")
+    else:
+        from pythae.models import VAE, VAEConfig
+
+        encoder, decoder = pythae_networks()
+        model = VAE(VAEConfig(input_dim=(1, 28, 28), latent_dim=LATENT_DIM, reconstruction_loss="bce"),
+                    encoder=encoder, decoder=decoder)
+    model.load_state_dict(weights)
+    return model.eval(), json.loads((out / "timing.json").read_text())
+
+
+# ---------------------------------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -221,16 +284,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    help="torch threads for both libraries (1: robust when other jobs share the cores)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--aekit-precision", default="32-true", help="aekit's Fabric precision, e.g. bf16-mixed")
+    p.add_argument("--select-on-valid", action="store_true",
+                   help="the reference script's model selection: validation loss every epoch, best epoch's weights")
+    p.add_argument("--pythae-retain-memory", action="store_true",
+                   help="give Pythae's process the allocator setting aekit applies to its own (retain_cpu_memory)")
+    p.add_argument("--worker", choices=("aekit", "pythae"), help=argparse.SUPPRESS)
+    p.add_argument("--worker-dir", help=argparse.SUPPRESS)
     p.add_argument("--root", default="/work/shared/datasets", help="folder holding binarized_mnist/")
     p.add_argument("--skip-pythae-get-nll", action="store_true",
                    help="Pythae's own estimator is slow (one example at a time)")
     p.add_argument("--out", default="benchmarks/results/vae_binarized_mnist.json")
     args = p.parse_args(argv)
+    if args.worker:
+        worker(args)
+        return {}
 
     torch.set_num_threads(args.threads)
     logging.getLogger("pythae").setLevel(logging.WARNING)
     splits = aekit.load_data("binarized-mnist", root=args.root)
-    train_x = splits.train.inputs().numpy()  # [50000, 1, 28, 28] float32 in {0, 1}: Pythae gets the same array
     print(f"data: train {tuple(splits.train.x.shape)}, test {tuple(splits.test.x.shape)}; threads {args.threads}")
 
     libraries = [lib for lib in ("aekit", "pythae") if lib in args.libraries.split(",")]
@@ -241,10 +312,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             order = libraries if repeat % 2 == 0 else libraries[::-1]  # alternate against drift
             for lib in order:
                 seed = args.seed + repeat
-                if lib == "aekit":
-                    model, t = train_aekit(args.epochs, args.root, seed, Path(tmp), args.aekit_precision)
-                else:
-                    model, t = train_pythae(args.epochs, train_x, seed, Path(tmp))
+                model, t = run_worker(lib, args, seed, Path(tmp))
                 timings[lib].append(t)
                 models.setdefault(lib, model)
                 print(f"[{repeat}] {lib}: {args.epochs} epochs, wall {t['wall_s']:.1f} s, loop {t['loop_s']:.1f} s",
@@ -256,7 +324,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "setup": {"hidden": [HIDDEN], "latent_dim": LATENT_DIM, "batch_size": BATCH_SIZE, "lr": LR,
                   "optimizer": "Adam", "epochs": args.epochs, "train_examples": len(splits.train),
                   "repeats": args.repeats, "nll_samples": args.nll_samples,
-                  "nll_examples": args.nll_examples or len(splits.test), "seed": args.seed},
+                  "nll_examples": args.nll_examples or len(splits.test), "seed": args.seed,
+                  "select_on_valid": args.select_on_valid,
+                  "aekit_precision": args.aekit_precision, "pythae_retain_memory": args.pythae_retain_memory,
+                  "process_per_training": True},
     }
     for lib in libraries:
         result[lib] = {

@@ -45,6 +45,7 @@ class TrainConfig:
     devices: int = 1
     accelerator: str = "auto"
     precision: str = "32-true"
+    retain_cpu_memory: bool = True
     on_nan: str = "stop"
     max_skipped: int = 20
     log_every: int = 10

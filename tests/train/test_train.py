@@ -207,3 +207,36 @@ def test_invalid_train_values_are_config_errors(tmp_path):
         aekit.train("ae", "digits", tmp_path / "b", learning_rate=0.1, **QUICK)
     with pytest.raises(ConfigError, match="nothing to resume"):
         aekit.train("ae", "digits", tmp_path / "c", resume=True)
+
+
+FAULTS_PER_STEP = """
+import resource, sys, torch
+import aekit
+from aekit.training import make_optimizer, retain_cpu_memory, TrainConfig
+torch.set_num_threads(1)
+if sys.argv[1] == "retain":
+    assert retain_cpu_memory()
+model = aekit.build_model("vae", data_shape=(1, 28, 28), backbone="mlp", hidden=(400,), latent_dim=40)
+optimizer, objective = make_optimizer(model, TrainConfig(lr=1e-4)), model.objective()
+x = (torch.rand(100, 1, 28, 28) < 0.3).float()
+def step():
+    objective(model(x), 0).total.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+for _ in range(5):
+    step()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(20):
+    step()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 20)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt is Linux-only")
+def test_retained_cpu_memory_stops_page_faults_in_the_training_step():
+    def faults(mode):
+        out = subprocess.run([sys.executable, "-c", FAULTS_PER_STEP, mode], capture_output=True, text=True, check=True)
+        return float(out.stdout.split()[-1])
+
+    default, retained = faults("default"), faults("retain")
+    assert retained <= max(5.0, 0.1 * default), (default, retained)
