@@ -10,9 +10,11 @@ clementchadebec/benchmark_VAE ``examples/scripts/reproducibility/vae.py`` and
     Adam, lr 1e-4, batch 100, 500 epochs, MultiStepLR (x 10^-1/5 at epochs 200, 350, ...)
 
 Both libraries see the same arrays (``aekit.data.load_data("binarized-mnist")``: 50k train / 10k test) with
-the same torch thread count; every training runs in a fresh Python process of its own, timed inside it. Each model's test NLL is measured twice: with aekit's
-importance-sampling estimator (the Pythae weights are copied into an aekit VAE of the same shape, so one
-estimator scores both) and with Pythae's own ``VAE.get_nll``.
+the same torch thread count; every training runs in a fresh Python process of its own, timed inside it. Each
+model's test NLL is measured twice: with aekit's importance-sampling estimator (the Pythae weights are copied
+into an aekit VAE of the same shape, so one estimator scores both) and with Pythae's own ``VAE.get_nll``.
+``--select-on-valid`` is the reference script's protocol: the validation loss every epoch, and the weights of
+the best epoch at the end.
 
     .venv-bench/bin/python benchmarks/vae_binarized_mnist.py --epochs 5 --nll-samples 5000 \
         --nll-examples 1000 --repeats 1 --out benchmarks/results/vae_binarized_mnist.json

@@ -240,3 +240,30 @@ def test_retained_cpu_memory_stops_page_faults_in_the_training_step():
 
     default, retained = faults("default"), faults("retain")
     assert retained <= max(5.0, 0.1 * default), (default, retained)
+
+
+def test_cast_floats_reaches_into_model_outputs_and_leaves_other_tensors():
+    from aekit.training import cast_floats
+
+    model = aekit.build_model("vae", data_shape=(1, 8, 8), backbone="mlp", hidden=(16,), latent_dim=3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(torch.rand(4, 1, 8, 8))
+    assert out.x_params.dtype == torch.bfloat16
+    cast = cast_floats({"out": out, "n": torch.arange(3), "pair": (out.latent.mean, 1)}, torch.float32)
+    assert type(cast["out"]) is type(out) and cast["out"].x_params.dtype == torch.float32
+    assert cast["out"].latent.params["mu"].dtype == torch.float32 and cast["out"].terms["kl"].dtype == torch.float32
+    assert cast["n"].dtype == torch.int64 and cast["pair"][1] == 1
+    assert torch.equal(cast["out"].x_params, out.x_params.float())
+
+
+def test_bf16_mixed_training_logs_fp32_losses_close_to_fp32_training(tmp_path):
+    args = dict(steps=30, evaluate=False, lr_schedule="constant", lr=1e-2, **QUICK)
+    aekit.train("vae", "digits", tmp_path / "fp32", **args)
+    aekit.train("vae", "digits", tmp_path / "bf16", precision="bf16-mixed", **args)
+
+    def last_train_loss(run):
+        rows = [ln.split(",") for ln in (tmp_path / run / "log.csv").read_text().splitlines()]
+        return float([r for r in rows[1:] if r[2] == "train"][-1][rows[0].index("loss")])
+
+    a, b = last_train_loss("fp32"), last_train_loss("bf16")
+    assert math.isfinite(b) and a != b and abs(a - b) < 0.05 * abs(a), (a, b)
