@@ -5,7 +5,7 @@
     run = aekit.train("vae", data="digits", out="runs/vae", steps=500)
     model = aekit.load("runs/vae")
 
-Heavy modules (torch, lightning) load on first use, so ``aekit --help`` stays fast.
+Heavy modules (torch, Lightning Fabric) load on first use, so ``aekit --help`` stays fast.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The ``aekit`` command: parse, build a config, call the same functions a Python user calls.
 
-Heavy imports (torch, lightning) happen inside the commands, so ``--help`` answers at once.
+Heavy imports (torch, Lightning Fabric) happen inside the commands, so ``--help`` answers at once.
 """
 
 from __future__ import annotations

@@ -340,11 +340,11 @@ def _fit(
 def _make_fabric(config: TrainConfig, out: Path):
     import importlib.util
 
-    from lightning.fabric import Fabric
+    from lightning_fabric import Fabric
 
     loggers = []
     if importlib.util.find_spec("tensorboard") is not None:
-        from lightning.fabric.loggers import TensorBoardLogger
+        from lightning_fabric.loggers import TensorBoardLogger
 
         loggers.append(TensorBoardLogger(root_dir=str(out / "tensorboard"), name="", version=""))
     accelerator = "cpu" if config.accelerator == "cpu" else config.accelerator
