@@ -135,16 +135,20 @@ def train_pythae(
     from pythae.trainers.training_callbacks import TrainingCallback
 
     class EpochTimer(TrainingCallback):
-        """Time inside Pythae's epoch loop (train step, best-model copy, scheduler), like aekit's loop time."""
+        """Time of Pythae's training batches in each epoch (from ``on_train_step_begin``, once an epoch, to the
+        last ``on_train_step_end``, once a batch): like aekit's loop time, validation excluded."""
 
         def __init__(self) -> None:
-            self.loop_s, self._start = 0.0, 0.0
+            self.loop_s, self._start, self._last = 0.0, 0.0, 0.0
 
-        def on_epoch_begin(self, training_config, **kwargs) -> None:
-            self._start = time.perf_counter()
+        def on_train_step_begin(self, training_config, **kwargs) -> None:
+            self._start = self._last = time.perf_counter()
+
+        def on_train_step_end(self, training_config, **kwargs) -> None:
+            self._last = time.perf_counter()
 
         def on_epoch_end(self, training_config, **kwargs) -> None:
-            self.loop_s += time.perf_counter() - self._start
+            self.loop_s += self._last - self._start
 
     torch.manual_seed(seed)
     encoder, decoder = pythae_networks()
