@@ -83,14 +83,14 @@ def aekit_overrides(
 
 
 def train_aekit(
-    epochs: int, root: str, seed: int, workdir: Path, precision: str = "32-true", select_on_valid: bool = False
-) -> tuple[nn.Module, dict[str, float]]:
-    out = workdir / f"aekit-{time.monotonic_ns()}"
+    epochs: int, root: str, seed: int, out: Path, precision: str = "32-true", select_on_valid: bool = False
+) -> dict[str, float]:
+    """Train into the run directory ``out`` (the trained model is ``out / "model"``) and return the timings."""
     start = time.perf_counter()
     overrides = aekit_overrides(epochs, root, seed, precision, select_on_valid)
     run = aekit.train("vae", data="binarized-mnist", out=out, evaluate=False, **overrides)
     wall = time.perf_counter() - start
-    return run.model, {"wall_s": wall, "loop_s": float(run.metrics["train/wall_time_s"])}
+    return {"wall_s": wall, "loop_s": float(run.metrics["train/wall_time_s"])}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -124,12 +124,20 @@ def pythae_networks() -> tuple[nn.Module, nn.Module]:
     return Encoder(), Decoder()
 
 
+def pythae_vae() -> nn.Module:
+    """Pythae's VAE with the reproducibility networks and its BCE reconstruction loss."""
+    from pythae.models import VAE, VAEConfig
+
+    encoder, decoder = pythae_networks()
+    return VAE(VAEConfig(input_dim=(1, 28, 28), latent_dim=LATENT_DIM, reconstruction_loss="bce"),
+               encoder=encoder, decoder=decoder)
+
+
 def train_pythae(
     epochs: int, train_x: np.ndarray, seed: int, workdir: Path, valid_x: np.ndarray | None = None
 ) -> tuple[nn.Module, dict[str, float]]:
     """Pythae's trainer; with ``valid_x`` it measures the validation loss every epoch and keeps the weights of
     the best epoch, as the reference script does (``eval_dataset``, then ``final_model``)."""
-    from pythae.models import VAE, VAEConfig
     from pythae.pipelines import TrainingPipeline
     from pythae.trainers import BaseTrainerConfig
     from pythae.trainers.training_callbacks import TrainingCallback
@@ -151,9 +159,7 @@ def train_pythae(
             self.loop_s += self._last - self._start
 
     torch.manual_seed(seed)
-    encoder, decoder = pythae_networks()
-    model = VAE(VAEConfig(input_dim=(1, 28, 28), latent_dim=LATENT_DIM, reconstruction_loss="bce"),
-                encoder=encoder, decoder=decoder)
+    model = pythae_vae()
     config = BaseTrainerConfig(
         output_dir=str(workdir / f"pythae-{time.monotonic_ns()}"), per_device_train_batch_size=BATCH_SIZE,
         per_device_eval_batch_size=BATCH_SIZE, num_epochs=epochs, learning_rate=LR, optimizer_cls="Adam",
@@ -230,16 +236,15 @@ def check_conversion(pythae_model: nn.Module, converted: nn.Module, x: torch.Ten
 
 
 def worker(args: argparse.Namespace) -> None:
-    """Train ``args.worker`` once and leave its weights and timings in ``args.worker_dir``."""
-    from safetensors.torch import save_file
-
+    """Train ``args.worker`` once and leave its model and timings in ``args.worker_dir``."""
     torch.set_num_threads(args.threads)
     logging.getLogger("pythae").setLevel(logging.WARNING)
     out = Path(args.worker_dir)
-    if args.worker == "aekit":
-        model, t = train_aekit(args.epochs, args.root, args.seed, out, args.aekit_precision, args.select_on_valid)
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "weights.safetensors"))
+    if args.worker == "aekit":  # aekit's run directory holds the trained model
+        t = train_aekit(args.epochs, args.root, args.seed, out / "run", args.aekit_precision, args.select_on_valid)
     else:
+        from safetensors.torch import save_file
+
         if args.pythae_retain_memory:  # the allocator setting aekit applies to itself, given to Pythae by hand
             from aekit.training import retain_cpu_memory
 
@@ -262,17 +267,11 @@ def run_worker(lib: str, args: argparse.Namespace, seed: int, workdir: Path) -> 
            "--aekit-precision", args.aekit_precision]
     cmd += ["--select-on-valid"] * args.select_on_valid + ["--pythae-retain-memory"] * args.pythae_retain_memory
     subprocess.run(cmd, check=True)
-    weights = load_file(str(out / "weights.safetensors"))
     if lib == "aekit":
-        model = aekit.build_model("vae", data_shape=(1, 28, 28), backbone="mlp", hidden=(HIDDEN,),
-                                  latent_dim=LATENT_DIM, activation="relu", likelihood="bernoulli")
+        model = aekit.load(out / "run" / "model", map_location="cpu")
     else:
-        from pythae.models import VAE, VAEConfig
-
-        encoder, decoder = pythae_networks()
-        model = VAE(VAEConfig(input_dim=(1, 28, 28), latent_dim=LATENT_DIM, reconstruction_loss="bce"),
-                    encoder=encoder, decoder=decoder)
-    model.load_state_dict(weights)
+        model = pythae_vae()
+        model.load_state_dict(load_file(str(out / "weights.safetensors")))
     return model.eval(), json.loads((out / "timing.json").read_text())
 
 
