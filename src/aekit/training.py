@@ -94,8 +94,13 @@ def _float_logs(logs: dict[str, Any]) -> dict[str, float]:
 
 
 @torch.no_grad()
-def validation_logs(model, objective, splits: Splits, config: TrainConfig, step: int, device) -> dict[str, float]:
-    """Mean of the objective's logged terms over (at most ``val_examples`` of) the validation split."""
+def validation_logs(
+    model, objective, splits: Splits, config: TrainConfig, step: int, device, forward=None
+) -> dict[str, float]:
+    """Mean of the objective's logged terms over (at most ``val_examples`` of) the validation split.
+    ``forward``: how to call the model (the training step's :func:`module_call`, so that validation runs in the
+    training precision, as Lightning does); the model itself when None."""
+    forward = forward or model
     was_training = model.training
     model.eval()
     val = splits.val
@@ -105,7 +110,7 @@ def validation_logs(model, objective, splits: Splits, config: TrainConfig, step:
         reseed(step_seed(config.seed, step) + 1, torch.device(device))
         for start in range(0, n, config.batch_size):
             x = val.inputs(slice(start, min(n, start + config.batch_size))).to(device)
-            logs = _float_logs(objective(model(x), step).logs)
+            logs = _float_logs(objective(forward(x), step).logs)
             for k, v in logs.items():
                 totals[k] = totals.get(k, 0.0) + v * x.shape[0]
     model.train(was_training)
@@ -221,11 +226,13 @@ def _fit(
         state.update({k: v for k, v in load_checkpoint(checkpoint, model, optimizer).items() if k in state})
     model, optimizer = fabric.setup(model, optimizer)
     forward = module_call(fabric, model, config.precision)
+    val_forward = module_call(fabric, model.module, config.precision)  # no DDP wrapper: nothing to synchronise
 
     log = None
     if rank == 0:
-        columns = ["step", "epoch", "split", "lr", "time_s", *sorted(_float_logs(objective(
-            model.module(splits.train.inputs(slice(0, 2)).to(fabric.device)), 0).logs))]
+        with torch.no_grad():  # the names of the logged terms, from two examples
+            probe = objective(val_forward(splits.train.inputs(slice(0, 2)).to(fabric.device)), 0).logs
+        columns = ["step", "epoch", "split", "lr", "time_s", *sorted(probe)]
         log = CSVLog(out / "log.csv", columns, state["step"] if checkpoint is not None else None)
 
     def save(step: int) -> Path | None:
@@ -304,7 +311,7 @@ def _fit(
                        **logs_sum})
             fabric.log_dict({f"train/{k}": v for k, v in logs_sum.items()}, step=step)
         if len(splits.val) and (step % eval_every == 0 or step == total_steps):
-            val = validation_logs(model.module, objective, splits, config, step, fabric.device)
+            val = validation_logs(model.module, objective, splits, config, step, fabric.device, val_forward)
             if log is not None:
                 log.write({"step": step, "epoch": epoch, "split": "val", "lr": lr, "time_s": state["train_time_s"],
                            **val})

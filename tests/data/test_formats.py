@@ -222,6 +222,27 @@ def test_nan_in_npy_names_the_file_and_example(tmp_path):
         formats.load_numpy(tmp_path / "nan.npy")
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, None])
+def test_finiteness_checks_are_exact_when_the_sum_overflows(bad):
+    """Both checks first sum the values; finite values whose sum overflows must not be taken for bad ones, and a
+    bad value must be found wherever it sits."""
+    from aekit.data.base import Dataset, all_finite
+
+    x = np.full((5, 4), 3e38, dtype=np.float32)  # finite, but the float32 sum is inf
+    if bad is not None:
+        x[3, 2] = bad
+    expected = None if bad is None else (3, 2)
+    assert formats.first_nonfinite(x) == expected
+    assert all_finite(torch.from_numpy(x)) is (bad is None)
+    if bad is not None:
+        with pytest.raises(DataError, match="example 3 holds NaN or Inf"):
+            Dataset(torch.from_numpy(x), None, "big")
+        with pytest.raises(DataError, match="example 3 holds NaN or Inf"):
+            formats.as_dataset(x, None, "big", "big.npy")
+    else:
+        assert len(formats.as_dataset(x, None, "big", "big.npy")) == 5
+
+
 @pytest.mark.parametrize(
     "x, y, expected",
     [

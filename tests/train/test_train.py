@@ -267,3 +267,25 @@ def test_bf16_mixed_training_logs_fp32_losses_close_to_fp32_training(tmp_path):
 
     a, b = last_train_loss("fp32"), last_train_loss("bf16")
     assert math.isfinite(b) and a != b and abs(a - b) < 0.05 * abs(a), (a, b)
+
+
+def test_validation_runs_in_the_training_precision(tmp_path):
+    """Under bf16-mixed, the validation forward runs in the precision's autocast, as the training step does."""
+    seen = []
+
+    class Recording(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.ReLU())
+            self.out_features = 16
+
+        def forward(self, x):
+            seen.append((self.training, torch.is_autocast_enabled("cpu")))
+            return self.net(x)
+
+    model = aekit.build_model("vae", data_shape=(1, 8, 8), latent_dim=3, encoder=Recording())
+    aekit.train(model, "digits", tmp_path / "run", steps=4, eval_every=2, precision="bf16-mixed", evaluate=False,
+                progress=False, figures=False)
+    training = {autocast for is_training, autocast in seen if is_training}
+    validation = {autocast for is_training, autocast in seen if not is_training}
+    assert training == {True} and validation == {True}, seen

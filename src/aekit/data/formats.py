@@ -84,7 +84,10 @@ def first_nonfinite(x: np.ndarray) -> tuple[int, ...] | None:
     """Index of the first NaN or Inf in ``x``, or None when every value is finite."""
     if x.dtype.kind != "f":
         return None
-    bad = ~np.isfinite(x)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(x.sum()):  # any NaN or Inf makes the sum non-finite; one pass, no mask
+            return None
+    bad = ~np.isfinite(x)  # the sum overflowed, or there is a bad value: find it
     return tuple(int(i) for i in np.argwhere(bad)[0]) if bad.any() else None
 
 
@@ -135,7 +138,7 @@ def as_dataset(x: np.ndarray, y: np.ndarray | None, name: str, source: PathLike)
         raise DataError(f"{source}: holds no examples; pass a non-empty dataset")
     x = _to_layout(x, source)
     if x.dtype != np.uint8:
-        x = x.astype(np.float32)
+        x = x.astype(np.float32, copy=False)
     bad = first_nonfinite(x)
     if bad is not None:
         raise DataError(f"{source}: example {bad[0]} holds NaN or Inf (at {bad}); clean or drop it first")
