@@ -14,7 +14,7 @@ import aekit
 
 
 def aekit_source() -> dict[str, str]:
-    """The commit and a hash of the aekit sources as run: the tree changes while the project is developed."""
+    """The commit and a hash of the aekit sources as run (the working tree may differ from the commit)."""
     src = Path(aekit.__file__).parent
     digest = hashlib.sha256()
     for path in sorted(src.rglob("*.py")):
