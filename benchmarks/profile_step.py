@@ -5,6 +5,9 @@ with the torch profiler, grouped by operator and input shape, then times each la
 on its own and the machine's fp32 matmul peak (2048 x 2048). Prints a table and writes a JSON.
 
     .venv/bin/python benchmarks/profile_step.py --threads 1 --out benchmarks/results/profile_step_t1.json
+
+``--bf16`` runs the forward under CPU bfloat16 autocast with the outputs cast back to float32, as aekit's
+``precision=bf16-mixed`` step does (``aekit.training.module_call``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import torch
 from _common import aekit_source, machine
 
 import aekit
-from aekit.training import retain_cpu_memory
+from aekit.training import cast_floats, retain_cpu_memory
 
 BATCH = 100
 SHAPES = {  # (M, K) x (K, N) of the step's large matmuls: forward, weight gradients, input gradient
@@ -48,6 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--root", default=None, help="folder holding binarized_mnist/ (default: $AEKIT_DATA)")
+    parser.add_argument("--bf16", action="store_true", help="the bf16-mixed step (autocast forward)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -63,7 +67,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     def step(i: int) -> None:
         first = (i * BATCH) % (len(x) - BATCH)
-        objective(model(x.index_select(0, order[first : first + BATCH])), 0).total.backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            out = model(x.index_select(0, order[first : first + BATCH]))
+        objective(cast_floats(out, torch.float32) if args.bf16 else out, 0).total.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
@@ -97,7 +103,8 @@ def main(argv: list[str] | None = None) -> dict:
     big_a, big_b = torch.randn(2048, 2048), torch.randn(2048, 2048)
     peak = 2 * 2048**3 / median_ms(lambda: big_a.mm(big_b), calls=5) / 1e6
 
-    print(f"step (no profiler): {step_ms:.2f} ms; profiled ops: {profiled_ms:.2f} ms, of which matmuls "
+    precision = "bf16-mixed" if args.bf16 else "32-true"
+    print(f"{precision} step (no profiler): {step_ms:.2f} ms; profiled ops: {profiled_ms:.2f} ms, of which matmuls "
           f"{matmul_ms:.2f} ms, AdamW {adam_ms:.2f} ms")
     print(f"{'op':28} {'input shapes':52} {'calls':>5} {'ms/step':>8}")
     for r in rows[:16]:
@@ -105,7 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"matmuls alone (fp32 peak {peak:.1f} GFLOP/s):")
     for name, v in alone.items():
         print(f"  {name:40} {v['ms']:.3f} ms  {v['gflops']:.1f} GFLOP/s")
-    result = {"benchmark": "profile_step", "machine": machine(), "aekit_source": aekit_source(),
+    result = {"benchmark": "profile_step", "precision": precision, "machine": machine(), "aekit_source": aekit_source(),
               "step_ms": round(step_ms, 3), "profiled_ms": round(profiled_ms, 3), "matmul_ms": round(matmul_ms, 3),
               "adamw_ms": round(adam_ms, 3), "ops": rows[:30], "matmuls_alone": alone,
               "peak_gflops": round(peak, 1)}
