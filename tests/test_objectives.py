@@ -14,6 +14,7 @@ def test_schedules():
     assert [cyc(s) for s in (0, 2, 5, 9, 10, 12, 25)] == [0.0, 0.4, 1.0, 1.0, 0.0, 0.4, 1.0]
     with pytest.raises(ConfigError):
         Schedule(1.0, "exponential")
+    assert warm(None) == 2.0 and cyc(None) == 1.0  # None: the weight every ramp ends on
 
 
 def test_loss_convention_sum_over_dims_mean_over_batch():

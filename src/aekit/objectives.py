@@ -36,7 +36,10 @@ class Schedule:
         require(self.warmup_steps >= 0, f"warmup_steps={self.warmup_steps} must be >= 0")
         require(self.period > 0 and self.cycles > 0, "period and cycles must be positive")
 
-    def __call__(self, step: int) -> float:
+    def __call__(self, step: int | None) -> float:
+        """The weight at ``step``; None: the weight every ramp ends on (``value``)."""
+        if step is None:
+            return self.value
         if self.kind == "linear" and self.warmup_steps > 0:
             return self.value * min(1.0, step / self.warmup_steps)
         if self.kind == "cyclical" and step < self.period * self.cycles:
@@ -58,14 +61,18 @@ class Loss:
 
 
 class Objective:
-    def __call__(self, out, step: int) -> Loss:
+    """Weighs a model output's terms at training ``step``. ``step=None`` gives the objective the schedules end
+    on (every warm-up or cycle finished): what validation scores, so that validation losses taken during a
+    warm-up compare with those taken after it (model selection, early stopping)."""
+
+    def __call__(self, out, step: int | None) -> Loss:
         raise NotImplementedError
 
 
 class Reconstruction(Objective):
     """E_batch[-log p(x | z)]: the deterministic and denoising autoencoders' loss."""
 
-    def __call__(self, out, step: int) -> Loss:
+    def __call__(self, out, step: int | None) -> Loss:
         recon = out.terms["recon"].mean()
         return Loss(losses={"model": recon}, logs={"loss": recon, "recon": recon})
 
@@ -83,7 +90,7 @@ class ELBO(Objective):
     beta: Schedule = field(default_factory=Schedule)
     free_bits: float = 0.0
 
-    def __call__(self, out, step: int) -> Loss:
+    def __call__(self, out, step: int | None) -> Loss:
         recon = out.terms["recon"].mean()
         kl = out.terms["kl"].mean()
         beta = self.beta(step)

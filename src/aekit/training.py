@@ -97,9 +97,11 @@ def _float_logs(logs: dict[str, Any]) -> dict[str, float]:
 def validation_logs(
     model, objective, splits: Splits, config: TrainConfig, step: int, device, forward=None
 ) -> dict[str, float]:
-    """Mean of the objective's logged terms over (at most ``val_examples`` of) the validation split.
-    ``forward``: how to call the model (the training step's :func:`module_call`, so that validation runs in the
-    training precision, as Lightning does); the model itself when None."""
+    """Mean of the objective's logged terms over (at most ``val_examples`` of) the validation split, scored with
+    the objective its schedules end on (``objective(out, None)``: beta after its warm-up), so that the best
+    validation loss is not one taken early in a warm-up. ``forward``: how to call the model (the training step's
+    :func:`module_call`, so that validation runs in the training precision, as Lightning does); the model itself
+    when None."""
     forward = forward or model
     was_training = model.training
     model.eval()
@@ -110,7 +112,7 @@ def validation_logs(
         reseed(step_seed(config.seed, step) + 1, torch.device(device))
         for start in range(0, n, config.batch_size):
             x = val.inputs(slice(start, min(n, start + config.batch_size))).to(device)
-            logs = _float_logs(objective(forward(x), step).logs)
+            logs = _float_logs(objective(forward(x), None).logs)  # the objective after every warm-up
             for k, v in logs.items():
                 totals[k] = totals.get(k, 0.0) + v * x.shape[0]
     model.train(was_training)

@@ -289,3 +289,20 @@ def test_validation_runs_in_the_training_precision(tmp_path):
     training = {autocast for is_training, autocast in seen if is_training}
     validation = {autocast for is_training, autocast in seen if not is_training}
     assert training == {True} and validation == {True}, seen
+
+
+def test_validation_during_a_kl_warm_up_scores_the_final_objective(tmp_path):
+    """With beta warmed up from 0, the training loss early on weighs the KL by almost nothing; validation scores
+    the objective the warm-up ends on (beta = 1), so its loss is the negative ELBO whatever the step, and the
+    best validation loss (keep_best, patience) compares like with like."""
+    aekit.train("vae", "digits", tmp_path / "run", steps=40, eval_every=10, beta_schedule="linear",
+                warmup_steps=1000, keep_best=True, evaluate=False, **QUICK)
+    rows = [ln.split(",") for ln in (tmp_path / "run" / "log.csv").read_text().splitlines()]
+    head, rows = rows[0], rows[1:]
+    col = {name: head.index(name) for name in ("split", "loss", "elbo", "beta")}
+    val = [r for r in rows if r[col["split"]] == "val"]
+    train = [r for r in rows if r[col["split"]] == "train"]
+    assert len(val) == 4 and all(float(r[col["beta"]]) == 1.0 for r in val)
+    assert all(float(r[col["beta"]]) < 0.05 for r in train)
+    for r in val:  # beta = 1: loss = recon + kl = -elbo
+        assert abs(float(r[col["loss"]]) + float(r[col["elbo"]])) < 1e-3 * abs(float(r[col["loss"]]))
