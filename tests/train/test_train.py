@@ -122,7 +122,7 @@ class NanAfter(Reconstruction):
 
     def __call__(self, out, step):
         loss = super().__call__(out, step)
-        if step >= self.nan_step:
+        if step is not None and step >= self.nan_step:  # None: validation, which scores the final objective
             recon = loss.total * float("nan")
             return Loss(losses={"model": recon}, logs={"loss": recon, "recon": recon})
         return loss
