@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import platform
+import statistics
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,3 +35,16 @@ def machine() -> dict[str, Any]:
         pass
     return {"cpu": model_name, "python": platform.python_version(), "torch": torch.__version__,
             "threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads()}
+
+
+def matmul_peak_gflops(n: int, runs: int) -> dict[str, Any]:
+    """Median GFLOP/s of ``a @ b`` for n x n fp32 matrices, after two warm-up products."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(2):
+        torch.matmul(a, b)
+    rates = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        torch.matmul(a, b)
+        rates.append(2 * n**3 / (time.perf_counter() - start) / 1e9)
+    return {"n": n, "gflops_runs": [round(r, 1) for r in rates], "gflops_median": round(statistics.median(rates), 1)}

@@ -19,12 +19,12 @@ import time
 from pathlib import Path
 
 import torch
-from _common import aekit_source, machine
+from _common import aekit_source, machine, matmul_peak_gflops
+from vae_binarized_mnist import BATCH_SIZE, HIDDEN, LATENT_DIM
 
 import aekit
 from aekit.training import cast_floats, retain_cpu_memory
 
-BATCH = 100
 SHAPES = {  # (M, K) x (K, N) of the step's large matmuls: forward, weight gradients, input gradient
     "encoder forward 100x784 . 784x400": ((100, 784), (784, 400)),
     "decoder forward 100x400 . 400x784": ((100, 400), (400, 784)),
@@ -59,16 +59,16 @@ def main(argv: list[str] | None = None) -> dict:
 
     x = aekit.data.load_data("binarized-mnist", root=args.root).train.inputs()
     torch.manual_seed(0)
-    model = aekit.build_model("vae", data_shape=(1, 28, 28), backbone="mlp", hidden=(400,), latent_dim=40,
+    model = aekit.build_model("vae", data_shape=(1, 28, 28), backbone="mlp", hidden=(HIDDEN,), latent_dim=LATENT_DIM,
                               activation="relu", likelihood="bernoulli")
     objective = model.objective()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0, fused=True)
     order = torch.randperm(len(x))
 
     def step(i: int) -> None:
-        first = (i * BATCH) % (len(x) - BATCH)
+        first = (i * BATCH_SIZE) % (len(x) - BATCH_SIZE)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-            out = model(x.index_select(0, order[first : first + BATCH]))
+            out = model(x.index_select(0, order[first : first + BATCH_SIZE]))
         objective(cast_floats(out, torch.float32) if args.bf16 else out, 0).total.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -100,8 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
         a, b = torch.randn(*a_shape), torch.randn(*b_shape)
         ms = median_ms(lambda a=a, b=b: a.mm(b))
         alone[name] = {"ms": round(ms, 3), "gflops": round(2 * a_shape[0] * a_shape[1] * b_shape[1] / ms / 1e6, 1)}
-    big_a, big_b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    peak = 2 * 2048**3 / median_ms(lambda: big_a.mm(big_b), calls=5) / 1e6
+    peak = matmul_peak_gflops(2048, runs=10)["gflops_median"]
 
     precision = "bf16-mixed" if args.bf16 else "32-true"
     print(f"{precision} step (no profiler): {step_ms:.2f} ms; profiled ops: {profiled_ms:.2f} ms, of which matmuls "

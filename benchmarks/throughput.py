@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import aekit_source, machine
+from _common import aekit_source, machine, matmul_peak_gflops
 from torch.utils.flop_counter import FlopCounterMode
 
 import aekit
@@ -33,19 +33,6 @@ MODELS: dict[str, tuple[str, dict[str, Any], int]] = {
     "vae-conv-28x28": ("binarized-mnist", {"backbone": "conv", "latent_dim": 16, "likelihood": "bernoulli"}, 128),
     "vae-conv-32x32x3": ("cifar10", {"backbone": "conv", "latent_dim": 64, "likelihood": "gaussian"}, 128),
 }
-
-
-def matmul_peak_gflops(n: int, runs: int) -> dict[str, Any]:
-    """Median GFLOP/s of ``a @ b`` for n x n fp32 matrices, after two warm-up products."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    for _ in range(2):
-        torch.matmul(a, b)
-    rates = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        torch.matmul(a, b)
-        rates.append(2 * n**3 / (time.perf_counter() - start) / 1e9)
-    return {"n": n, "gflops_runs": [round(r, 1) for r in rates], "gflops_median": round(statistics.median(rates), 1)}
 
 
 def flops_per_example(model_keys: dict[str, Any], data_shape: tuple[int, ...], batch: int) -> dict[str, float]:

@@ -15,10 +15,20 @@ import torch
 from aekit.errors import DataError
 
 
+def first_nonfinite(x: np.ndarray) -> tuple[int, ...] | None:
+    """Index of the first NaN or Inf in ``x``, or None when every value is finite."""
+    if x.dtype.kind != "f":
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(x.sum()):  # any NaN or Inf makes the sum non-finite; one pass, no mask
+            return None
+    bad = ~np.isfinite(x)  # the sum overflowed, or there is a bad value: find it
+    return tuple(int(i) for i in np.argwhere(bad)[0]) if bad.any() else None
+
+
 def all_finite(x: torch.Tensor) -> bool:
-    """Whether every value of a floating tensor is finite. A NaN or Inf makes the sum non-finite, so a finite
-    sum settles it in one pass without a mask; only a sum that overflows (or a bad value) takes the full scan."""
-    return bool(torch.isfinite(x.sum())) or bool(torch.isfinite(x).all())
+    """Whether every value of a tensor is finite."""
+    return first_nonfinite(x.detach().cpu().numpy()) is None
 
 
 @dataclass
@@ -42,7 +52,7 @@ class Dataset:
         if self.x.dtype not in (torch.uint8, torch.float32):
             raise DataError(f"{self.name}: dtype {self.x.dtype} is not supported; use uint8 or float32")
         if self.x.dtype == torch.float32 and not all_finite(self.x):
-            bad = int((~torch.isfinite(self.x)).flatten(1).any(1).nonzero()[0])
+            bad = first_nonfinite(self.x.detach().cpu().numpy())[0]
             raise DataError(f"{self.name}: example {bad} holds NaN or Inf values; clean or drop it first")
 
     def __len__(self) -> int:

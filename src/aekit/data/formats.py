@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aekit.data.base import Dataset
+from aekit.data.base import Dataset, first_nonfinite
 from aekit.errors import DataError
 
 PathLike = str | os.PathLike[str]
@@ -78,17 +78,6 @@ def read_head(path: PathLike, size: int = 4096) -> bytes:
         raise _gzip_error(path, err) from None
     except OSError as err:
         raise _unreadable(path, err) from None
-
-
-def first_nonfinite(x: np.ndarray) -> tuple[int, ...] | None:
-    """Index of the first NaN or Inf in ``x``, or None when every value is finite."""
-    if x.dtype.kind != "f":
-        return None
-    with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(x.sum()):  # any NaN or Inf makes the sum non-finite; one pass, no mask
-            return None
-    bad = ~np.isfinite(x)  # the sum overflowed, or there is a bad value: find it
-    return tuple(int(i) for i in np.argwhere(bad)[0]) if bad.any() else None
 
 
 def _to_layout(x: np.ndarray, source: PathLike) -> np.ndarray:
