@@ -1,7 +1,8 @@
 """Training checkpoints: model, optimiser, schedule, RNG states and step, written atomically.
 
 Layout: ``RUN/checkpoints/step-00000100/`` with ``config.json`` + ``model.safetensors`` (loadable by
-``aekit.load``), ``optimizer.safetensors`` and ``state.json``; ``RUN/checkpoints/latest`` names the newest.
+``aekit.load``), ``optimizer.safetensors``, ``state.json`` and, with ``ema_decay``, ``average.safetensors``;
+``RUN/checkpoints/latest`` names the newest.
 A checkpoint is written into a temporary folder that is renamed when complete, so a crash (even SIGKILL)
 leaves every earlier checkpoint intact. No pickles.
 """
@@ -67,9 +68,11 @@ def restore_rng(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
 
 
 def save_checkpoint(
-    run_dir: Path, model, optimizer: torch.optim.Optimizer, state: dict[str, Any], keep: int = 2
+    run_dir: Path, model, optimizer: torch.optim.Optimizer, state: dict[str, Any], keep: int = 2,
+    average: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write checkpoint ``step-{state['step']}`` atomically and point ``latest`` at it; keep the newest ``keep``."""
+    """Write checkpoint ``step-{state['step']}`` atomically and point ``latest`` at it; keep the newest ``keep``.
+    ``average``: the averaged weights of a run with ``ema_decay`` (``average.safetensors``)."""
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{state['step']:08d}"
@@ -79,6 +82,8 @@ def save_checkpoint(
     opt_tensors, opt_meta = optimizer_tensors(optimizer)
     rng_tensors, rng_meta = rng_state()
     save_tensors({**{f"opt.{k}": v for k, v in opt_tensors.items()}, **rng_tensors}, tmp / "optimizer.safetensors")
+    if average is not None:
+        save_tensors(average, tmp / "average.safetensors")
     atomic_write_text(tmp / "state.json", json.dumps({**state, "optimizer": opt_meta, "rng": rng_meta}, indent=1))
     final = root / name
     if final.exists():

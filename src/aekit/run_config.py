@@ -27,6 +27,7 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.0
+    ema_decay: float = 0.0
     lr_warmup_steps: int = 0
     lr_schedule: str = "cosine"
     min_lr_ratio: float = 0.0
@@ -62,6 +63,7 @@ class TrainConfig:
             require(getattr(self, key) >= 1, f"{key}={getattr(self, key)} must be >= 1")
         require(self.lr > 0 and math.isfinite(self.lr), f"lr={self.lr} must be a positive number")
         require(self.weight_decay >= 0, f"weight_decay={self.weight_decay} must be >= 0")
+        require(0 <= self.ema_decay < 1, f"ema_decay={self.ema_decay} must lie in [0, 1) (0 turns averaging off)")
         require(self.grad_clip >= 0, f"grad_clip={self.grad_clip} must be >= 0 (0 turns clipping off)")
         require(0 <= self.min_lr_ratio <= 1, f"min_lr_ratio={self.min_lr_ratio} must lie in [0, 1]")
         require(0 < self.lr_gamma <= 1, f"lr_gamma={self.lr_gamma} must lie in (0, 1]")

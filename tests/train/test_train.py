@@ -306,3 +306,36 @@ def test_validation_during_a_kl_warm_up_scores_the_final_objective(tmp_path):
     assert all(float(r[col["beta"]]) < 0.05 for r in train)
     for r in val:  # beta = 1: loss = recon + kl = -elbo
         assert abs(float(r[col["loss"]]) + float(r[col["elbo"]])) < 1e-3 * abs(float(r[col["loss"]]))
+
+
+def test_weight_average_follows_its_recursion_and_is_what_the_run_keeps(tmp_path):
+    """ema_decay: after update t the average is lerp(average, weights, 1 - min(decay, (1 + t) / (10 + t))); the
+    checkpoints hold the weights being trained and the average beside them; validation and the saved model use
+    the average."""
+    run = aekit.train("ae", "digits", tmp_path / "run", steps=12, checkpoint_every=1, keep_checkpoints=20,
+                      eval_every=12, ema_decay=0.5, lr=0.05, evaluate=False, **QUICK)
+    ckpt = tmp_path / "run" / "checkpoints"
+    live = {t: load_file(str(ckpt / f"step-{t:08d}" / "model.safetensors")) for t in range(1, 13)}
+    avg = {t: load_file(str(ckpt / f"step-{t:08d}" / "average.safetensors")) for t in range(1, 13)}
+    for t in range(2, 13):
+        decay = min(0.5, t / (9 + t))  # the update after step t - 1
+        expected = {k: avg[t - 1][k] + (1 - decay) * (live[t][k] - avg[t - 1][k]) for k in avg[t]}
+        assert same_weights(avg[t], expected, atol=1e-6), t
+    assert not same_weights(live[12], avg[12], atol=1e-4)
+    assert same_weights(weights(tmp_path / "run"), avg[12])
+    model = aekit.load(tmp_path / "run" / "model")  # the AE draws no noise: its validation loss is exact
+    splits = aekit.training.load_splits(aekit.training.DataConfig())
+    val = aekit.training.validation_logs(model, model.objective(), splits, TrainConfig(**{
+        k: v for k, v in QUICK.items() if k in ("nll_samples", "progress", "figures")}), 12, "cpu")
+    assert run.metrics["train/best_val_loss"] == pytest.approx(val["loss"], rel=1e-5)
+
+
+def test_resume_with_a_weight_average_matches_an_uninterrupted_run(tmp_path):
+    """The checkpoint carries the average: 20 steps, then 20 more resumed, end on the same averaged weights as 40."""
+    args = dict(steps=40, checkpoint_every=10, evaluate=False, lr_schedule="constant", ema_decay=0.9, **QUICK)
+    aekit.train("vae", "digits", tmp_path / "full", **args)
+    aekit.train("vae", "digits", tmp_path / "part", **{**args, "steps": 20})
+    aekit.train("vae", "digits", tmp_path / "part", resume=True, steps=40, evaluate=False)
+    assert same_weights(weights(tmp_path / "full"), weights(tmp_path / "part"))
+    with pytest.raises(ConfigError, match="ema_decay=1.0 must lie in"):
+        aekit.train("vae", "digits", tmp_path / "bad", steps=3, ema_decay=1.0, **QUICK)
