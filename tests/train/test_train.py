@@ -339,3 +339,20 @@ def test_resume_with_a_weight_average_matches_an_uninterrupted_run(tmp_path):
     assert same_weights(weights(tmp_path / "full"), weights(tmp_path / "part"))
     with pytest.raises(ConfigError, match="ema_decay=1.0 must lie in"):
         aekit.train("vae", "digits", tmp_path / "bad", steps=3, ema_decay=1.0, **QUICK)
+
+
+def test_the_average_of_bfloat16_weights_is_kept_in_float32():
+    """Weights held at 1 after starting at 0: the average after n updates is 1 - decay**n. In bfloat16 each
+    update would be below half an ulp long before that."""
+    from aekit.training import WeightAverage
+
+    layer = torch.nn.Linear(3, 2).to(torch.bfloat16)
+    with torch.no_grad():
+        layer.weight.zero_()
+        average = WeightAverage(layer, decay=0.9995)
+        layer.weight.fill_(1.0)
+    for step in range(20_000, 25_000):  # past the ramp ((1 + t) / (10 + t) > 0.9995): every update uses 0.9995
+        average.update(step)
+    shadow = average.tensors()["weight"]
+    assert shadow.dtype == torch.float32
+    assert torch.allclose(shadow, torch.full_like(shadow, 1 - 0.9995**5000), atol=1e-4)
