@@ -184,8 +184,7 @@ class WeightAverage:
 
     def __init__(self, model: torch.nn.Module, decay: float) -> None:
         self.decay = decay
-        self.names = [n for n, p in model.named_parameters() if p.requires_grad]
-        self.live = [p for p in model.parameters() if p.requires_grad]
+        self.names, self.live = zip(*[(n, p) for n, p in model.named_parameters() if p.requires_grad], strict=True)
         self.shadow = [p.detach().to(torch.promote_types(p.dtype, torch.float32), copy=True) for p in self.live]
 
     @torch.no_grad()
@@ -274,9 +273,9 @@ def _fit(
         state.update({k: v for k, v in load_checkpoint(checkpoint, model, optimizer).items() if k in state})
     model, optimizer = fabric.setup(model, optimizer)
     average = WeightAverage(model.module, config.ema_decay) if config.ema_decay > 0 else None
-    if average is not None and checkpoint is not None:  # a checkpoint without one: averaging starts from here
-        if (checkpoint / "average.safetensors").is_file():
-            average.load(load_tensors(checkpoint / "average.safetensors"), checkpoint)
+    # a checkpoint without an average (ema_decay turned on at --resume): averaging starts from its weights
+    if average is not None and checkpoint is not None and (checkpoint / "average.safetensors").is_file():
+        average.load(load_tensors(checkpoint / "average.safetensors"), checkpoint)
     averaged = average.applied if average is not None else contextlib.nullcontext
     forward = module_call(fabric, model, config.precision)
     val_forward = module_call(fabric, model.module, config.precision)  # no DDP wrapper: nothing to synchronise
@@ -369,13 +368,14 @@ def _fit(
         if len(splits.val) and (step % eval_every == 0 or step == total_steps):
             with averaged():
                 val = validation_logs(model.module, objective, splits, config, step, fabric.device, val_forward)
-                if val["loss"] < state["best_val"] and keep_best and rank == 0:
+                improved = val["loss"] < state["best_val"]
+                if improved and keep_best and rank == 0:
                     save_model(model.module, out / "best")
             if log is not None:
                 log.write({"step": step, "epoch": epoch, "split": "val", "lr": lr, "time_s": state["train_time_s"],
                            **val})
             fabric.log_dict({f"val/{k}": v for k, v in val.items()}, step=step)
-            if val["loss"] < state["best_val"]:
+            if improved:
                 state["best_val"], state["evals_since_best"] = val["loss"], 0
             else:
                 state["evals_since_best"] += 1

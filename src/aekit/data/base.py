@@ -51,9 +51,9 @@ class Dataset:
             )
         if self.x.dtype not in (torch.uint8, torch.float32):
             raise DataError(f"{self.name}: dtype {self.x.dtype} is not supported; use uint8 or float32")
-        if self.x.dtype == torch.float32 and not all_finite(self.x):
-            bad = first_nonfinite(self.x.detach().cpu().numpy())[0]
-            raise DataError(f"{self.name}: example {bad} holds NaN or Inf values; clean or drop it first")
+        bad = first_nonfinite(self.x.detach().cpu().numpy())
+        if bad is not None:
+            raise DataError(f"{self.name}: example {bad[0]} holds NaN or Inf values; clean or drop it first")
 
     def __len__(self) -> int:
         return len(self.x)
