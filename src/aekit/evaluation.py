@@ -49,7 +49,8 @@ def evaluate(
     Keys are flat, prefixed by the split: ``test/recon`` (-log p(x|z) per example), ``test/mse``, ``test/psnr``,
     ``test/bce`` (data in [0, 1]); for a variational model ``test/elbo``, ``test/kl``, ``test/active_units``,
     ``test/kl_per_dim``; with ``nll_samples = K > 0`` ``test/nll`` = -log p(x) by importance sampling with K
-    samples, and for discrete likelihoods ``test/bits_per_dim`` = nll / (D ln 2); with labels
+    samples, averaged over the examples, with its standard error over them ``test/nll_stderr``, and for discrete
+    likelihoods ``test/bits_per_dim`` = nll / (D ln 2); with labels
     ``test/linear_probe_acc`` and ``test/knn_acc`` (probes fit on train embeddings).
     """
     test = data.test if isinstance(data, Splits) else data
@@ -87,14 +88,16 @@ def evaluate(
         if kl_dims:
             metrics[f"{split}/kl_per_dim"] = [round(float(v), 5) for v in kl_per_dimension(torch.cat(kl_dims))]
         if nll_samples > 0 and getattr(model.bottleneck, "stochastic", False):
-            total, n = 0.0, 0
-            for x, _ in _batches(test, max(1, batch_size // 2), nll_examples):
-                log_px = importance_sampled_log_likelihood(model, x.to(device), n_samples=nll_samples)
-                total, n = total - float(log_px.sum()), n + x.shape[0]
-            metrics[f"{split}/nll"] = total / n
+            nll = -torch.cat([
+                importance_sampled_log_likelihood(model, x.to(device), n_samples=nll_samples).double().cpu()
+                for x, _ in _batches(test, max(1, batch_size // 2), nll_examples)
+            ])  # [N], one estimate per example
+            metrics[f"{split}/nll"] = float(nll.mean())
+            if len(nll) > 1:  # how much the mean would move with another draw of as many test examples
+                metrics[f"{split}/nll_stderr"] = float(nll.std() / math.sqrt(len(nll)))
             metrics[f"{split}/nll_samples"] = nll_samples
             if model.config.likelihood in ("bernoulli", "logistic"):  # discrete data: a code length
-                metrics[f"{split}/bits_per_dim"] = total / n / (math.prod(test.shape) * math.log(2))
+                metrics[f"{split}/bits_per_dim"] = float(nll.mean()) / (math.prod(test.shape) * math.log(2))
     if isinstance(data, Splits) and test.y is not None and data.train.y is not None:
         z_train = embed_dataset(model, data.train, limit=probe_examples)
         y_train = data.train.labels(slice(0, len(z_train)))

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 import aekit
+from aekit.data.base import Dataset
 from aekit.metrics import elbo_terms, importance_sampled_log_likelihood
 
 D_X, D_Z, SIGMA = 5, 2, 0.5
@@ -73,3 +74,11 @@ def test_deterministic_model_has_no_likelihood():
     with pytest.raises(aekit.AekitError, match="deterministic"):
         importance_sampled_log_likelihood(model, torch.zeros(2, 3), n_samples=2)
     assert math.isfinite(model(torch.zeros(2, 3)).terms["recon"].sum().item())
+
+
+def test_evaluate_reports_the_mean_nll_and_its_standard_error_over_examples():
+    model, x, exact = linear_gaussian(exact_posterior=True)  # exact posterior: every estimate is log p(x)
+    data = Dataset(x=x.float(), y=None, name="linear-gaussian")
+    metrics = aekit.evaluate(model.float(), data, nll_samples=4)
+    assert metrics["test/nll"] == pytest.approx(-float(exact.mean()), abs=1e-4)
+    assert metrics["test/nll_stderr"] == pytest.approx(float(exact.std()) / math.sqrt(len(x)), abs=1e-4)
