@@ -92,12 +92,12 @@ def evaluate(
                 importance_sampled_log_likelihood(model, x.to(device), n_samples=nll_samples).double().cpu()
                 for x, _ in _batches(test, max(1, batch_size // 2), nll_examples)
             ])  # [N], one estimate per example
-            metrics[f"{split}/nll"] = float(nll.mean())
+            metrics[f"{split}/nll"] = mean = float(nll.mean())
             if len(nll) > 1:  # how much the mean would move with another draw of as many test examples
                 metrics[f"{split}/nll_stderr"] = float(nll.std() / math.sqrt(len(nll)))
             metrics[f"{split}/nll_samples"] = nll_samples
             if model.config.likelihood in ("bernoulli", "logistic"):  # discrete data: a code length
-                metrics[f"{split}/bits_per_dim"] = float(nll.mean()) / (math.prod(test.shape) * math.log(2))
+                metrics[f"{split}/bits_per_dim"] = mean / (math.prod(test.shape) * math.log(2))
     if isinstance(data, Splits) and test.y is not None and data.train.y is not None:
         z_train = embed_dataset(model, data.train, limit=probe_examples)
         y_train = data.train.labels(slice(0, len(z_train)))
