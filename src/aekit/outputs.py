@@ -28,7 +28,8 @@ def write_figures(model, splits: Splits, run_dir: Path, seed: int = 0) -> list[P
     n = min(len(splits.test), 2000)
     z = embed_dataset(model, splits.test, limit=n)
     y = splits.test.labels(slice(0, n))
-    written.append(plot_latent_map(z, None if y is None else y.numpy(), figures / "latent_map.png"))
+    y = None if y is None else y.numpy()
+    written.append(plot_latent_map(z, y, figures / "latent_map.png", class_names=splits.test.classes))
     if (run_dir / "log.csv").is_file():
         written.append(plot_training_curves(run_dir / "log.csv", figures / "training_curves.png"))
     return written

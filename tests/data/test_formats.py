@@ -121,6 +121,22 @@ def test_cifar_batches_are_read_in_order(tmp_path, write_cifar_batch, rng, proto
     np.testing.assert_array_equal(parts["train"].x.numpy(), x[:20])
     np.testing.assert_array_equal(parts["train"].y.numpy(), y[:20])
     np.testing.assert_array_equal(parts["test"].x.numpy(), x[20:])
+    assert parts["train"].classes is None  # no batches.meta
+
+
+def test_cifar_batches_meta_names_the_classes(tmp_path, write_cifar_batch, rng):
+    write_cifar_batch(tmp_path / "data_batch_1", rng.integers(0, 256, (4, 3, 2, 2), dtype=np.uint8), [0, 2, 1, 2])
+    write_cifar_batch(tmp_path / "test_batch", rng.integers(0, 256, (2, 3, 2, 2), dtype=np.uint8), [1, 0])
+    names = [b"plane", b"car", b"bird"]
+    (tmp_path / "batches.meta").write_bytes(pickle.dumps({b"label_names": names, b"num_vis": 12}, protocol=2))
+    parts = formats.load_cifar_batches(tmp_path)
+    assert parts["train"].classes == parts["test"].classes == ("plane", "car", "bird")
+    (tmp_path / "batches.meta").write_bytes(pickle.dumps({b"label_names": names[:2]}, protocol=2))
+    with pytest.raises(DataError, match=r"data_batch_1|labels run from 0 to 2 but 2 class names"):
+        formats.load_cifar_batches(tmp_path)
+    (tmp_path / "batches.meta").write_bytes(pickle.dumps([1, 2], protocol=2))
+    with pytest.raises(DataError, match=r"batches\.meta: not a CIFAR batches\.meta"):
+        formats.load_cifar_batches(tmp_path)
 
 
 class _RunsAShellCommand:
@@ -199,10 +215,31 @@ def test_npz_keys(tmp_path, arrays, parts):
 
 def test_npz_labels_round_trip(tmp_path, rng):
     x, y = rng.integers(0, 256, (9, 6, 5, 3), dtype=np.uint8), rng.integers(0, 10, 9)
-    np.savez_compressed(tmp_path / "c.npz", x_train=x, y_train=y, label_names=np.array(["a", "b"]))
+    names = [f"class {k}" for k in range(10)]
+    np.savez_compressed(tmp_path / "c.npz", x_train=x, y_train=y, label_names=np.array(names))
     train = formats.load_numpy(tmp_path / "c.npz")["train"]
     np.testing.assert_array_equal(train.x.numpy(), x.transpose(0, 3, 1, 2))
     np.testing.assert_array_equal(train.y.numpy(), y)
+    assert train.classes == tuple(names)
+
+
+@pytest.mark.parametrize(
+    "names, expected",
+    [
+        (np.array(["a", "b"]), r"c\.npz: labels run from 0 to 2 but 2 class names"),
+        (np.arange(3), r"c\.npz: 'classes' of dtype int64, shape \(3,\) is not a list of class names"),
+    ],
+)
+def test_npz_class_names_that_do_not_fit_are_refused(tmp_path, names, expected):
+    np.savez(tmp_path / "c.npz", x=np.zeros((3, 4), np.float32), y=np.array([0, 2, 1]), classes=names)
+    with pytest.raises(DataError, match=expected):
+        formats.load_numpy(tmp_path / "c.npz")
+
+
+def test_npz_with_only_class_names_holds_no_arrays(tmp_path):
+    np.savez(tmp_path / "c.npz", classes=np.array(["a"]))
+    with pytest.raises(DataError, match="holds no arrays"):
+        formats.load_numpy(tmp_path / "c.npz")
 
 
 @pytest.mark.parametrize("suffix", [".npy", ".npz"])
@@ -224,16 +261,15 @@ def test_nan_in_npy_names_the_file_and_example(tmp_path):
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, None])
 def test_finiteness_checks_are_exact_when_the_sum_overflows(bad):
-    """Both checks first sum the values; finite values whose sum overflows must not be taken for bad ones, and a
+    """The check first sums the values; finite values whose sum overflows must not be taken for bad ones, and a
     bad value must be found wherever it sits."""
-    from aekit.data.base import Dataset, all_finite
+    from aekit.data.base import Dataset
 
     x = np.full((5, 4), 3e38, dtype=np.float32)  # finite, but the float32 sum is inf
     if bad is not None:
         x[3, 2] = bad
     expected = None if bad is None else (3, 2)
     assert formats.first_nonfinite(x) == expected
-    assert all_finite(torch.from_numpy(x)) is (bad is None)
     if bad is not None:
         with pytest.raises(DataError, match="example 3 holds NaN or Inf"):
             Dataset(torch.from_numpy(x), None, "big")
@@ -265,23 +301,25 @@ def test_as_dataset_refuses_bad_arrays(x, y, expected):
 def test_csv_with_header_and_label_column(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("a,b,label\n1,2.5,0\n-3, 4e2 ,1\n\n5,6,1\n")
-    x, y = formats.read_csv(path)
+    x, y, classes = formats.read_csv(path)
     np.testing.assert_array_equal(x, np.array([[1, 2.5], [-3, 400], [5, 6]], np.float32))
     np.testing.assert_array_equal(y, [0, 1, 1])
+    assert classes is None  # numeric labels have no names
 
 
 def test_csv_without_header_has_no_labels(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("1,2,3\n4,5,6\n")
-    x, y = formats.read_csv(path)
-    assert x.dtype == np.float32 and x.shape == (2, 3) and y is None
+    x, y, classes = formats.read_csv(path)
+    assert x.dtype == np.float32 and x.shape == (2, 3) and y is None and classes is None
 
 
-def test_csv_text_classes_are_numbered_in_sorted_order(tmp_path):
+def test_csv_text_classes_are_numbered_in_sorted_order_and_named(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("Class,f\ncat,1\ndog,2\nant,3\n")
-    _, y = formats.read_csv(path)
+    _, y, classes = formats.read_csv(path)
     np.testing.assert_array_equal(y, [1, 2, 0])
+    assert classes == ("ant", "cat", "dog")
 
 
 @pytest.mark.parametrize(
@@ -310,17 +348,19 @@ def test_image_folder_with_class_subfolders(tmp_path, write_images, rng):
     images = rng.integers(0, 256, (6, 5, 4, 3), dtype=np.uint8)
     labels = np.array([1, 0, 2, 1, 0, 2])
     write_images(tmp_path, images, labels)
-    x, y = formats.read_image_folder(tmp_path)
+    (tmp_path / "empty").mkdir()  # a subfolder without images is not a class
+    x, y, classes = formats.read_image_folder(tmp_path)
     order = np.argsort(labels, kind="stable")  # files are read class by class, then by name
     np.testing.assert_array_equal(x, images[order].transpose(0, 3, 1, 2))
     np.testing.assert_array_equal(y, labels[order])
+    assert classes == ("c0", "c1", "c2")  # the subfolders' names
 
 
 def test_flat_grey_image_folder_has_no_labels(tmp_path, write_images, rng):
     images = rng.integers(0, 256, (3, 7, 7, 1), dtype=np.uint8)
     write_images(tmp_path, images)
-    x, y = formats.read_image_folder(tmp_path)
-    assert y is None and x.shape == (3, 1, 7, 7)
+    x, y, classes = formats.read_image_folder(tmp_path)
+    assert y is None and classes is None and x.shape == (3, 1, 7, 7)
     np.testing.assert_array_equal(x, images.transpose(0, 3, 1, 2))
 
 

@@ -46,3 +46,5 @@ def test_cifar10_shape_and_channel_means(real_root):
     means = x.sum(dim=(0, 2, 3), dtype=torch.int64).double() / (x.numel() / 3) / 255
     assert means.tolist() == pytest.approx([0.4914, 0.4822, 0.4465], abs=1e-3)
     assert torch.bincount(torch.cat([splits.train.y, splits.val.y, splits.test.y])).tolist() == [5000] * 10
+    assert splits.train.classes == splits.test.classes
+    assert splits.train.classes[:3] == ("airplane", "automobile", "bird") and len(splits.train.classes) == 10

@@ -70,6 +70,8 @@ def test_idx_datasets_hold_validation_out_of_train(tmp_path, mnist_like, monkeyp
     np.testing.assert_array_equal(splits.test.x.numpy()[:, 0], arrays["t10k"][0])
     seen = torch.cat([splits.train.x, splits.val.x]).flatten(1).tolist()
     assert sorted(seen) == sorted(arrays["train"][0].reshape(20, -1).tolist())
+    names = {"mnist": None, "fashion-mnist": ("T-shirt/top", "Trouser", "Pullover")}[name]
+    assert all((part.classes or ())[:3] == (names or ()) for part in (splits.train, splits.val, splits.test))
 
 
 def test_binarized_mnist_keeps_the_official_three_parts(tmp_path, write_amat, rng):
@@ -88,6 +90,7 @@ def test_cifar10_from_npz_with_train_only_gets_a_seeded_split(tmp_path, rng):
     splits = load_data("cifar10", root=tmp_path, val_fraction=0.2, test_fraction=0.1)
     assert (len(splits.train), len(splits.val), len(splits.test)) == (14, 4, 2)
     assert splits.shape == (3, 32, 32) and splits.train.is_8bit
+    assert splits.test.classes[0] == "airplane" and splits.test.classes[9] == "truck"  # the file names none
 
 
 def test_cifar10_from_python_batches_keeps_the_test_batch(tmp_path, write_cifar_batch, rng):
@@ -153,6 +156,16 @@ def test_formats_are_recognised_from_the_contents(user_files):
         assert detect_format(path) == kind.split("-npz")[0].split("-gz")[0], path
         splits = load_data(str(path), seed=1)
         assert len(splits.train) + len(splits.val) + len(splits.test) == n, kind
+
+
+def test_class_names_of_an_image_folder_survive_the_split(tmp_path, write_images, rng):
+    write_images(tmp_path / "pets", rng.integers(0, 256, (9, 4, 4, 3), dtype=np.uint8), np.arange(9) % 3)
+    for k, name in enumerate(("cat", "dog", "eel")):
+        (tmp_path / "pets" / f"c{k}").rename(tmp_path / "pets" / name)
+    splits = load_data(str(tmp_path / "pets"), seed=0, val_fraction=0.25, test_fraction=0.25)
+    for part in (splits.train, splits.val, splits.test):
+        assert part.classes == ("cat", "dog", "eel")
+        assert part.y.max() < 3
 
 
 def test_single_file_gets_a_seeded_disjoint_split(tmp_path, rng):

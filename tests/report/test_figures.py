@@ -76,6 +76,22 @@ def test_plot_latent_map_draws_2d_latents_directly_and_projects_others(tmp_path:
     assert_png(plot_latent_map(rng.normal(size=(60, 5)), np.arange(60), tmp_path / "many_labels.png"))
 
 
+def test_plot_latent_map_names_the_classes_in_its_legend(tmp_path: Path, monkeypatch) -> None:
+    from aekit.report import figures
+
+    drawn = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: drawn.append(fig) or Path(path))
+    z, y = np.random.default_rng(0).normal(size=(12, 3)), np.array([2, 0, 1] * 4)
+    plot_latent_map(z, y, tmp_path / "named.png", class_names=["ant", "bee", "cat"])
+    plot_latent_map(z, y, tmp_path / "numbered.png")
+    legends = [fig.axes[0].get_legend() for fig in drawn]
+    assert [t.get_text() for t in legends[0].get_texts()] == ["ant", "bee", "cat"]
+    assert legends[0].get_title().get_text() == "class"
+    assert [t.get_text() for t in legends[1].get_texts()] == ["0", "1", "2"]
+    with pytest.raises(DataError, match=r"labels \[0, 1, 2\] are not all ids of the 2 class names"):
+        plot_latent_map(z, y, tmp_path / "short.png", class_names=["ant", "bee"])
+
+
 def test_plot_latent_map_tsne(tmp_path: Path) -> None:
     z = np.random.default_rng(0).normal(size=(30, 6))
     assert_png(plot_latent_map(z, np.arange(30) % 3, tmp_path / "tsne.png", method="tsne"))

@@ -26,22 +26,19 @@ def first_nonfinite(x: np.ndarray) -> tuple[int, ...] | None:
     return tuple(int(i) for i in np.argwhere(bad)[0]) if bad.any() else None
 
 
-def all_finite(x: torch.Tensor) -> bool:
-    """Whether every value of a tensor is finite."""
-    return first_nonfinite(x.detach().cpu().numpy()) is None
-
-
 @dataclass
 class Dataset:
     """An array dataset held in memory.
 
     x: ``[N, C, H, W]`` (images) or ``[N, D]`` (tables); ``uint8`` for 8-bit images, else ``float32``.
     y: ``[N]`` int64 class labels, or None where the data has none.
+    classes: the name of each class id (label ``k`` is ``classes[k]``), where the data names its classes.
     """
 
     x: torch.Tensor
     y: torch.Tensor | None
     name: str
+    classes: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.y is not None and len(self.y) != len(self.x):
@@ -54,6 +51,14 @@ class Dataset:
         bad = first_nonfinite(self.x.detach().cpu().numpy())
         if bad is not None:
             raise DataError(f"{self.name}: example {bad[0]} holds NaN or Inf values; clean or drop it first")
+        if self.classes is not None:
+            self.classes = tuple(str(c) for c in self.classes)
+            low, high = (int(self.y.min()), int(self.y.max())) if self.y is not None and len(self.y) else (0, -1)
+            if low < 0 or high >= len(self.classes):
+                raise DataError(
+                    f"{self.name}: labels run from {low} to {high} but {len(self.classes)} class names are "
+                    "given; give one name per class id 0..K-1"
+                )
 
     def __len__(self) -> int:
         return len(self.x)
@@ -85,7 +90,7 @@ class Dataset:
     def subset(self, index: torch.Tensor | np.ndarray, name: str | None = None) -> Dataset:
         index = torch.as_tensor(index, dtype=torch.long)
         y = None if self.y is None else self.y[index]
-        return Dataset(self.x[index], y, name or self.name)
+        return Dataset(self.x[index], y, name or self.name, self.classes)
 
 
 @dataclass

@@ -27,6 +27,7 @@ from aekit.errors import DataError
 
 PathLike = str | os.PathLike[str]
 Parts = dict[str, Dataset]
+Classes = tuple[str, ...] | None  # the name of each class id, where the data names them
 
 GZIP_MAGIC = b"\x1f\x8b"
 IDX_IMAGES_MAGIC = 2051  # 0x0803: unsigned bytes, 3 dimensions [N, H, W]
@@ -114,8 +115,8 @@ def _tensor(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(a if a.flags.writeable else a.copy())
 
 
-def as_dataset(x: np.ndarray, y: np.ndarray | None, name: str, source: PathLike) -> Dataset:
-    """A :class:`Dataset` from numpy arrays read from ``source`` (named in errors).
+def as_dataset(x: np.ndarray, y: np.ndarray | None, name: str, source: PathLike, classes: Classes = None) -> Dataset:
+    """A :class:`Dataset` from numpy arrays read from ``source`` (named in errors), ``classes`` naming the labels.
 
     Images become ``[N, C, H, W]`` (``[N, H, W]`` gains a channel, ``[N, H, W, C]`` is transposed when its
     last axis holds 1, 3 or 4 channels and its second does not); tables stay ``[N, D]``. ``uint8`` stays
@@ -132,7 +133,10 @@ def as_dataset(x: np.ndarray, y: np.ndarray | None, name: str, source: PathLike)
     if bad is not None:
         raise DataError(f"{source}: example {bad[0]} holds NaN or Inf (at {bad}); clean or drop it first")
     labels = None if y is None else _tensor(_to_labels(y, len(x), source))
-    return Dataset(_tensor(x), labels, name)
+    try:
+        return Dataset(_tensor(x), labels, name, classes)
+    except DataError as err:  # name the file rather than the part
+        raise DataError(f"{source}: {str(err).split(': ', 1)[1]}") from None
 
 
 def _find(folder: Path, pattern: str) -> Path | None:
@@ -343,11 +347,23 @@ def load_cifar_batches(folder: PathLike) -> Parts:
     if not files:
         raise DataError(f"{folder}: no data_batch_* files; pass the cifar-10-batches-py folder")
     xs, ys = zip(*(read_cifar_batch(path) for path in files), strict=True)
-    parts = {"train": as_dataset(np.concatenate(xs), np.concatenate(ys), "train", folder)}
+    classes = read_cifar_meta(folder / "batches.meta") if (folder / "batches.meta").is_file() else None
+    parts = {"train": as_dataset(np.concatenate(xs), np.concatenate(ys), "train", folder, classes)}
     test = folder / "test_batch"
     if test.is_file():
-        parts["test"] = as_dataset(*read_cifar_batch(test), "test", test)
+        parts["test"] = as_dataset(*read_cifar_batch(test), "test", test, classes)
     return parts
+
+
+def read_cifar_meta(path: PathLike) -> tuple[str, ...]:
+    """The class names of a CIFAR ``batches.meta`` (``label_names``; ``fine_label_names`` for CIFAR-100)."""
+    meta = read_pickle(path)
+    if isinstance(meta, dict):
+        meta = {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in meta.items()}
+        names = meta.get("label_names", meta.get("fine_label_names"))
+        if isinstance(names, list) and names:
+            return tuple(n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names)
+    raise DataError(f"{path}: not a CIFAR batches.meta (a dict with 'label_names'); replace or remove it")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -355,6 +371,7 @@ def load_cifar_batches(folder: PathLike) -> Parts:
 
 _X_KEYS = ("x", "images", "data", "features", "inputs")
 _Y_KEYS = ("y", "labels", "label", "targets", "target")
+_CLASS_KEYS = ("label_names", "class_names", "classes")
 
 
 def _npz_keys(files: list[str]) -> dict[str, tuple[str, str | None]]:
@@ -372,20 +389,26 @@ def _npz_keys(files: list[str]) -> dict[str, tuple[str, str | None]]:
     return {"all": (x_key, next((by_lower[k] for k in _Y_KEYS if k in by_lower), None))}
 
 
-def read_numpy(path: PathLike) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
-    """Arrays of an ``.npy``/``.npz`` file (pickles refused) as ``(x, y)`` by part (see ``_npz_keys``)."""
+def read_numpy(path: PathLike) -> tuple[dict[str, tuple[np.ndarray, np.ndarray | None]], Classes]:
+    """Arrays of an ``.npy``/``.npz`` file (pickles refused) as ``(x, y)`` by part (see ``_npz_keys``), and
+    the class names of an array of strings named label_names, class_names or classes, if there is one."""
     source = io.BytesIO(read_bytes(path)) if _is_gzip(path) else path
     try:
         loaded = np.load(source, allow_pickle=False)
         if isinstance(loaded, np.ndarray):
-            return {"all": (loaded, None)}
+            return {"all": (loaded, None)}, None
         with loaded:
-            if not loaded.files:
+            by_lower = {name.lower(): name for name in loaded.files}
+            class_key = next((by_lower[k] for k in _CLASS_KEYS if k in by_lower), None)
+            arrays = [name for name in loaded.files if name != class_key]
+            if not arrays:
                 raise DataError(f"{path}: the .npz file holds no arrays; save the data with np.savez")
-            return {
+            classes = None if class_key is None else _class_names(loaded[class_key], path, class_key)
+            parts = {
                 part: (loaded[x_key], None if y_key is None else loaded[y_key])
-                for part, (x_key, y_key) in _npz_keys(loaded.files).items()
+                for part, (x_key, y_key) in _npz_keys(arrays).items()
             }
+            return parts, classes
     except ValueError as err:
         if "allow_pickle" in str(err):
             raise DataError(
@@ -396,9 +419,16 @@ def read_numpy(path: PathLike) -> dict[str, tuple[np.ndarray, np.ndarray | None]
         raise DataError(f"{path}: not a readable .npy/.npz file ({err}); check the file") from None
 
 
+def _class_names(names: np.ndarray, path: PathLike, key: str) -> tuple[str, ...]:
+    if names.ndim != 1 or names.dtype.kind not in "US":
+        raise DataError(f"{path}: '{key}' of dtype {names.dtype}, shape {names.shape} is not a list of class names")
+    return tuple(n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names.tolist())
+
+
 def load_numpy(path: PathLike) -> Parts:
     """An ``.npy``/``.npz`` file as dataset parts (``train``/``val``/``test`` or ``all``)."""
-    return {part: as_dataset(x, y, part, path) for part, (x, y) in read_numpy(path).items()}
+    parts, classes = read_numpy(path)
+    return {part: as_dataset(x, y, part, path, classes) for part, (x, y) in parts.items()}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -428,11 +458,11 @@ def _parse_column_cells(cells: np.ndarray, rows: list[int], columns: list[str], 
     return values
 
 
-def read_csv(path: PathLike) -> tuple[np.ndarray, np.ndarray | None]:
+def read_csv(path: PathLike) -> tuple[np.ndarray, np.ndarray | None, Classes]:
     """A numeric CSV table as float32 ``[N, D]``, with the labels of a column named label/y/target/class.
 
     The header is optional (a first row that is not all numbers is a header); class labels that are not
-    numbers are numbered in sorted order.
+    numbers are numbered in sorted order, and those texts are returned as the class names.
     """
     try:
         text = read_bytes(path).decode("utf-8-sig")
@@ -458,37 +488,40 @@ def read_csv(path: PathLike) -> tuple[np.ndarray, np.ndarray | None]:
     features = [j for j in range(width) if j != label]
     x = _parse_column_cells(cells[:, features], rows, [columns[j] for j in features], path)
     if label is None:
-        return x.astype(np.float32), None
+        return x.astype(np.float32), None, None
     label_cells = np.char.strip(cells[:, label])
     if all(_is_number(cell) for cell in label_cells):
         y = _parse_column_cells(label_cells[:, None], rows, [columns[label]], path)[:, 0]
-    else:
-        empty = np.flatnonzero(label_cells == "")
-        if len(empty):
-            raise DataError(f"{path}: row {rows[empty[0]]}, column {columns[label]} is empty; give a label")
-        y = np.unique(label_cells, return_inverse=True)[1]
-    return x.astype(np.float32), y
+        return x.astype(np.float32), y, None
+    empty = np.flatnonzero(label_cells == "")
+    if len(empty):
+        raise DataError(f"{path}: row {rows[empty[0]]}, column {columns[label]} is empty; give a label")
+    names, y = np.unique(label_cells, return_inverse=True)
+    return x.astype(np.float32), y, tuple(names.tolist())
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Folders of images
 
 
-def find_images(folder: PathLike) -> tuple[list[Path], list[int] | None]:
-    """Image files of ``folder`` and their labels: one class per subfolder (sorted), or a flat folder."""
+def find_images(folder: PathLike) -> tuple[list[Path], list[int] | None, Classes]:
+    """Image files of ``folder``, their labels and the class names: one class per subfolder (sorted, named
+    after it), or a flat folder (no labels)."""
     folder = Path(folder)
 
     def images_in(d: Path) -> list[Path]:
         return sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
     subfolders = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
-    classes = [files for files in map(images_in, subfolders) if files]
+    classes = [(d.name, files) for d, files in zip(subfolders, map(images_in, subfolders), strict=True) if files]
     if not classes:
-        return images_in(folder), None
+        return images_in(folder), None, None
     loose = images_in(folder)
     if loose:
         raise DataError(f"{loose[0]}: an image beside class subfolders; move it into its class's subfolder")
-    return [p for files in classes for p in files], [k for k, files in enumerate(classes) for _ in files]
+    files = [p for _, class_files in classes for p in class_files]
+    labels = [k for k, (_, class_files) in enumerate(classes) for _ in class_files]
+    return files, labels, tuple(name for name, _ in classes)
 
 
 def _read_image(path: Path) -> np.ndarray:
@@ -505,9 +538,10 @@ def _read_image(path: Path) -> np.ndarray:
     return array.reshape(*array.shape[:2], -1)  # [H, W] -> [H, W, 1]
 
 
-def read_image_folder(folder: PathLike) -> tuple[np.ndarray, np.ndarray | None]:
-    """A folder of same-sized images as uint8 ``[N, C, H, W]``, labelled by class subfolder if it has any."""
-    files, labels = find_images(folder)
+def read_image_folder(folder: PathLike) -> tuple[np.ndarray, np.ndarray | None, Classes]:
+    """A folder of same-sized images as uint8 ``[N, C, H, W]``, labelled by class subfolder if it has any
+    (the subfolders' names are the class names)."""
+    files, labels, classes = find_images(folder)
     if not files:
         raise DataError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in it or its subfolders")
     images = []
@@ -521,4 +555,4 @@ def read_image_folder(folder: PathLike) -> tuple[np.ndarray, np.ndarray | None]:
             )
         images.append(image)
     x = np.stack(images).transpose(0, 3, 1, 2)  # [N, H, W, C] -> [N, C, H, W]
-    return x, None if labels is None else np.array(labels, dtype=np.int64)
+    return x, None if labels is None else np.array(labels, dtype=np.int64), classes

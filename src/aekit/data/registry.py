@@ -8,6 +8,7 @@ that does not gets a seeded random split.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -118,20 +119,20 @@ def _split(parts: Parts, name: str, val_fraction: float, test_fraction: float, s
 # Recognising the format of a user's path
 
 
-def _whole(x: np.ndarray, y: np.ndarray | None, path: Path) -> Parts:
-    return {"all": formats.as_dataset(x, y, "all", path)}
+def _whole(path: Path, x: np.ndarray, y: np.ndarray | None = None, classes: formats.Classes = None) -> Parts:
+    return {"all": formats.as_dataset(x, y, "all", path, classes)}
 
 
 LOADERS: dict[str, Callable[[Path], Parts]] = {
     "idx-folder": formats.load_idx_folder,
     "amat-folder": formats.load_amat_folder,
     "cifar-batches": formats.load_cifar_batches,
-    "image-folder": lambda path: _whole(*formats.read_image_folder(path), path),
-    "idx": lambda path: _whole(formats.read_idx_images(path), None, path),
-    "amat": lambda path: _whole(formats.read_amat(path), None, path),
-    "cifar-batch": lambda path: _whole(*formats.read_cifar_batch(path), path),
+    "image-folder": lambda path: _whole(path, *formats.read_image_folder(path)),
+    "idx": lambda path: _whole(path, formats.read_idx_images(path)),
+    "amat": lambda path: _whole(path, formats.read_amat(path)),
+    "cifar-batch": lambda path: _whole(path, *formats.read_cifar_batch(path)),
     "numpy": formats.load_numpy,
-    "csv": lambda path: _whole(*formats.read_csv(path), path),
+    "csv": lambda path: _whole(path, *formats.read_csv(path)),
 }
 
 
@@ -193,12 +194,31 @@ def _load_digits() -> Parts:
     return {"all": formats.as_dataset(x, digits.target, "digits", "sklearn.datasets.load_digits")}
 
 
+def _with_classes(load: Callable[[Path], Parts], classes: tuple[str, ...]) -> Callable[[Path], Parts]:
+    """``load``, with ``classes`` as the class names of the parts whose files do not name them."""
+
+    def load_named(folder: Path) -> Parts:
+        parts = load(folder)
+        return {
+            part: data if data.classes or data.y is None else dataclasses.replace(data, classes=classes)
+            for part, data in parts.items()
+        }
+
+    return load_named
+
+
 def _load_cifar10(folder: Path) -> Parts:
     if (folder / "cifar-10-batches-py").is_dir() or any(folder.glob("data_batch_*")):
         return formats.load_cifar_batches(folder)
     if (folder / "cifar10_train.npz").is_file():
         return formats.load_numpy(folder / "cifar10_train.npz")
     raise DataError(f"{folder}: holds neither cifar10_train.npz nor cifar-10-batches-py/; put one there")
+
+
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"
+)  # fmt: skip
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 _IDX_FILES = "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, ..."
@@ -223,7 +243,7 @@ for _info in (
         "Fashion-MNIST clothing: 60,000 train + 10,000 test 28x28 grey images, 10 classes",
         "fashion_mnist",
         f"the four official IDX files ({_IDX_FILES})",
-        formats.load_idx_folder,
+        _with_classes(formats.load_idx_folder, FASHION_MNIST_CLASSES),
     ),
     DatasetInfo(
         "binarized-mnist",
@@ -237,7 +257,7 @@ for _info in (
         "CIFAR-10: 32x32 RGB images, 10 classes (test held out of train when only train is present)",
         "cifar10",
         "cifar10_train.npz or cifar-10-batches-py/",
-        _load_cifar10,
+        _with_classes(_load_cifar10, CIFAR10_CLASSES),
     ),
 ):
     register_dataset(_info)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -90,13 +91,20 @@ def plot_samples(
     return _save(fig, path)
 
 
-def plot_latent_map(z: Any, y: Any | None, path: str | os.PathLike[str], method: str = "pca") -> Path:
+def plot_latent_map(
+    z: Any,
+    y: Any | None,
+    path: str | os.PathLike[str],
+    method: str = "pca",
+    class_names: Sequence[str] | None = None,
+) -> Path:
     """Scatter the latent means in 2-D, coloured by label, and save a PNG.
 
     z: ``[N, K]`` latent means. K=2 is drawn as is; K=1 against zero; K>2 is projected to 2-D by
     ``method``: "pca" (principal components, via an SVD) or "tsne" (scikit-learn, slower).
     y: ``[N]`` integer class labels (a legend when there are at most 20 classes, else a colour bar),
-    or None for a single colour.
+    or None for a single colour. class_names: the legend's name for each label ``k`` (``class_names[k]``);
+    the label numbers when None.
     """
     z = _as_float_array(z, "z")
     if z.ndim != 2 or len(z) == 0 or z.shape[1] == 0:
@@ -111,6 +119,11 @@ def plot_latent_map(z: Any, y: Any | None, path: str | os.PathLike[str], method:
             raise DataError(
                 f"plot_latent_map: z has {len(z)} rows but y has {len(labels)} labels; pass one label a row"
             )
+        if class_names is not None and not set(np.unique(labels).tolist()) <= set(range(len(class_names))):
+            raise DataError(
+                f"plot_latent_map: labels {np.unique(labels).tolist()[:10]} are not all ids of the "
+                f"{len(class_names)} class names; pass one name per label 0..K-1"
+            )
 
     points, axis_names = _project_to_2d(z, method)
     fig = _new_figure((6.5, 5.5))
@@ -119,7 +132,7 @@ def plot_latent_map(z: Any, y: Any | None, path: str | os.PathLike[str], method:
     if labels is None:
         ax.scatter(points[:, 0], points[:, 1], s=size, alpha=0.7, linewidths=0)
     else:
-        _scatter_by_label(fig, ax, points, labels, size)
+        _scatter_by_label(fig, ax, points, labels, size, class_names)
     ax.set_xlabel(axis_names[0])
     ax.set_ylabel(axis_names[1])
     ax.set_title(f"Latent means ({len(z)} points, {z.shape[1]}-D)")
@@ -318,7 +331,9 @@ def _plot_table_reconstructions(x: np.ndarray, x_hat: np.ndarray) -> Figure:
     return fig
 
 
-def _scatter_by_label(fig: Figure, ax: Axes, points: np.ndarray, labels: np.ndarray, size: float) -> None:
+def _scatter_by_label(
+    fig: Figure, ax: Axes, points: np.ndarray, labels: np.ndarray, size: float, names: Sequence[str] | None
+) -> None:
     classes = np.unique(labels)
     is_integer = np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.bool_)
     if is_integer and len(classes) <= _MAX_LEGEND_LABELS:
@@ -334,10 +349,11 @@ def _scatter_by_label(fig: Figure, ax: Axes, points: np.ndarray, labels: np.ndar
                 alpha=0.7,
                 linewidths=0,
                 color=palette(index),
-                label=str(label),
+                label=str(label) if names is None else names[int(label)],
             )
         markerscale = max(1.0, 20 / size)
-        ax.legend(title="label", loc="center left", bbox_to_anchor=(1.0, 0.5), markerscale=markerscale)
+        title = "label" if names is None else "class"
+        ax.legend(title=title, loc="center left", bbox_to_anchor=(1.0, 0.5), markerscale=markerscale)
     else:
         image = ax.scatter(
             points[:, 0],
