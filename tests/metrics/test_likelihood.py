@@ -69,6 +69,16 @@ def test_chunking_does_not_change_the_estimate():
     assert torch.allclose(one, many, atol=1e-9)
 
 
+@pytest.mark.parametrize("max_decoded, largest", [(None, 4096 // 6 * 6), (60, 60), (1, 6)])
+def test_chunks_decode_at_most_max_decoded_rows(monkeypatch, max_decoded, largest):
+    model, x, _ = linear_gaussian(exact_posterior=False)  # 6 examples
+    decoded = []
+    decode = model.decode
+    monkeypatch.setattr(model, "decode", lambda z: decoded.append(z.shape[0] * z.shape[1]) or decode(z))
+    importance_sampled_log_likelihood(model, x, n_samples=5000, max_decoded=max_decoded)
+    assert max(decoded) == largest and sum(decoded) == 5000 * 6  # at least one sample per chunk
+
+
 def test_deterministic_model_has_no_likelihood():
     model = aekit.build_model("ae", data_shape=(3,), latent_dim=2, likelihood="gaussian")
     with pytest.raises(aekit.AekitError, match="deterministic"):
