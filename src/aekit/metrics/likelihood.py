@@ -30,7 +30,7 @@ def importance_sampled_log_likelihood(
     expectation that tightens to log p(x) as K grows; with K = 1 it is the single-sample ELBO.
 
     ``max_decoded`` defaults to 4096 on a CPU, where a chunk's decoder outputs then stay in the cache (an
-    MNIST chunk is 13 MB; with 65,536 the same estimate took 1.75x as long, benchmarks/RESULTS.md), and to
+    MNIST chunk is 13 MB; with 65,536 the same estimate took 1.9x as long, benchmarks/RESULTS.md), and to
     65,536 on an accelerator, whose throughput grows with the chunk.
     """
     if n_samples < 1:
