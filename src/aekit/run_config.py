@@ -80,13 +80,18 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Which data: a registered name (``digits``, ``mnist``, ...) or a path; ``root`` defaults to $AEKIT_DATA."""
+    """Which data: a registered name (``digits``, ``mnist``, ...) or a path; ``root`` defaults to $AEKIT_DATA.
+
+    ``train_on_val``: train on the training and validation parts together, with no validation (the usual last
+    step once the settings have been chosen on validation); the test part is unchanged.
+    """
 
     name: str = "digits"
     root: str | None = None
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     split_seed: int = 0
+    train_on_val: bool = False
 
 
 def split_overrides(overrides: dict[str, Any], model_name: str) -> tuple[dict, dict, dict]:
@@ -115,8 +120,9 @@ def split_overrides(overrides: dict[str, Any], model_name: str) -> tuple[dict, d
 def load_splits(data: DataConfig) -> Splits:
     from aekit.data import load_data
 
-    return load_data(data.name, root=data.root, seed=data.split_seed, val_fraction=data.val_fraction,
-                     test_fraction=data.test_fraction)
+    splits = load_data(data.name, root=data.root, seed=data.split_seed, val_fraction=data.val_fraction,
+                       test_fraction=data.test_fraction)
+    return splits.with_val_in_train() if data.train_on_val else splits
 
 
 def resolve_run(model: str, data: str | DataConfig, out: Path, resume: bool, config_file: dict | None,

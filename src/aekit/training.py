@@ -256,7 +256,7 @@ def _fit(
     n_train = len(splits.train)
     keep_best = bool(config.patience or config.keep_best)
     if keep_best and not len(splits.val):
-        raise ConfigError("patience and keep_best need a validation split; set val_fraction > 0")
+        raise ConfigError("patience and keep_best need a validation split; set val_fraction > 0 and train_on_val=false")
     batch = min(config.batch_size, n_train)
     if batch % world:
         raise ConfigError(f"batch_size={batch} must be divisible by devices={world}")

@@ -200,6 +200,34 @@ def test_runs_without_validation_or_test_split(tmp_path):
         aekit.train("vae", "digits", tmp_path / "es", steps=5, val_fraction=0.0, patience=2, **QUICK)
 
 
+def test_train_on_val_trains_on_both_parts_and_keeps_the_test_part(tmp_path):
+    from aekit.data import load_data
+
+    splits = load_data("digits", seed=0)
+    run = aekit.train("ae", "digits", tmp_path / "run", epochs=1, batch_size=64, train_on_val=True, **QUICK)
+    steps_one_epoch = (len(splits.train) + len(splits.val)) // 64  # full batches of 1437 + 180 examples: 25
+    assert run.metrics["train/steps"] == steps_one_epoch != len(splits.train) // 64
+    assert run.metrics["test/examples"] == len(splits.test)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["data"]["train_on_val"] is True
+    log = (tmp_path / "run" / "log.csv").read_text()
+    assert ",val," not in log  # nothing left to validate on
+    again = aekit.evaluate(aekit.load(tmp_path / "run"), load_data("digits", seed=0))  # the same test images
+    assert again["test/recon"] == pytest.approx(run.metrics["test/recon"], rel=1e-6)
+    with pytest.raises(ConfigError, match="train_on_val=false"):
+        aekit.train("ae", "digits", tmp_path / "kb", steps=5, train_on_val=True, keep_best=True, **QUICK)
+
+
+def test_splits_with_val_in_train_concatenate_in_order():
+    from aekit.data import load_data
+
+    splits = load_data("digits", seed=0)
+    merged = splits.with_val_in_train()
+    assert torch.equal(merged.train.x, torch.cat([splits.train.x, splits.val.x]))
+    assert torch.equal(merged.train.y, torch.cat([splits.train.y, splits.val.y]))
+    assert len(merged.val) == 0 and merged.val.x.shape[1:] == splits.val.x.shape[1:]
+    assert merged.test is splits.test
+
+
 def test_invalid_train_values_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="lr=-1"):
         aekit.train("ae", "digits", tmp_path / "a", lr=-1.0, **QUICK)

@@ -105,6 +105,13 @@ class Splits:
     def shape(self) -> tuple[int, ...]:
         return self.train.shape
 
+    def with_val_in_train(self) -> Splits:
+        """The validation examples added to the training part; validation left empty, test unchanged."""
+        train, val = self.train, self.val
+        y = None if train.y is None or val.y is None else torch.cat([train.y, val.y])
+        merged = Dataset(torch.cat([train.x, val.x]), y, train.name, train.classes or val.classes)
+        return Splits(merged, val.subset(torch.arange(0)), self.test)
+
 
 def random_split(data: Dataset, val_fraction: float, test_fraction: float, seed: int) -> Splits:
     """Seeded split of one dataset into train/val/test (the same seed gives the same split)."""
