@@ -362,7 +362,7 @@ def read_cifar_meta(path: PathLike) -> tuple[str, ...]:
         meta = {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in meta.items()}
         names = meta.get("label_names", meta.get("fine_label_names"))
         if isinstance(names, list) and names:
-            return tuple(n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names)
+            return _texts(names)
     raise DataError(f"{path}: not a CIFAR batches.meta (a dict with 'label_names'); replace or remove it")
 
 
@@ -422,7 +422,12 @@ def read_numpy(path: PathLike) -> tuple[dict[str, tuple[np.ndarray, np.ndarray |
 def _class_names(names: np.ndarray, path: PathLike, key: str) -> tuple[str, ...]:
     if names.ndim != 1 or names.dtype.kind not in "US":
         raise DataError(f"{path}: '{key}' of dtype {names.dtype}, shape {names.shape} is not a list of class names")
-    return tuple(n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names.tolist())
+    return _texts(names.tolist())
+
+
+def _texts(names: list) -> tuple[str, ...]:
+    """Class names as text (CIFAR's pickles and numpy ``S`` arrays hold bytes)."""
+    return tuple(n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names)
 
 
 def load_numpy(path: PathLike) -> Parts:
