@@ -321,11 +321,16 @@ def read_pickle(path: PathLike) -> object:
         raise DataError(f"{path}: not a readable pickle ({type(err).__name__}: {err}); check it") from None
 
 
+def _text_keys(d: dict) -> dict:
+    """A CIFAR pickle's dict with its keys as text (Python 2 pickles store them as bytes)."""
+    return {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in d.items()}
+
+
 def read_cifar_batch(path: PathLike) -> tuple[np.ndarray, np.ndarray]:
     """One CIFAR python batch (a dict with ``data`` [N, 3072] and ``labels``) as uint8 ``[N, 3, 32, 32]``."""
     batch = read_pickle(path)
     if isinstance(batch, dict):
-        batch = {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in batch.items()}
+        batch = _text_keys(batch)
         data, labels = batch.get("data"), batch.get("labels", batch.get("fine_labels"))
     else:
         data, labels = None, None
@@ -359,7 +364,7 @@ def read_cifar_meta(path: PathLike) -> tuple[str, ...]:
     """The class names of a CIFAR ``batches.meta`` (``label_names``; ``fine_label_names`` for CIFAR-100)."""
     meta = read_pickle(path)
     if isinstance(meta, dict):
-        meta = {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in meta.items()}
+        meta = _text_keys(meta)
         names = meta.get("label_names", meta.get("fine_label_names"))
         if isinstance(names, list) and names:
             return _texts(names)

@@ -119,9 +119,10 @@ def plot_latent_map(
             raise DataError(
                 f"plot_latent_map: z has {len(z)} rows but y has {len(labels)} labels; pass one label a row"
             )
-        if class_names is not None and not set(np.unique(labels).tolist()) <= set(range(len(class_names))):
+        ids = np.unique(labels).tolist()
+        if class_names is not None and not set(ids) <= set(range(len(class_names))):
             raise DataError(
-                f"plot_latent_map: labels {np.unique(labels).tolist()[:10]} are not all ids of the "
+                f"plot_latent_map: labels {ids[:10]} are not all ids of the "
                 f"{len(class_names)} class names; pass one name per label 0..K-1"
             )
 
