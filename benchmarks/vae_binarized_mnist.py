@@ -14,7 +14,9 @@ the same torch thread count; every training runs in a fresh Python process of it
 model's test NLL is measured twice: with aekit's importance-sampling estimator (the Pythae weights are copied
 into an aekit VAE of the same shape, so one estimator scores both) and with Pythae's own ``VAE.get_nll``.
 ``--select-on-valid`` is the reference script's protocol: the validation loss every epoch, and the weights of
-the best epoch at the end.
+the best epoch at the end. ``--train-on-val`` trains both on the 50,000 training and 10,000 validation images
+together, with no validation (aekit keeps its last weights; Pythae, given no eval data, those of the epoch with
+the lowest training loss).
 
     .venv-bench/bin/python benchmarks/vae_binarized_mnist.py --epochs 5 --nll-samples 5000 \
         --nll-examples 1000 --repeats 1 --out benchmarks/results/vae_binarized_mnist.json
@@ -64,15 +66,21 @@ TARGET_NLL, TARGET_RATIO = 90.0, 0.6
 
 
 def aekit_overrides(
-    epochs: int, root: str, seed: int, precision: str = "32-true", select_on_valid: bool = False
+    epochs: int, root: str, seed: int, precision: str = "32-true", select_on_valid: bool = False,
+    train_on_val: bool = False,
 ) -> dict[str, Any]:
     """The setup as aekit config keys: AdamW with weight_decay=0 is Adam; the lr falls by 10^(-1/5) at the same
     epochs as Pythae's MultiStepLR (aekit counts milestones in optimiser steps). With ``select_on_valid`` the
     validation loss is measured every epoch and the run ends on the weights of the best one (``keep_best``),
-    as the reference script's ``final_model``."""
-    steps_per_epoch = 50_000 // BATCH_SIZE
-    selection = {"eval_every": steps_per_epoch, "keep_best": True, "val_examples": 0} if select_on_valid else {
-        "eval_every": epochs * steps_per_epoch}  # validate once, at the end, as Pythae does without eval data
+    as the reference script's ``final_model``; with ``train_on_val`` it trains on the 60,000 training and
+    validation images and keeps its last weights."""
+    steps_per_epoch = (60_000 if train_on_val else 50_000) // BATCH_SIZE
+    if train_on_val:
+        selection = {"train_on_val": True}
+    elif select_on_valid:
+        selection = {"eval_every": steps_per_epoch, "keep_best": True, "val_examples": 0}
+    else:  # validate once, at the end, as Pythae does without eval data
+        selection = {"eval_every": epochs * steps_per_epoch}
     return {
         "backbone": "mlp", "hidden": [HIDDEN], "latent_dim": LATENT_DIM, "activation": "relu",
         "likelihood": "bernoulli", "root": root, "epochs": epochs, "batch_size": BATCH_SIZE, "lr": LR,
@@ -83,11 +91,12 @@ def aekit_overrides(
 
 
 def train_aekit(
-    epochs: int, root: str, seed: int, out: Path, precision: str = "32-true", select_on_valid: bool = False
+    epochs: int, root: str, seed: int, out: Path, precision: str = "32-true", select_on_valid: bool = False,
+    train_on_val: bool = False,
 ) -> dict[str, float]:
     """Train into the run directory ``out`` (the trained model is ``out / "model"``) and return the loop time.
     ``aekit.train`` reads the data and imports Lightning Fabric itself."""
-    overrides = aekit_overrides(epochs, root, seed, precision, select_on_valid)
+    overrides = aekit_overrides(epochs, root, seed, precision, select_on_valid, train_on_val)
     run = aekit.train("vae", data="binarized-mnist", out=out, evaluate=False, **overrides)
     return {"loop_s": float(run.metrics["train/wall_time_s"])}
 
@@ -247,9 +256,12 @@ def worker(args: argparse.Namespace) -> None:
         retain_cpu_memory()
     start = time.perf_counter()
     if args.worker == "aekit":  # aekit's run directory holds the trained model
-        t = train_aekit(args.epochs, args.root, args.seed, out / "run", args.aekit_precision, args.select_on_valid)
+        t = train_aekit(args.epochs, args.root, args.seed, out / "run", args.aekit_precision, args.select_on_valid,
+                        args.train_on_val)
     else:
         splits = aekit.load_data("binarized-mnist", root=args.root)
+        if args.train_on_val:
+            splits = splits.with_val_in_train()
         valid_x = splits.val.inputs().numpy() if args.select_on_valid else None  # the official 10,000 images
         model, t = train_pythae(args.epochs, splits.train.inputs().numpy(), args.seed, out, valid_x)
     t["wall_s"] = time.perf_counter() - start
@@ -270,6 +282,7 @@ def run_worker(lib: str, args: argparse.Namespace, seed: int, workdir: Path) -> 
            "--seed", str(seed), "--threads", str(args.threads), "--root", args.root,
            "--aekit-precision", args.aekit_precision]
     cmd += ["--select-on-valid"] * args.select_on_valid + ["--pythae-retain-memory"] * args.pythae_retain_memory
+    cmd += ["--train-on-val"] * args.train_on_val
     subprocess.run(cmd, check=True)
     if lib == "aekit":
         model = aekit.load(out / "run" / "model", map_location="cpu")
@@ -295,6 +308,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--aekit-precision", default="32-true", help="aekit's Fabric precision, e.g. bf16-mixed")
     p.add_argument("--select-on-valid", action="store_true",
                    help="the reference script's model selection: validation loss every epoch, best epoch's weights")
+    p.add_argument("--train-on-val", action="store_true",
+                   help="train on the training and validation images together, no validation, no selection")
     p.add_argument("--pythae-retain-memory", action="store_true",
                    help="give Pythae's process the allocator setting aekit applies to its own (retain_cpu_memory)")
     p.add_argument("--worker", choices=("aekit", "pythae"), help=argparse.SUPPRESS)
@@ -304,6 +319,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    help="Pythae's own estimator is slow (one example at a time)")
     p.add_argument("--out", default="benchmarks/results/vae_binarized_mnist.json")
     args = p.parse_args(argv)
+    if args.train_on_val and args.select_on_valid:
+        p.error("--train-on-val leaves no validation images for --select-on-valid; pass one of them")
     if args.worker:
         worker(args)
         return {}
@@ -331,10 +348,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "benchmark": "vae_binarized_mnist", "machine": machine(), "aekit_source": aekit_source(),
         "reference": REFERENCE,
         "setup": {"hidden": [HIDDEN], "latent_dim": LATENT_DIM, "batch_size": BATCH_SIZE, "lr": LR,
-                  "optimizer": "Adam", "epochs": args.epochs, "train_examples": len(splits.train),
+                  "optimizer": "Adam", "epochs": args.epochs,
+                  "train_examples": len(splits.train) + args.train_on_val * len(splits.val),
                   "repeats": args.repeats, "nll_samples": args.nll_samples,
                   "nll_examples": args.nll_examples or len(splits.test), "seed": args.seed,
-                  "select_on_valid": args.select_on_valid,
+                  "select_on_valid": args.select_on_valid, "train_on_val": args.train_on_val,
                   "aekit_precision": args.aekit_precision, "pythae_retain_memory": args.pythae_retain_memory,
                   "process_per_training": True},
     }
