@@ -349,7 +349,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "reference": REFERENCE,
         "setup": {"hidden": [HIDDEN], "latent_dim": LATENT_DIM, "batch_size": BATCH_SIZE, "lr": LR,
                   "optimizer": "Adam", "epochs": args.epochs,
-                  "train_examples": len(splits.train) + args.train_on_val * len(splits.val),
+                  "train_examples": len(splits.train) + (len(splits.val) if args.train_on_val else 0),
                   "repeats": args.repeats, "nll_samples": args.nll_samples,
                   "nll_examples": args.nll_examples or len(splits.test), "seed": args.seed,
                   "select_on_valid": args.select_on_valid, "train_on_val": args.train_on_val,
