@@ -62,3 +62,43 @@ def test_discretized_logistic_middle_bin_value():
 def test_unknown_likelihood_is_a_config_error():
     with pytest.raises(ConfigError, match="likelihood='poisson'"):
         make_likelihood("poisson", (3,))
+
+
+def _bce_reference(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The composed Bernoulli NLL that :class:`Bernoulli` fuses: BCE with logits, summed per example."""
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")
+    return bce.flatten(start_dim=logits.dim() - 3).sum(-1)
+
+
+def test_bernoulli_fused_nll_gradients_pass_gradcheck():
+    logits = torch.randn(2, 3, 1, 2, 2, dtype=torch.float64, requires_grad=True)  # [S, B, C, H, W]
+    x = torch.rand(3, 1, 2, 2, dtype=torch.float64, requires_grad=True)  # broadcast over S
+    assert torch.autograd.gradcheck(lambda a, b: Bernoulli((1, 2, 2)).nll(a, b), (logits, x))
+
+
+def test_bernoulli_fused_nll_equals_composed_value_and_gradient():
+    torch.manual_seed(0)
+    logits = (torch.randn(4, 5, 1, 3, 3) * 30).requires_grad_()  # large logits: softplus's linear branch too
+    x = torch.rand(5, 1, 3, 3).round()
+    weights = torch.rand(4, 5)
+    got = Bernoulli((1, 3, 3)).nll(logits, x)
+    (grad,) = torch.autograd.grad((got * weights).sum(), logits)
+    reference_logits = logits.detach().clone().requires_grad_()
+    expected = _bce_reference(reference_logits, x)
+    (expected_grad,) = torch.autograd.grad((expected * weights).sum(), reference_logits)
+    assert torch.allclose(got, expected, rtol=1e-5, atol=1e-4)
+    assert torch.allclose(grad, expected_grad, atol=1e-6)
+    assert torch.isfinite(got).all()
+
+
+def test_bernoulli_fused_nll_runs_in_float32_under_bf16_autocast():
+    logits = torch.randn(6, 1, 4, 4).bfloat16().requires_grad_()
+    x = torch.rand(6, 1, 4, 4).round()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = Bernoulli((1, 4, 4)).nll(logits, x)
+    assert got.dtype == torch.float32  # as autocast runs binary_cross_entropy_with_logits
+    got.sum().backward()
+    assert logits.grad.dtype == torch.bfloat16
+    expected = torch.sigmoid(logits.detach().float()) - x
+    assert torch.allclose(logits.grad.float(), expected, atol=1e-2)
+    assert torch.allclose(got, _bce_reference(logits.detach().float(), x), atol=1e-4)
