@@ -60,10 +60,10 @@ class _BernoulliNLL(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits: torch.Tensor, x: torch.Tensor, dims: int) -> torch.Tensor:
+        ctx.dims, ctx.logits_dtype, ctx.x_dtype = dims, logits.dtype, x.dtype  # the gradients' dtypes
         dtype = torch.promote_types(torch.promote_types(logits.dtype, x.dtype), torch.float32)
         l, x = logits.to(dtype), x.to(dtype)
         ctx.save_for_backward(l, x)
-        ctx.dims, ctx.logits_dtype, ctx.x_dtype = dims, logits.dtype, x.dtype
         per_dim = F.softplus(l).addcmul_(l, x, value=-1.0)  # [..., B, *S]
         return per_dim.flatten(start_dim=per_dim.dim() - dims).sum(-1)  # [..., B]
 
