@@ -1,7 +1,8 @@
 """Training checkpoints: model, optimiser, schedule, RNG states and step, written atomically.
 
 Layout: ``RUN/checkpoints/step-00000100/`` with ``config.json`` + ``model.safetensors`` (loadable by
-``aekit.load``), ``optimizer.safetensors``, ``state.json`` and, with ``ema_decay``, ``average.safetensors``;
+``aekit.load``), ``optimizer.safetensors`` (every named optimiser's tensors, ``opt.NAME.ID.SLOT``, and the RNG
+states), ``state.json`` and, with ``ema_decay``, ``average.safetensors``;
 ``RUN/checkpoints/latest`` names the newest.
 A checkpoint is written into a temporary folder that is renamed when complete, so a crash (even SIGKILL)
 leaves every earlier checkpoint intact. No pickles.
@@ -68,7 +69,7 @@ def restore_rng(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
 
 
 def save_checkpoint(
-    run_dir: Path, model, optimizer: torch.optim.Optimizer, state: dict[str, Any], keep: int = 2,
+    run_dir: Path, model, optimizers: dict[str, torch.optim.Optimizer], state: dict[str, Any], keep: int = 2,
     average: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write checkpoint ``step-{state['step']}`` atomically and point ``latest`` at it; keep the newest ``keep``.
@@ -79,12 +80,15 @@ def save_checkpoint(
     tmp = root / f".{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     save_model(model, tmp)
-    opt_tensors, opt_meta = optimizer_tensors(optimizer)
+    tensors, metas = {}, {}
+    for opt_name, optimizer in optimizers.items():
+        opt_tensors, metas[opt_name] = optimizer_tensors(optimizer)
+        tensors.update({f"opt.{opt_name}.{k}": v for k, v in opt_tensors.items()})
     rng_tensors, rng_meta = rng_state()
-    save_tensors({**{f"opt.{k}": v for k, v in opt_tensors.items()}, **rng_tensors}, tmp / "optimizer.safetensors")
+    save_tensors({**tensors, **rng_tensors}, tmp / "optimizer.safetensors")
     if average is not None:
         save_tensors(average, tmp / "average.safetensors")
-    atomic_write_text(tmp / "state.json", json.dumps({**state, "optimizer": opt_meta, "rng": rng_meta}, indent=1))
+    atomic_write_text(tmp / "state.json", json.dumps({**state, "optimizers": metas, "rng": rng_meta}, indent=1))
     final = root / name
     if final.exists():
         shutil.rmtree(final)
@@ -107,11 +111,20 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return path
 
 
-def load_checkpoint(path: Path, model, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """Restore model, optimiser and RNG states in place; return the trainer state (step, best loss, ...)."""
+def load_checkpoint(path: Path, model, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, Any]:
+    """Restore model, optimisers and RNG states in place; return the trainer state (step, best loss, ...).
+    A checkpoint written before optimisers had names holds one, ``model``'s."""
     state = read_json(path / "state.json")
     model.load_state_dict(load_tensors(path / "model.safetensors"))
     tensors = load_tensors(path / "optimizer.safetensors")
-    restore_optimizer(optimizer, {k[4:]: v for k, v in tensors.items() if k.startswith("opt.")}, state["optimizer"])
+    metas = state.get("optimizers") or {"model": state["optimizer"]}
+    named = "optimizers" in state
+    if set(metas) != set(optimizers):
+        raise DataError(f"{path}: holds the optimisers {', '.join(sorted(metas))} but the model trains "
+                        f"{', '.join(sorted(optimizers))}; resume with the model the run was started with")
+    for name, optimizer in optimizers.items():
+        prefix = f"opt.{name}." if named else "opt."
+        restore_optimizer(optimizer, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)},
+                          metas[name])
     restore_rng({k: v for k, v in tensors.items() if k.startswith("rng.")}, state["rng"])
     return state

@@ -37,6 +37,10 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     if value is None or (isinstance(value, str) and value.lower() in ("none", "null") and type(None) in
                          typing.get_args(annotation)):
         return None
+    if typing.get_origin(annotation) is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}={value!r} must be a mapping; set its entries with dots ({key}.NAME.KEY=VALUE)")
+        return {str(k): dict(v) if isinstance(v, dict) else v for k, v in value.items()}
     if typing.get_origin(annotation) is tuple:
         if isinstance(value, str):
             value = [v for v in value.strip("()[] ").split(",") if v.strip()]
@@ -60,8 +64,12 @@ def from_dict(cls: type[C], values: dict[str, Any], where: str = "config") -> C:
 
 
 def to_dict(config: Any) -> dict[str, Any]:
-    out = dataclasses.asdict(config)
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+    def plain(v: Any) -> Any:
+        if isinstance(v, tuple):
+            return [plain(x) for x in v]
+        return {k: plain(x) for k, x in v.items()} if isinstance(v, dict) else v
+
+    return {k: plain(v) for k, v in dataclasses.asdict(config).items()}
 
 
 def require(condition: bool, message: str) -> None:

@@ -64,7 +64,7 @@ def get_part(kind: str, name: str) -> PartEntry:
     if name not in _PARTS[kind]:
         _ensure_builtin_parts()
     if name not in _PARTS[kind]:
-        raise ConfigError(f"{kind[:-1]} {name!r} is unknown; choose one of {', '.join(_PARTS[kind])}")
+        raise ConfigError(f"{kind[:-1]}={name!r} is unknown; choose one of {', '.join(_PARTS[kind])}")
     return _PARTS[kind][name]
 
 

@@ -4,7 +4,8 @@ the ``config.json`` of a run directory."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from aekit.io import read_json
 
 LR_SCHEDULES = ("cosine", "constant", "multistep")
 ON_NAN = ("stop", "skip")
+STRATEGIES = ("auto", "ddp", "ddp_spawn", "fsdp")
 PRECISIONS = ("32-true", "64-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true")
 
 
@@ -44,6 +46,9 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     devices: int = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    threads: int = 0
     accelerator: str = "auto"
     precision: str = "32-true"
     retain_cpu_memory: bool = True
@@ -54,12 +59,16 @@ class TrainConfig:
     nll_samples: int = 1000
     nll_examples: int = 0
     figures: bool = True
+    optimizers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    no_decay_1d: bool = False
+    layer_decay: float = 1.0
 
     def __post_init__(self) -> None:
         for key in ("steps", "epochs", "lr_warmup_steps", "eval_every", "patience", "checkpoint_every", "nll_samples",
                     "nll_examples", "val_examples"):
             require(getattr(self, key) >= 0, f"{key}={getattr(self, key)} must be >= 0")
-        for key in ("batch_size", "accumulate", "devices", "log_every", "keep_checkpoints", "max_skipped"):
+        for key in ("batch_size", "accumulate", "devices", "num_nodes", "log_every", "keep_checkpoints",
+                    "max_skipped"):
             require(getattr(self, key) >= 1, f"{key}={getattr(self, key)} must be >= 1")
         require(self.lr > 0 and math.isfinite(self.lr), f"lr={self.lr} must be a positive number")
         require(self.weight_decay >= 0, f"weight_decay={self.weight_decay} must be >= 0")
@@ -74,6 +83,12 @@ class TrainConfig:
         require(self.precision in PRECISIONS,
                 f"precision={self.precision!r} is unknown; choose one of {', '.join(PRECISIONS)}")
         require(self.on_nan in ON_NAN, f"on_nan={self.on_nan!r} is unknown; choose one of {', '.join(ON_NAN)}")
+        require(self.threads >= 0, f"threads={self.threads} must be >= 0 (0: one per idle core)")
+        require(0 < self.layer_decay <= 1, f"layer_decay={self.layer_decay} must lie in (0, 1] (1: off)")
+        require(self.strategy in STRATEGIES,
+                f"strategy={self.strategy!r} is unknown; choose one of {', '.join(STRATEGIES)}")
+        require(isinstance(self.optimizers, dict) and all(isinstance(v, dict) for v in self.optimizers.values()),
+                "optimizers must map optimiser names to settings, e.g. optimizers.discriminator.lr=1e-4")
         require(self.accelerator in ("auto", "cpu", "gpu", "cuda", "mps"),
                 f"accelerator={self.accelerator!r} is unknown; choose auto, cpu, gpu or mps")
 
@@ -94,9 +109,12 @@ class DataConfig:
     train_on_val: bool = False
 
 
+NESTED = {"train": ("optimizers",)}  # dict-valued keys, set with dots: optimizers.discriminator.lr=1e-4
+
+
 def split_overrides(overrides: dict[str, Any], model_name: str) -> tuple[dict, dict, dict]:
     """Sort ``key=value`` overrides into model, data and train config keys; ``model.x``/``data.x``/``train.x``
-    name the section explicitly."""
+    name the section explicitly, and dotted keys set nested settings (``optimizers.discriminator.lr=1e-4``)."""
     from aekit.registry import model_entry
 
     sections = {
@@ -106,15 +124,36 @@ def split_overrides(overrides: dict[str, Any], model_name: str) -> tuple[dict, d
     }
     out: dict[str, dict] = {"model": {}, "data": {}, "train": {}}
     for key, value in overrides.items():
-        section, _, field = key.rpartition(".")
-        candidates = [section] if section else [s for s in ("train", "data", "model") if field in sections[s]]
-        if section and (section not in sections or field not in sections[section]):
-            raise ConfigError(f"unknown key {key!r}; sections are model., data., train.")
+        path = key.split(".")
+        explicit = path[0] in sections and len(path) > 1
+        section_names = [path[0]] if explicit else ["train", "data", "model"]
+        path = path[1:] if explicit else path
+        candidates = [s for s in section_names if path[0] in sections[s]]
         if not candidates:
+            if explicit:
+                raise ConfigError(f"unknown key {key!r}: {path[0]!r} is not a {section_names[0]} key")
             known = ", ".join(sorted(sections["model"] | sections["train"] | sections["data"]))
             raise ConfigError(f"unknown key {key!r} for {model_name}; known keys: {known}")
-        out[candidates[0]][field] = value
+        section = candidates[0]
+        if len(path) == 1:
+            out[section][path[0]] = value
+            continue
+        if path[0] not in NESTED.get(section, ()):
+            raise ConfigError(f"{key!r}: {path[0]} takes no dotted settings; write {path[0]}=VALUE")
+        target = out[section].setdefault(path[0], {})
+        for part in path[1:-1]:
+            target = target.setdefault(part, {})
+        target[path[-1]] = value
     return out["model"], out["data"], out["train"]
+
+
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``extra``, nested dicts merged key by key."""
+    merged = dict(base)
+    for key, value in extra.items():
+        merged[key] = merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
+            else value
+    return merged
 
 
 def load_splits(data: DataConfig) -> Splits:
@@ -152,18 +191,19 @@ def resolve_run(model: str, data: str | DataConfig, out: Path, resume: bool, con
         raise ConfigError(f"{keys}: the model and data of a run are fixed; on --resume only training keys may change")
     base["model"].update(m)
     base["data"].update(d)
-    base["train"].update(t)
+    base["train"] = merge(base["train"], t)
     data_config = from_dict(DataConfig, base["data"], where="data")
     train_config = from_dict(TrainConfig, base["train"], where="train")
     model_values = {k: v for k, v in base["model"].items() if k != "name"}
     splits = None
     if not resume:
+        from aekit.registry import model_entry
+
         make_config(model, **model_values)  # bad values fail here, before any data is read
         splits = load_splits(data_config)
-        model_values["data_shape"] = list(splits.shape)
-        if "likelihood" not in model_values:
-            x = splits.train.inputs(slice(0, 2048))
-            model_values["likelihood"] = "bernoulli" if bool(x.min() >= 0) and bool(x.max() <= 1) else "gaussian"
+        model_values, notes = model_entry(model).model_class.fit_to_data(model_values, splits)
+        for note in [*getattr(splits, "notes", []), *notes]:
+            print(f"aekit: {note}", file=sys.stderr)
     model_config = make_config(model, **model_values)
     run = {"model": {"name": model, **to_dict(model_config)}, "data": to_dict(data_config),
            "train": to_dict(train_config)}

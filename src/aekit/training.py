@@ -27,8 +27,10 @@ import torch
 
 from aekit.config import from_dict
 from aekit.data.base import Splits
+from aekit.data.batch import Batch
 from aekit.errors import ConfigError, TrainingDiverged
 from aekit.io import atomic_write_text, load_tensors, save_model
+from aekit.optim import make_optimizers, set_learning_rates
 from aekit.run_config import DataConfig, TrainConfig, load_splits, resolve_run
 
 
@@ -69,25 +71,38 @@ def step_seed(seed: int, step: int, rank: int = 0) -> int:
 
 
 class CSVLog:
-    """``log.csv``: one row per logged step and split; on resume, rows past the checkpoint are dropped."""
+    """``log.csv``: one row per logged step and split. Columns follow the logged keys as they first appear (a new
+    key rewrites the file with the wider header); on resume, rows past the checkpoint are dropped."""
 
     def __init__(self, path: Path, columns: list[str], resume_step: int | None) -> None:
-        self.path, self.columns = path, columns
+        self.path, self.columns = path, list(columns)
+        self.rows: list[list[str]] = []
         if resume_step is not None and path.is_file():
             lines = path.read_text().splitlines()
-            header = lines[0].split(",") if lines else columns
-            kept = [ln for ln in lines[1:] if int(float(ln.split(",")[0])) <= resume_step]
-            self.columns = header
-            atomic_write_text(path, "\n".join([",".join(header), *kept]) + "\n")
-        else:
-            atomic_write_text(path, ",".join(columns) + "\n")
+            self.columns = lines[0].split(",") if lines else self.columns
+            self.rows = [ln.split(",") for ln in lines[1:] if int(float(ln.split(",")[0])) <= resume_step]
+        self._rewrite()
+
+    def _rewrite(self) -> None:
+        width = len(self.columns)
+        lines = [",".join(self.columns), *(",".join(r + [""] * (width - len(r))) for r in self.rows)]
+        atomic_write_text(self.path, "\n".join(lines) + "\n")
 
     def write(self, row: dict[str, Any]) -> None:
         def fmt(v: Any) -> str:
             return "" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v)
 
-        with self.path.open("a") as f:
-            f.write(",".join(fmt(row.get(c)) for c in self.columns) + "\n")
+        new = [k for k in row if k not in self.columns]
+        cells = None
+        if new:
+            self.columns += new
+        cells = [fmt(row.get(c)) for c in self.columns]
+        self.rows.append(cells)
+        if new:
+            self._rewrite()
+        else:
+            with self.path.open("a") as f:
+                f.write(",".join(cells) + "\n")
 
 
 def _float_logs(logs: dict[str, Any]) -> dict[str, float]:
@@ -112,12 +127,26 @@ def validation_logs(
     with torch.random.fork_rng(devices=[]):
         reseed(step_seed(config.seed, step) + 1, torch.device(device))
         for start in range(0, n, config.batch_size):
-            x = val.inputs(slice(start, min(n, start + config.batch_size))).to(device)
-            logs = _float_logs(objective(forward(x), None).logs)  # the objective after every warm-up
+            batch = as_batch(val, slice(start, min(n, start + config.batch_size))).to(device)
+            logs = _float_logs(objective(forward(batch), None, batch).logs)  # the objective after every warm-up
             for k, v in logs.items():
-                totals[k] = totals.get(k, 0.0) + v * x.shape[0]
+                totals[k] = totals.get(k, 0.0) + v * len(batch)
     model.train(was_training)
     return {k: v / max(n, 1) for k, v in totals.items()}
+
+
+def set_threads(threads: int) -> int:
+    """The number of torch threads for a CPU run. ``threads > 0``: that many. ``0``: one thread per core this
+    process may use, at most the cores that are idle now (from the 1-minute load average), and at least one:
+    torch's default of every core collapses when another process keeps one busy, because each parallel region
+    waits for its slowest thread (benchmarks/RESULTS.md, "Threads")."""
+    if threads <= 0:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        threads = max(1, min(cores, int(cores - busy + 0.5)))
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads
 
 
 def retain_cpu_memory() -> bool:
@@ -157,7 +186,7 @@ def cast_floats(obj: Any, dtype: torch.dtype) -> Any:
 
 def module_call(fabric, model, precision: str):
     """What Fabric's wrapped module does on each call (inputs to the precision's dtype, the precision's autocast
-    context, outputs back to the default dtype), done directly on aekit's inputs and output types. Fabric's
+    context, outputs back to the default dtype), done directly on aekit's batches and output types. Fabric's
     generic wrapper walks and deep-copies the output dataclasses and hooks every tensor in them: about 2 ms of a
     4 ms bf16-mixed step of the MLP VAE on one CPU thread. Calls go to the strategy's module (DDP's wrapper when
     there is one), so gradient synchronisation is unchanged."""
@@ -165,10 +194,12 @@ def module_call(fabric, model, precision: str):
     inner = getattr(model, "_forward_module", model)
     out_dtype = None if precision == "32-true" else torch.get_default_dtype()
 
-    def call(x: torch.Tensor):
-        x = plugin.convert_input(x)
+    def call(batch: Batch):
+        inputs = plugin.convert_input(batch.inputs)
+        if inputs is not batch.inputs:
+            batch = dataclasses.replace(batch, inputs=inputs)
         with plugin.forward_context():
-            out = inner(x)
+            out = inner(batch)
         return out if out_dtype is None else cast_floats(out, out_dtype)
 
     return call
@@ -218,187 +249,315 @@ class WeightAverage:
             self.assign(own)
 
 
-def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW, with PyTorch's fused kernel where the device supports it: one pass over each parameter instead
-    of a chain of element-wise ops (the MLP VAE's training step on one CPU thread: 8.9-9.9 ms with the
-    foreach kernel, 6.9-8.2 ms fused; benchmarks/RESULTS.md)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    try:
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=True)
-    except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+@dataclass
+class StepContext:
+    """What a step hook is given: the step, the optimiser that just stepped (None at the start of a step), the
+    process's rank and the world size, and ``all_reduce(tensor, op)`` ("sum" or "mean" over the ranks), so that
+    a hook's state (an EMA codebook) stays identical on every rank."""
+
+    step: int
+    optimizer: str | None
+    rank: int
+    world_size: int
+    all_reduce: Any
+
+
+def step_hooks(model: torch.nn.Module, name: str) -> list:
+    """The bound ``name`` methods of every part that defines one (``on_train_step_start``,
+    ``after_optimizer_step``), in module order. A hook runs without grad; its state lives in buffers, so it is
+    in the checkpoint and in the saved model."""
+    return [getattr(m, name) for m in model.modules() if callable(getattr(m, name, None))]
+
+
+def as_batch(data, index) -> Batch:
+    """A map-style source's examples at ``index`` as a :class:`Batch`."""
+    if hasattr(data, "batch"):
+        return data.batch(index)
+    return Batch(data.inputs(index), data.labels(index))
+
+
+class Trainer:
+    """The loop, in its named steps: :meth:`setup` (model, optimisers, checkpoint, log), :meth:`train_step`,
+    :meth:`validate`, :meth:`save`, :meth:`finish`; :meth:`fit` runs them top to bottom."""
+
+    def __init__(self, fabric, run: dict[str, Any], out: Path, resume: bool, splits: Splits | None = None,
+                 instance=None) -> None:
+        self.fabric, self.run, self.out, self.resume = fabric, run, out, resume
+        self.config = from_dict(TrainConfig, run["train"])
+        self.rank, self.world = fabric.global_rank, fabric.world_size
+        self.splits = splits or load_splits(from_dict(DataConfig, run["data"]))
+        self.instance = instance
+
+    # -- set-up ------------------------------------------------------------------------------------------------
+    def setup(self) -> None:
+        from aekit.checkpoint import latest_checkpoint, load_checkpoint
+        from aekit.registry import build_model, make_config
+
+        config, fabric = self.config, self.fabric
+        fabric.seed_everything(config.seed, verbose=False)
+        if config.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True)
+        if fabric.device.type == "cpu":
+            set_threads(config.threads)
+        name = self.run["model"]["name"]
+        self.name = name
+        model = self.instance or build_model(
+            name, make_config(name, **{k: v for k, v in self.run["model"].items() if k != "name"}))
+        self.objective = model.objective()
+        if config.retain_cpu_memory and fabric.device.type == "cpu":
+            retain_cpu_memory()
+        model.to(fabric.device)
+        optimizers, self.opt_settings = make_optimizers(model, config)
+
+        train = self.splits.train
+        self.n_train = len(train)
+        self.objective.dataset_size = self.n_train
+        self.keep_best = bool(config.patience or config.keep_best)
+        if self.keep_best and not len(self.splits.val):
+            raise ConfigError("patience and keep_best need a validation split; set val_fraction > 0 and "
+                              "train_on_val=false")
+        self.batch = min(config.batch_size, self.n_train)
+        if self.batch % self.world:
+            raise ConfigError(f"batch_size={self.batch} must be divisible by devices={self.world}")
+        self.steps_per_epoch = max(1, self.n_train // (self.batch * config.accumulate))
+        self.total_steps = config.steps or (config.epochs * self.steps_per_epoch if config.epochs else 1000)
+        self.eval_every = config.eval_every or self.steps_per_epoch
+
+        self.state = {"step": 0, "best_val": math.inf, "evals_since_best": 0, "skipped": 0, "train_time_s": 0.0,
+                      "examples": 0}
+        checkpoint = latest_checkpoint(self.out) if self.resume else None
+        if self.resume and checkpoint is None:
+            raise ConfigError(f"{self.out}: no checkpoint to resume from; start the run without --resume")
+        if checkpoint is not None:
+            restored = load_checkpoint(checkpoint, model, optimizers)
+            self.state.update({k: v for k, v in restored.items() if k in self.state})
+        model, *wrapped = fabric.setup(model, *optimizers.values())
+        self.model, self.optimizers = model, dict(zip(optimizers, wrapped, strict=True))
+        self.params = {n: [p for _, p in ps] for n, ps in model.module.parameter_groups().items()}
+        self.average = WeightAverage(model.module, config.ema_decay) if config.ema_decay > 0 else None
+        # a checkpoint without an average (ema_decay turned on at --resume): averaging starts from its weights
+        if self.average is not None and checkpoint is not None and (checkpoint / "average.safetensors").is_file():
+            self.average.load(load_tensors(checkpoint / "average.safetensors"), checkpoint)
+        self.forward = module_call(fabric, model, config.precision)
+        self.val_forward = module_call(fabric, model.module, config.precision)  # no DDP wrapper: nothing to sync
+        self.start_hooks = step_hooks(model.module, "on_train_step_start")
+        self.after_hooks = step_hooks(model.module, "after_optimizer_step")
+        self.log = None
+        if self.rank == 0:
+            self.log = CSVLog(self.out / "log.csv", ["step", "epoch", "split", "lr", "time_s"],
+                              self.state["step"] if checkpoint is not None else None)
+        self.last_good = checkpoint
+        self.stop_reason = "steps"
+        self.progress = None
+        if self.rank == 0 and config.progress:
+            from tqdm.auto import tqdm
+
+            self.progress = tqdm(total=self.total_steps, initial=self.state["step"], desc=name, dynamic_ncols=True,
+                                 leave=False, mininterval=0.5, disable=None)  # None: off when stderr is no terminal
+        self._perm_epoch, self._perm = -1, None
+
+    def context(self, step: int, optimizer: str | None) -> StepContext:
+        def all_reduce(tensor: torch.Tensor, op: str = "mean") -> torch.Tensor:
+            return tensor if self.world == 1 else self.fabric.all_reduce(tensor, reduce_op=op)
+
+        return StepContext(step, optimizer, self.rank, self.world, all_reduce)
+
+    # -- the train step ----------------------------------------------------------------------------------------
+    def micro_batches(self, step: int) -> list[Batch]:
+        """This rank's ``accumulate`` batches of ``step``: slices of the permutation of epoch (seed, epoch)."""
+        config = self.config
+        epoch, in_epoch = divmod(step, self.steps_per_epoch)
+        if epoch != self._perm_epoch:  # the data order of an epoch depends on (seed, epoch) alone
+            self._perm_epoch = epoch
+            self._perm = torch.randperm(self.n_train,
+                                        generator=torch.Generator().manual_seed(step_seed(config.seed, -epoch - 1)))
+        batches = []
+        for micro in range(config.accumulate):
+            first = (in_epoch * config.accumulate + micro) * self.batch
+            index = self._perm[first : first + self.batch][self.rank :: self.world]
+            batches.append(as_batch(self.splits.train, index).to(self.fabric.device))
+        return batches
+
+    def active_optimizers(self, step: int) -> list[str]:
+        return [n for n in self.optimizers if step % self.opt_settings[n].every == 0]
+
+    def backward(self, losses: dict[str, torch.Tensor], active: list[str]) -> None:
+        """Each active optimiser's loss into its own parameters (``inputs=``); one optimiser: the usual backward."""
+        scale = 1.0 / self.config.accumulate
+        if len(self.optimizers) == 1:
+            self.fabric.backward(losses["model"] * scale)
+            return
+        for i, name in enumerate(active):
+            self.fabric.backward(losses[name] * scale, inputs=self.params[name], retain_graph=i < len(active) - 1)
+
+    def all_reduce_gradients(self, active: list[str]) -> None:
+        """The mean gradient over the ranks, for models with several optimisers: DDP's reducer expects one
+        backward over every parameter per forward, so those steps run without it (``no_backward_sync``) and
+        the complete gradients are averaged here, one flat all-reduce per optimiser."""
+        for name in active:
+            grads = [p.grad for p in self.params[name] if p.grad is not None]
+            if not grads:
+                continue
+            flat = self.fabric.all_reduce(torch.cat([g.reshape(-1) for g in grads]), reduce_op="mean")
+            offset = 0
+            for g in grads:
+                g.copy_(flat[offset : offset + g.numel()].view_as(g))
+                offset += g.numel()
+
+    def train_step(self, step: int) -> tuple[dict[str, float], float]:
+        config = self.config
+        reseed(step_seed(config.seed, step, self.rank), self.fabric.device)
+        lr = learning_rate(config, step, self.total_steps)
+        set_learning_rates(self.optimizers, self.opt_settings, lr, config.lr)
+        with torch.no_grad():
+            for hook in self.start_hooks:
+                hook(self.context(step, None))
+        active = self.active_optimizers(step)
+        by_hand = len(self.optimizers) > 1 and self.world > 1
+        logs_sum: dict[str, float] = {}
+        bad_terms: list[str] = []
+        for micro, batch in enumerate(self.micro_batches(step)):
+            last = micro == config.accumulate - 1
+            with self.fabric.no_backward_sync(self.model, enabled=by_hand or not last):
+                loss = self.objective(self.forward(batch), step, batch)
+                missing = sorted(set(self.optimizers) - set(loss.losses))
+                if missing:
+                    raise ConfigError(f"the objective gives no loss for optimiser {missing[0]!r}; it gives "
+                                      f"{', '.join(loss.losses)}")
+                logs = _float_logs(loss.logs)
+                bad = [k for k, v in logs.items() if not math.isfinite(v)]
+                bad += [f"{k} loss" for k, v in loss.losses.items() if k != "model" and not torch.isfinite(v)]
+                bad_terms += sorted(bad, key=lambda k: k == "loss")  # name a component (recon, kl) first
+                if not bad_terms:
+                    self.backward(loss.losses, active)
+            for k, v in logs.items():
+                logs_sum[k] = logs_sum.get(k, 0.0) + v / config.accumulate
+        if self.world > 1:
+            bad = self.fabric.all_reduce(torch.tensor(float(bool(bad_terms))), reduce_op="max")
+            bad_terms = bad_terms or (["loss (on another rank)"] if float(bad) > 0 else [])
+        if bad_terms:
+            self.skip_or_stop(step, bad_terms[0], logs_sum)
+        else:
+            if by_hand:
+                self.all_reduce_gradients(active)
+            self.optimizer_steps(step, active)
+        return logs_sum, lr
+
+    def optimizer_steps(self, step: int, active: list[str]) -> None:
+        for name in active:
+            optimizer = self.optimizers[name]
+            if self.config.grad_clip > 0:
+                self.fabric.clip_gradients(self.model, optimizer, max_norm=self.config.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                for hook in self.after_hooks:
+                    hook(self.context(step, name))
+        for name in set(self.optimizers) - set(active):  # gradients a resting optimiser's parameters received
+            self.optimizers[name].zero_grad(set_to_none=True)
+        if self.average is not None:
+            self.average.update(step)
+
+    def skip_or_stop(self, step: int, term: str, logs: dict[str, float]) -> None:
+        for optimizer in self.optimizers.values():
+            optimizer.zero_grad(set_to_none=True)
+        if self.config.on_nan == "stop" or self.state["skipped"] >= self.config.max_skipped:
+            kept = f"the last good checkpoint is {self.last_good}" if self.last_good else "no checkpoint was written yet"
+            if self.progress is not None:
+                self.progress.close()
+            raise TrainingDiverged(
+                f"step {step}: loss term '{term}' is {logs.get(term, float('nan'))}; {kept}; "
+                "lower lr, set grad_clip, or pass on_nan=skip"
+            )
+        self.state["skipped"] += 1
+
+    # -- validation --------------------------------------------------------------------------------------------
+    def validate(self, step: int, epoch: int, lr: float) -> None:
+        averaged = self.average.applied if self.average is not None else contextlib.nullcontext
+        with averaged():
+            val = validation_logs(self.model.module, self.objective, self.splits, self.config, step,
+                                  self.fabric.device, self.val_forward)
+            improved = val["loss"] < self.state["best_val"]
+            if improved and self.keep_best and self.rank == 0:
+                save_model(self.model.module, self.out / "best")
+        if self.log is not None:
+            self.log.write({"step": step, "epoch": epoch, "split": "val", "lr": lr,
+                            "time_s": self.state["train_time_s"], **val})
+        self.fabric.log_dict({f"val/{k}": v for k, v in val.items()}, step=step)
+        if improved:
+            self.state["best_val"], self.state["evals_since_best"] = val["loss"], 0
+        else:
+            self.state["evals_since_best"] += 1
+        if self.config.patience and self.state["evals_since_best"] >= self.config.patience:
+            self.stop_reason = "early_stopping"
+            self.total_steps = step
+
+    # -- checkpoints and the end -------------------------------------------------------------------------------
+    def save(self, step: int) -> Path | None:
+        from aekit.checkpoint import save_checkpoint
+
+        path = None
+        if self.rank == 0:
+            path = save_checkpoint(self.out, self.model.module, self.optimizers, {**self.state, "step": step},
+                                   keep=self.config.keep_checkpoints,
+                                   average=self.average.tensors() if self.average is not None else None)
+        self.fabric.barrier()
+        return path
+
+    def finish(self, step: int) -> dict[str, Any]:
+        if self.progress is not None:
+            self.progress.close()
+        self.save(step)
+        if self.rank == 0:
+            final = self.model.module
+            if self.keep_best and (self.out / "best" / "model.safetensors").is_file():
+                final.load_state_dict(load_tensors(self.out / "best" / "model.safetensors"))
+            elif self.average is not None:
+                self.average.assign(self.average.shadow)  # the run is over: the model keeps the averaged weights
+            save_model(final, self.out / "model")
+        self.fabric.barrier()
+        state = self.state
+        return {"train/steps": step, "train/stop_reason": self.stop_reason, "train/skipped_steps": state["skipped"],
+                "train/wall_time_s": round(state["train_time_s"], 3),
+                "train/samples_per_s": round(state["examples"] / max(state["train_time_s"], 1e-9), 1),
+                "train/best_val_loss": state["best_val"] if math.isfinite(state["best_val"]) else None}
+
+    def fit(self) -> dict[str, Any]:
+        self.setup()
+        self.model.train()
+        config, step = self.config, self.state["step"]
+        while step < self.total_steps:
+            t0 = time.perf_counter()
+            epoch = step // self.steps_per_epoch
+            logs, lr = self.train_step(step)
+            step += 1
+            self.state["train_time_s"] += time.perf_counter() - t0
+            self.state["examples"] += self.batch * config.accumulate
+            self.state["step"] = step
+            self.report_train(step, epoch, lr, logs)
+            if len(self.splits.val) and (step % self.eval_every == 0 or step == self.total_steps):
+                self.validate(step, epoch, lr)
+            if config.checkpoint_every and step % config.checkpoint_every == 0 and step < self.total_steps:
+                self.last_good = self.save(step)
+        return self.finish(step)
+
+    def report_train(self, step: int, epoch: int, lr: float, logs: dict[str, float]) -> None:
+        if self.progress is not None:
+            self.progress.update(1)
+            self.progress.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k in ("loss", "recon", "kl")})
+        if self.log is not None and (step % self.config.log_every == 0 or step == self.total_steps):
+            self.log.write({"step": step, "epoch": epoch, "split": "train", "lr": lr,
+                            "time_s": self.state["train_time_s"], **logs})
+            self.fabric.log_dict({f"train/{k}": v for k, v in logs.items()}, step=step)
 
 
 def _fit(
     fabric, run: dict[str, Any], out: Path, resume: bool, splits: Splits | None = None, instance=None
 ) -> dict[str, Any]:
-    """The loop itself; runs on every DDP rank (each reads the data itself). ``instance``: a model the user
-    built (with modules of their own), trained in place instead of one built from the config."""
-    from aekit.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-    from aekit.registry import build_model, make_config
-
-    config = from_dict(TrainConfig, run["train"])
-    data_config = from_dict(DataConfig, run["data"])
-    rank, world = fabric.global_rank, fabric.world_size
-    fabric.seed_everything(config.seed, verbose=False)
-    if config.deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
-    splits = splits or load_splits(data_config)
-    name = run["model"]["name"]
-    model = instance or build_model(name, make_config(name, **{k: v for k, v in run["model"].items() if k != "name"}))
-    objective = model.objective()
-    if config.retain_cpu_memory and fabric.device.type == "cpu":
-        retain_cpu_memory()
-    model.to(fabric.device)
-    optimizer = make_optimizer(model, config)
-
-    n_train = len(splits.train)
-    keep_best = bool(config.patience or config.keep_best)
-    if keep_best and not len(splits.val):
-        raise ConfigError("patience and keep_best need a validation split; set val_fraction > 0 and train_on_val=false")
-    batch = min(config.batch_size, n_train)
-    if batch % world:
-        raise ConfigError(f"batch_size={batch} must be divisible by devices={world}")
-    steps_per_epoch = max(1, n_train // (batch * config.accumulate))
-    total_steps = config.steps or (config.epochs * steps_per_epoch if config.epochs else 1000)
-    eval_every = config.eval_every or steps_per_epoch
-
-    state = {"step": 0, "best_val": math.inf, "evals_since_best": 0, "skipped": 0, "train_time_s": 0.0,
-             "examples": 0}
-    checkpoint = latest_checkpoint(out) if resume else None
-    if resume and checkpoint is None:
-        raise ConfigError(f"{out}: no checkpoint to resume from; start the run without --resume")
-    if checkpoint is not None:
-        state.update({k: v for k, v in load_checkpoint(checkpoint, model, optimizer).items() if k in state})
-    model, optimizer = fabric.setup(model, optimizer)
-    average = WeightAverage(model.module, config.ema_decay) if config.ema_decay > 0 else None
-    # a checkpoint without an average (ema_decay turned on at --resume): averaging starts from its weights
-    if average is not None and checkpoint is not None and (checkpoint / "average.safetensors").is_file():
-        average.load(load_tensors(checkpoint / "average.safetensors"), checkpoint)
-    averaged = average.applied if average is not None else contextlib.nullcontext
-    forward = module_call(fabric, model, config.precision)
-    val_forward = module_call(fabric, model.module, config.precision)  # no DDP wrapper: nothing to synchronise
-
-    log = None
-    if rank == 0:
-        with torch.no_grad():  # the names of the logged terms, from two examples
-            probe = objective(val_forward(splits.train.inputs(slice(0, 2)).to(fabric.device)), 0).logs
-        columns = ["step", "epoch", "split", "lr", "time_s", *sorted(probe)]
-        log = CSVLog(out / "log.csv", columns, state["step"] if checkpoint is not None else None)
-
-    def save(step: int) -> Path | None:
-        path = None
-        if rank == 0:
-            path = save_checkpoint(out, model.module, optimizer, {**state, "step": step}, keep=config.keep_checkpoints,
-                                   average=average.tensors() if average is not None else None)
-        fabric.barrier()
-        return path
-
-    progress = None
-    if rank == 0 and config.progress:
-        from tqdm.auto import tqdm
-
-        progress = tqdm(total=total_steps, initial=state["step"], desc=f"{name}", dynamic_ncols=True, leave=False,
-                        mininterval=0.5, disable=None)  # None: off when stderr is not a terminal
-
-    model.train()
-    last_good = checkpoint
-    stop_reason = "steps"
-    step = state["step"]
-    perm_epoch, perm = -1, None
-    while step < total_steps:
-        t0 = time.perf_counter()
-        epoch, in_epoch = divmod(step, steps_per_epoch)
-        if epoch != perm_epoch:  # the data order of an epoch depends on (seed, epoch) alone
-            perm_epoch = epoch
-            perm = torch.randperm(n_train, generator=torch.Generator().manual_seed(step_seed(config.seed, -epoch - 1)))
-        reseed(step_seed(config.seed, step, rank), fabric.device)
-        lr = learning_rate(config, step, total_steps)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        logs_sum: dict[str, float] = {}
-        bad_terms: list[str] = []
-        for micro in range(config.accumulate):
-            first = (in_epoch * config.accumulate + micro) * batch
-            index = perm[first : first + batch][rank::world]
-            x = fabric.to_device(splits.train.inputs(index))
-            with fabric.no_backward_sync(model, enabled=micro < config.accumulate - 1):
-                loss = objective(forward(x), step)
-                logs = _float_logs(loss.logs)
-                bad = [k for k, v in logs.items() if not math.isfinite(v)]
-                bad_terms += sorted(bad, key=lambda k: k == "loss")  # name a component (recon, kl) first
-                if not bad_terms:
-                    fabric.backward(loss.total / config.accumulate)
-            for k, v in logs.items():
-                logs_sum[k] = logs_sum.get(k, 0.0) + v / config.accumulate
-        if world > 1:
-            bad = fabric.all_reduce(torch.tensor(float(bool(bad_terms))), reduce_op="max")
-            bad_terms = bad_terms or (["loss (on another rank)"] if float(bad) > 0 else [])
-        if bad_terms:
-            optimizer.zero_grad(set_to_none=True)
-            term = bad_terms[0]
-            if config.on_nan == "stop" or state["skipped"] >= config.max_skipped:
-                kept = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was written yet"
-                if progress is not None:
-                    progress.close()
-                raise TrainingDiverged(
-                    f"step {step}: loss term '{term}' is {logs_sum.get(term, float('nan'))}; {kept}; "
-                    "lower lr, set grad_clip, or pass on_nan=skip"
-                )
-            state["skipped"] += 1
-        else:
-            if config.grad_clip > 0:
-                fabric.clip_gradients(model, optimizer, max_norm=config.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if average is not None:
-                average.update(step)
-        step += 1
-        state["train_time_s"] += time.perf_counter() - t0
-        state["examples"] += batch * config.accumulate
-        state["step"] = step
-        if progress is not None:
-            progress.update(1)
-            progress.set_postfix({k: f"{v:.4g}" for k, v in logs_sum.items() if k in ("loss", "recon", "kl")})
-        if log is not None and (step % config.log_every == 0 or step == total_steps):
-            log.write({"step": step, "epoch": epoch, "split": "train", "lr": lr, "time_s": state["train_time_s"],
-                       **logs_sum})
-            fabric.log_dict({f"train/{k}": v for k, v in logs_sum.items()}, step=step)
-        if len(splits.val) and (step % eval_every == 0 or step == total_steps):
-            with averaged():
-                val = validation_logs(model.module, objective, splits, config, step, fabric.device, val_forward)
-                improved = val["loss"] < state["best_val"]
-                if improved and keep_best and rank == 0:
-                    save_model(model.module, out / "best")
-            if log is not None:
-                log.write({"step": step, "epoch": epoch, "split": "val", "lr": lr, "time_s": state["train_time_s"],
-                           **val})
-            fabric.log_dict({f"val/{k}": v for k, v in val.items()}, step=step)
-            if improved:
-                state["best_val"], state["evals_since_best"] = val["loss"], 0
-            else:
-                state["evals_since_best"] += 1
-            if config.patience and state["evals_since_best"] >= config.patience:
-                stop_reason = "early_stopping"
-                total_steps = step
-        if config.checkpoint_every and step % config.checkpoint_every == 0 and step < total_steps:
-            last_good = save(step)
-    if progress is not None:
-        progress.close()
-    save(step)
-    if rank == 0:
-        final = model.module
-        if keep_best and (out / "best" / "model.safetensors").is_file():
-            final.load_state_dict(load_tensors(out / "best" / "model.safetensors"))
-        elif average is not None:
-            average.assign(average.shadow)  # the run is over: the model keeps the averaged weights
-        save_model(final, out / "model")
-    fabric.barrier()
-    return {"train/steps": step, "train/stop_reason": stop_reason, "train/skipped_steps": state["skipped"],
-            "train/wall_time_s": round(state["train_time_s"], 3),
-            "train/samples_per_s": round(state["examples"] / max(state["train_time_s"], 1e-9), 1),
-            "train/best_val_loss": state["best_val"] if math.isfinite(state["best_val"]) else None}
+    """Train on every DDP rank (each reads the data itself). ``instance``: a model the user built (with modules of
+    their own), trained in place instead of one built from the config."""
+    return Trainer(fabric, run, out, resume, splits, instance).fit()
 
 
 def _make_fabric(config: TrainConfig, out: Path):
@@ -406,15 +565,23 @@ def _make_fabric(config: TrainConfig, out: Path):
 
     from lightning_fabric import Fabric
 
+    if config.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"accelerator={config.accelerator} but no CUDA GPU is visible to torch; use "
+                          "accelerator=cpu (or auto), or install a CUDA build of torch")
+    if config.accelerator == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("accelerator=mps but no Apple GPU is available; use accelerator=cpu (or auto)")
     loggers = []
     if importlib.util.find_spec("tensorboard") is not None:
         from lightning_fabric.loggers import TensorBoardLogger
 
         loggers.append(TensorBoardLogger(root_dir=str(out / "tensorboard"), name="", version=""))
-    accelerator = "cpu" if config.accelerator == "cpu" else config.accelerator
-    strategy = "ddp_spawn" if config.devices > 1 else "auto"
-    return Fabric(accelerator=accelerator, devices=config.devices, strategy=strategy, precision=config.precision,
-                  loggers=loggers)
+    strategy = config.strategy
+    if strategy == "auto":  # processes of their own on one machine; torchrun and SLURM start them for "ddp"
+        launched = "LOCAL_RANK" in os.environ or "SLURM_NTASKS" in os.environ
+        strategy = "ddp" if launched and (config.devices > 1 or config.num_nodes > 1) else (
+            "ddp_spawn" if config.devices > 1 else "auto")
+    return Fabric(accelerator=config.accelerator, devices=config.devices, num_nodes=config.num_nodes,
+                  strategy=strategy, precision=config.precision, loggers=loggers)
 
 
 def _launched_fit(fabric, run: dict[str, Any], out: str, resume: bool) -> dict[str, Any]:
@@ -464,7 +631,7 @@ def train(
     atomic_write_text(out / "config.json", json.dumps(run, indent=2) + "\n")
     config = from_dict(TrainConfig, run["train"])
     fabric = _make_fabric(config, out)
-    if config.devices > 1:
+    if config.devices > 1 or config.num_nodes > 1:
         if instance is not None:
             raise ConfigError("a model instance trains on one device; pass a registered model name for devices > 1")
         summary = fabric.launch(_launched_fit, run, str(out), resume)

@@ -74,7 +74,7 @@ def test_chunks_decode_at_most_max_decoded_rows(monkeypatch, max_decoded, larges
     model, x, _ = linear_gaussian(exact_posterior=False)  # 6 examples
     decoded = []
     decode = model.decode
-    monkeypatch.setattr(model, "decode", lambda z: decoded.append(z.shape[0] * z.shape[1]) or decode(z))
+    monkeypatch.setattr(model, "decode", lambda z, c=None: decoded.append(z.shape[0] * z.shape[1]) or decode(z, c))
     importance_sampled_log_likelihood(model, x, n_samples=5000, max_decoded=max_decoded)
     assert max(decoded) == largest and sum(decoded) == 5000 * 6  # at least one sample per chunk
 

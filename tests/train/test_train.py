@@ -120,8 +120,8 @@ class NanAfter(Reconstruction):
     def __init__(self, nan_step):
         self.nan_step = nan_step
 
-    def __call__(self, out, step):
-        loss = super().__call__(out, step)
+    def __call__(self, out, step, batch=None):
+        loss = super().__call__(out, step, batch)
         if step is not None and step >= self.nan_step:  # None: validation, which scores the final objective
             recon = loss.total * float("nan")
             return Loss(losses={"model": recon}, logs={"loss": recon, "recon": recon})
@@ -240,12 +240,13 @@ def test_invalid_train_values_are_config_errors(tmp_path):
 FAULTS_PER_STEP = """
 import resource, sys, torch
 import aekit
-from aekit.training import make_optimizer, retain_cpu_memory, TrainConfig
+from aekit.optim import make_optimizers
+from aekit.training import retain_cpu_memory, TrainConfig
 torch.set_num_threads(1)
 if sys.argv[1] == "retain":
     assert retain_cpu_memory()
 model = aekit.build_model("vae", data_shape=(1, 28, 28), backbone="mlp", hidden=(400,), latent_dim=40)
-optimizer, objective = make_optimizer(model, TrainConfig(lr=1e-4)), model.objective()
+optimizer, objective = make_optimizers(model, TrainConfig(lr=1e-4))[0]["model"], model.objective()
 x = (torch.rand(100, 1, 28, 28) < 0.3).float()
 def step():
     objective(model(x), 0).total.backward()

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from aekit.config import require
 from aekit.models.base import Autoencoder, AutoencoderConfig
-from aekit.nn.bottlenecks import Deterministic
-from aekit.nn.corruptions import CORRUPTIONS, make_corruption
+from aekit.nn.corruptions import make_corruption
+from aekit.parts import part_names
 from aekit.registry import register_model
 
 
@@ -30,7 +30,8 @@ class DAEConfig(AutoencoderConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(self.noise in CORRUPTIONS, f"noise={self.noise!r} is unknown; choose one of {', '.join(CORRUPTIONS)}")
+        require(self.noise in part_names("corruptions"),
+                f"noise={self.noise!r} is unknown; choose one of {', '.join(part_names('corruptions'))}")
         require(self.noise_level >= 0, f"noise_level={self.noise_level} must be >= 0")
 
 
@@ -40,9 +41,6 @@ class DAEConfig(AutoencoderConfig):
     description="Denoising autoencoder: corrupt, then reconstruct the clean input (Vincent et al. 2008)",
 )
 class AE(Autoencoder):
-    def make_bottleneck(self, in_features: int, latent_dim: int) -> Deterministic:
-        return Deterministic(in_features, latent_dim)
-
     def make_corruption(self):
         if isinstance(self.config, DAEConfig):
             return make_corruption(self.config.noise, self.config.noise_level)

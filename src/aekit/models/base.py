@@ -1,25 +1,41 @@
 """The composed autoencoder: ``[corruption ->] encoder -> bottleneck -> decoder``, scored by a likelihood.
 
-The class holds only the glue; variants change a part (bottleneck, corruption) or the objective.
+The class holds only the glue; variants change a part (bottleneck, prior, corruption, a discriminator) or the
+objective, each chosen by name from its registry (:mod:`aekit.parts`). A conditional model concatenates its
+condition c to the encoder's features and to the decoder's input: q(z | x, c), p(x | z, c).
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+import aekit.objectives  # noqa: F401  (registers the objectives a config may name)
 from aekit.config import require
-from aekit.errors import DataError
-from aekit.nn.backbones import ACTIVATIONS, BACKBONES, make_backbone
-from aekit.nn.bottlenecks import Bottleneck, BottleneckOutput
-from aekit.nn.likelihoods import LIKELIHOODS, Likelihood, make_likelihood
+from aekit.data.batch import Batch
+from aekit.errors import ConfigError, DataError
+from aekit.nn.backbones import ACTIVATIONS, make_backbone
+from aekit.nn.bottlenecks import Bottleneck, BottleneckOutput, make_bottleneck
+from aekit.nn.likelihoods import Likelihood, make_likelihood
+from aekit.parts import build_part, part_names
+
+
+def _check_part(kind: str, value: str, key: str) -> None:
+    names = part_names(kind)
+    require(value in names, f"{key}={value!r} is unknown; choose one of {', '.join(names)}")
 
 
 @dataclass(frozen=True)
 class AutoencoderConfig:
-    """Architecture shared by the whole family. ``data_shape`` is one example's shape: ``(C, H, W)`` or ``(D,)``."""
+    """Architecture shared by the whole family. ``data_shape`` is one example's shape: ``(C, H, W)`` or ``(D,)``.
+
+    ``bottleneck``, ``prior`` and ``objective`` name registered parts (empty: the model's own choice);
+    ``condition_dim`` > 0 makes the model conditional on a vector of that size."""
 
     data_shape: tuple[int, ...] = (1, 28, 28)
     latent_dim: int = 16
@@ -29,27 +45,36 @@ class AutoencoderConfig:
     activation: str = "relu"
     likelihood: str = "bernoulli"
     sigma: float = 1.0
+    bottleneck: str = ""
+    prior: str = "standard-normal"
+    objective: str = ""
+    condition_dim: int = 0
 
     def __post_init__(self) -> None:
         require(len(self.data_shape) >= 1 and all(s > 0 for s in self.data_shape),
                 f"data_shape={self.data_shape} must hold positive sizes, e.g. (1, 28, 28)")
         require(self.latent_dim > 0, f"latent_dim={self.latent_dim} must be a positive integer")
-        require(self.backbone in BACKBONES,
-                f"backbone={self.backbone!r} is unknown; choose one of {', '.join(BACKBONES)}")
-        require(self.likelihood in LIKELIHOODS,
-                f"likelihood={self.likelihood!r} is unknown; choose one of {', '.join(LIKELIHOODS)}")
+        _check_part("backbones", self.backbone, "backbone")
+        _check_part("likelihoods", self.likelihood, "likelihood")
+        _check_part("priors", self.prior, "prior")
+        if self.bottleneck:
+            _check_part("bottlenecks", self.bottleneck, "bottleneck")
+        if self.objective:
+            _check_part("objectives", self.objective, "objective")
         require(self.activation in ACTIVATIONS,
                 f"activation={self.activation!r} is unknown; choose one of {', '.join(ACTIVATIONS)}")
         require(all(h > 0 for h in self.hidden) and all(c > 0 for c in self.channels),
                 "hidden and channels must hold positive widths")
         require(self.sigma > 0, f"sigma={self.sigma} must be positive")
+        require(self.condition_dim >= 0, f"condition_dim={self.condition_dim} must be >= 0 (0: unconditional)")
 
 
 @dataclass
 class AutoencoderOutput:
     """x_params: decoder output ``[S, B, *P]`` for S latent samples; latent: the bottleneck's output;
     terms: per-example loss terms ``[B]`` in nats (``recon`` = -log p(x|z) averaged over the S samples,
-    plus the bottleneck's terms such as ``kl``); log_px_z: ``[S, B]`` for bounds that need each sample."""
+    plus the bottleneck's and the model's terms such as ``kl`` or ``adv``); log_px_z: ``[S, B]`` for bounds that
+    need each sample."""
 
     x_params: torch.Tensor
     latent: BottleneckOutput
@@ -57,10 +82,31 @@ class AutoencoderOutput:
     log_px_z: torch.Tensor
 
 
+def _numpy_in_numpy_out(method):
+    """Let a user method take numpy arrays (and Batches): arrays go to the model's device as float32 (integer
+    arrays as int64), and the result comes back as a numpy array."""
+
+    @functools.wraps(method)
+    def wrapper(self, x, *args, **kwargs):
+        if isinstance(x, Batch):
+            kwargs.setdefault("condition", self.condition_of(x))
+            x = x.inputs
+        if not isinstance(x, np.ndarray):
+            return method(self, x, *args, **kwargs)
+        dtype = torch.int64 if np.issubdtype(x.dtype, np.integer) else torch.float32
+        result = method(self, torch.as_tensor(x, dtype=dtype, device=self.device), *args, **kwargs)
+        return result.cpu().numpy()
+
+    return wrapper
+
+
 class Autoencoder(nn.Module):
-    """encoder -> bottleneck -> decoder with likelihood p(x|z); subclasses choose the bottleneck and objective."""
+    """encoder -> bottleneck -> decoder with likelihood p(x|z); subclasses choose parts and the objective."""
 
     config_class = AutoencoderConfig
+    default_bottleneck = "deterministic"
+    default_objective = "reconstruction"
+    suites: tuple[str, ...] = ("reconstruction", "representation")
 
     def __init__(
         self,
@@ -73,34 +119,78 @@ class Autoencoder(nn.Module):
     ) -> None:
         super().__init__()
         self.config, self.name = config, name
+        self.frozen: set[str] = set()
         shape = tuple(config.data_shape)
         self.likelihood = likelihood or make_likelihood(config.likelihood, shape, config.sigma)
         default_encoder, default_decoder = (None, None)
         if encoder is None or decoder is None:
             default_encoder, default_decoder = make_backbone(
-                config.backbone, shape, config.latent_dim, config.hidden, config.channels, config.activation,
-                self.likelihood.param_multiplier,
+                config.backbone, shape, config.latent_dim + config.condition_dim, config.hidden, config.channels,
+                config.activation, self.likelihood.param_multiplier,
             )
         self.encoder = encoder or default_encoder
         self.decoder = decoder or default_decoder
         features = getattr(self.encoder, "out_features", None)
         if bottleneck is None and features is None:
             raise DataError("a user encoder must set `out_features` (its output width) or come with a bottleneck")
-        self.bottleneck = bottleneck or self.make_bottleneck(features, config.latent_dim)
+        self.bottleneck = bottleneck or self.make_bottleneck(features + config.condition_dim, config.latent_dim)
         self.corruption = self.make_corruption()
 
     # The parts a variant chooses.
     def make_bottleneck(self, in_features: int, latent_dim: int) -> Bottleneck:
-        raise NotImplementedError
+        return make_bottleneck(self.config.bottleneck or self.default_bottleneck, in_features, latent_dim,
+                               self.config.prior)
 
     def make_corruption(self) -> nn.Module | None:
         return None
 
     def objective(self):
-        """The default training objective for this model's config."""
-        from aekit.objectives import Reconstruction
+        """The training objective: the config's ``objective`` part, or the model's own."""
+        return build_part("objectives", self.config.objective or self.default_objective, self.config)
 
-        return Reconstruction()
+    def parameter_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
+        """Trainable parameters by optimiser name: everything in ``model``; models with an adversary add theirs."""
+        return {"model": [(n, p) for n, p in self.named_parameters() if p.requires_grad]}
+
+    @classmethod
+    def fit_to_data(cls, values: dict[str, Any], splits) -> tuple[dict[str, Any], list[str]]:
+        """Config values completed from the data: the shape, and a likelihood when none was chosen (said in a
+        note, one line); returns ``(values, notes)``."""
+        values = {**values, "data_shape": list(splits.shape)}
+        notes = []
+        if "likelihood" not in values:
+            x = splits.train.inputs(slice(0, 2048))
+            unit = bool(x.min() >= 0) and bool(x.max() <= 1)
+            values["likelihood"] = "bernoulli" if unit else "gaussian"
+            notes.append(f"likelihood={values['likelihood']} (the data lie {'in' if unit else 'outside'} [0, 1]; "
+                         "set likelihood= to choose another)")
+        return values, notes
+
+    # Frozen parts (a teacher network): out of the optimisers, the weight average and the saved weights.
+    def freeze(self, part: str) -> None:
+        module = self.get_submodule(part)
+        module.requires_grad_(False)
+        self.frozen.add(part)
+
+    def state_dict(self, *args, **kwargs):
+        state = super().state_dict(*args, **kwargs)
+        prefix = kwargs.get("prefix", "")
+        for part in self.frozen:
+            for key in [k for k in state if k.startswith(f"{prefix}{part}.")]:
+                del state[key]
+        return state
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        missing = [k for k in result.missing_keys if not any(k.startswith(f"{p}.") for p in self.frozen)]
+        if strict and (missing or result.unexpected_keys):
+            raise RuntimeError(f"Error(s) in loading state_dict: missing keys {missing}, unexpected keys "
+                               f"{result.unexpected_keys}")
+        return result
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
 
     # The forward pass.
     def check_input(self, x: torch.Tensor) -> None:
@@ -113,57 +203,100 @@ class Autoencoder(nn.Module):
         if not x.is_floating_point():
             raise DataError(f"input dtype {x.dtype} is not floating point; scale the data to float32 in [0, 1]")
 
-    def encode(self, x: torch.Tensor, n_samples: int = 1, eps: torch.Tensor | None = None) -> BottleneckOutput:
-        self.check_input(x)
-        return self.bottleneck(self.encoder(x), n_samples=n_samples, eps=eps)
+    def condition_of(self, batch: Batch) -> torch.Tensor | None:
+        """The conditioning vector of a batch: ``batch.condition`` (conditional models may derive one from the
+        labels)."""
+        return batch.condition
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Likelihood parameters for latents ``z [..., D] -> [..., *P]``."""
-        lead = z.shape[:-1]
-        params = self.decoder(z.reshape(-1, z.shape[-1]))  # [N, *P]
+    def check_condition(self, condition: torch.Tensor | None, n: int) -> torch.Tensor | None:
+        c_dim = self.config.condition_dim
+        if c_dim == 0:
+            if condition is not None:
+                raise DataError(f"{self.name} is not conditional; build it with condition_dim > 0 to pass a condition")
+            return None
+        if condition is None or tuple(condition.shape) != (n, c_dim):
+            got = None if condition is None else tuple(condition.shape)
+            raise DataError(f"{self.name} needs a condition of shape ({n}, {c_dim}), got {got}; pass condition= or "
+                            "data with labels")
+        return condition.to(self.device, torch.get_default_dtype())
+
+    def encode(self, x: torch.Tensor, n_samples: int = 1, eps: torch.Tensor | None = None,
+               condition: torch.Tensor | None = None) -> BottleneckOutput:
+        self.check_input(x)
+        h = self.encoder(x)  # [B, F]
+        condition = self.check_condition(condition, x.shape[0])
+        if condition is not None:
+            h = torch.cat([h, condition], dim=-1)  # [B, F + C]
+        return self.bottleneck(h, n_samples=n_samples, eps=eps)
+
+    def decode(self, z: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """Likelihood parameters for latents ``z [..., *L, D] -> [..., *P]``; ``condition [B, C]`` for ``z [S, B, D]``
+        or ``[B, D]``."""
+        latent_dims = len(self.bottleneck.latent_shape)
+        if condition is not None:
+            c = condition.to(z.dtype).expand(*z.shape[:-1], condition.shape[-1])  # [..., B, C]
+            z = torch.cat([z, c], dim=-1)  # [..., B, D + C]
+        lead = z.shape[: z.dim() - latent_dims]
+        params = self.decoder(z.reshape(-1, *z.shape[z.dim() - latent_dims :]))  # [N, *P]
         return params.view(*lead, *params.shape[1:])
 
     def forward(
         self,
-        x: torch.Tensor,
+        x: torch.Tensor | Batch,
         n_samples: int = 1,
         eps: torch.Tensor | None = None,
         noise: torch.Tensor | None = None,
         target: torch.Tensor | None = None,
+        condition: torch.Tensor | None = None,
     ) -> AutoencoderOutput:
-        """Score ``x [B, *S]``: the target is x itself unless given; a corruption (if any) applies in training
-        mode or whenever ``noise`` is passed."""
+        """Score ``x [B, *S]`` (or a :class:`Batch`): the target is x itself unless given; a corruption (if any)
+        applies in training mode or whenever ``noise`` is passed."""
+        if isinstance(x, Batch):
+            x, condition = x.inputs, self.condition_of(x)
         self.check_input(x)
+        condition = self.check_condition(condition, x.shape[0])
         target = x if target is None else target
         if self.corruption is not None and (self.training or noise is not None):
             x = self.corruption(x, noise)
-        latent = self.encode(x, n_samples=n_samples, eps=eps)
-        x_params = self.decode(latent.z)  # [S, B, *P]
+        latent = self.encode(x, n_samples=n_samples, eps=eps, condition=condition)
+        x_params = self.decode(latent.z, condition)  # [S, B, *P]
         log_px_z = -self.likelihood.nll(x_params, target)  # [S, B]
         terms = {"recon": -log_px_z.mean(0), **latent.terms}
         return AutoencoderOutput(x_params=x_params, latent=latent, terms=terms, log_px_z=log_px_z)
 
     # What a user calls.
+    @_numpy_in_numpy_out
     @torch.no_grad()
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
+    def embed(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         """Point embedding ``[B, D]``: the posterior mean, or the code of a deterministic bottleneck."""
-        return self.encode(x).mean
+        return self.encode(x, condition=condition).mean
 
+    @_numpy_in_numpy_out
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+    def reconstruct(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         """E[x | z = embed(x)], in the data's shape."""
-        return self.likelihood.mean(self.decode(self.embed(x)))
+        condition = self.check_condition(condition, x.shape[0])
+        return self.likelihood.mean(self.decode(self.embed(x, condition=condition), condition))
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Means of p(x|z) for z drawn from the prior."""
-        prior = getattr(self.bottleneck, "prior", None)
+    def sample(self, n: int, generator: torch.Generator | None = None, condition: Any = None) -> torch.Tensor:
+        """Means of p(x|z) for z drawn from the prior (given ``condition`` for a conditional model)."""
+        if n < 1:
+            raise ConfigError(f"n={n}: the number of samples must be >= 1")
+        prior = self.bottleneck.prior
         if prior is None:
             raise DataError(f"{self.name} has no prior to sample from; use a variational model such as vae")
-        device = next(self.parameters()).device
-        z = prior.sample(n, generator=generator).to(device)
-        return self.likelihood.mean(self.decode(z))
+        z = prior.sample(n, generator=generator).to(self.device)
+        condition = self.check_condition(self.make_condition(condition, n), n)
+        return self.likelihood.mean(self.decode(z, condition))
+
+    def make_condition(self, condition: Any, n: int) -> torch.Tensor | None:
+        """``condition`` repeated for ``n`` samples: a vector ``[C]`` or a batch ``[n, C]`` as given."""
+        if condition is None:
+            return None
+        c = torch.as_tensor(condition, dtype=torch.get_default_dtype())
+        return c.expand(n, -1) if c.dim() == 1 else c
 
     @property
     def has_prior(self) -> bool:
-        return getattr(self.bottleneck, "prior", None) is not None
+        return self.bottleneck.prior is not None

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 
 from aekit.config import require
 from aekit.models.base import Autoencoder, AutoencoderConfig
-from aekit.nn.bottlenecks import DiagonalGaussian
-from aekit.objectives import ELBO, SCHEDULES, Schedule
+from aekit.objectives import SCHEDULES
 from aekit.registry import register_model
 
 
@@ -51,13 +50,10 @@ class BetaVAEConfig(VAEConfig):
     description="beta-VAE: KL weighted by beta, warm-up, cycles, free bits (Higgins et al. 2017)",
 )
 class VAE(Autoencoder):
-    def make_bottleneck(self, in_features: int, latent_dim: int) -> DiagonalGaussian:
-        return DiagonalGaussian(in_features, latent_dim)
+    default_bottleneck = "gaussian"
+    default_objective = "elbo"
+    suites = ("reconstruction", "variational", "representation")
 
-    def forward(self, x, n_samples=None, eps=None, noise=None, target=None):
-        return super().forward(x, n_samples or self.config.n_samples, eps=eps, noise=noise, target=target)
-
-    def objective(self) -> ELBO:
-        c = self.config
-        schedule = Schedule(c.beta, c.beta_schedule, c.warmup_steps, c.cycle_steps, c.cycles)
-        return ELBO(beta=schedule, free_bits=c.free_bits)
+    def forward(self, x, n_samples=None, eps=None, noise=None, target=None, condition=None):
+        return super().forward(x, n_samples or self.config.n_samples, eps=eps, noise=noise, target=target,
+                               condition=condition)

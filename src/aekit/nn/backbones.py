@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from aekit.errors import ConfigError
+from aekit.parts import build_part, register_part
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "elu": nn.ELU, "tanh": nn.Tanh}
 
@@ -158,7 +159,21 @@ class ConvDecoder(nn.Module):
         return self.deconvs(h)  # -> [N, C*m, H, W]
 
 
-BACKBONES = ("mlp", "conv")
+@register_part("backbones", "mlp", "fully connected encoder and decoder (`hidden` widths)")
+def mlp_backbone(data_shape, latent_dim, hidden, channels, act, param_multiplier) -> tuple[nn.Module, nn.Module]:
+    return (
+        MLPEncoder(data_shape, hidden, act),
+        MLPDecoder(latent_dim, data_shape, tuple(reversed(hidden)), act, param_multiplier),
+    )
+
+
+@register_part("backbones", "conv", "stride-2 3x3 convolutions for any channel count and image size (`channels`)")
+def conv_backbone(data_shape, latent_dim, hidden, channels, act, param_multiplier) -> tuple[nn.Module, nn.Module]:
+    width = hidden[-1] if hidden else 256
+    return (
+        ConvEncoder(data_shape, channels, width, act),
+        ConvDecoder(latent_dim, data_shape, channels, width, act, param_multiplier),
+    )
 
 
 def make_backbone(
@@ -170,16 +185,5 @@ def make_backbone(
     act: str,
     param_multiplier: int,
 ) -> tuple[nn.Module, nn.Module]:
-    """Encoder and decoder for ``name`` in :data:`BACKBONES`."""
-    if name == "mlp":
-        return (
-            MLPEncoder(data_shape, hidden, act),
-            MLPDecoder(latent_dim, data_shape, tuple(reversed(hidden)), act, param_multiplier),
-        )
-    if name == "conv":
-        width = hidden[-1] if hidden else 256
-        return (
-            ConvEncoder(data_shape, channels, width, act),
-            ConvDecoder(latent_dim, data_shape, channels, width, act, param_multiplier),
-        )
-    raise ConfigError(f"backbone={name!r} is unknown; choose one of {', '.join(BACKBONES)}")
+    """Encoder and decoder of the registered backbone ``name``; the decoder takes ``latent_dim`` inputs."""
+    return build_part("backbones", name, data_shape, latent_dim, hidden, channels, act, param_multiplier)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from aekit.errors import ConfigError
+from aekit.parts import build_part, register_part
 
 
 class Corruption(nn.Module):
@@ -61,11 +62,11 @@ class SaltAndPepper(Corruption):
 
 
 CORRUPTIONS = {"gaussian": GaussianNoise, "masking": MaskingNoise, "salt-pepper": SaltAndPepper}
+for _name, _cls in CORRUPTIONS.items():
+    register_part("corruptions", _name, (_cls.__doc__ or "").split(";")[0].strip())(_cls)
 
 
 def make_corruption(name: str, level: float) -> Corruption:
-    if name not in CORRUPTIONS:
-        raise ConfigError(f"noise={name!r} is unknown; choose one of {', '.join(CORRUPTIONS)}")
     if level < 0 or (name != "gaussian" and level > 1):
         raise ConfigError(f"noise_level={level} is out of range for noise={name!r}")
-    return CORRUPTIONS[name](level)
+    return build_part("corruptions", name, level)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aekit.errors import ConfigError
+from aekit.parts import build_part, register_part
 
 
 class Likelihood(nn.Module):
@@ -171,16 +172,15 @@ class DiscretizedLogistic(Likelihood):
         return (x.clamp(0, 1) * (self.bins - 1)).round() / (self.bins - 1)
 
 
-LIKELIHOODS = ("bernoulli", "gaussian", "gaussian-learned", "logistic")
+for _name, _make, _what in (
+    ("bernoulli", lambda shape, sigma=1.0: Bernoulli(shape), "Bernoulli with logits, for data in [0, 1]"),
+    ("gaussian", lambda shape, sigma=1.0: Gaussian(shape, sigma=sigma), "Gaussian with fixed sigma (`sigma`)"),
+    ("gaussian-learned", lambda shape, sigma=1.0: Gaussian(shape, sigma=sigma, learn_sigma=True),
+     "Gaussian with a learned sigma per data dimension"),
+    ("logistic", lambda shape, sigma=1.0: DiscretizedLogistic(shape), "discretised logistic for 8-bit data"),
+):
+    register_part("likelihoods", _name, _what)(_make)
 
 
 def make_likelihood(name: str, data_shape: tuple[int, ...], sigma: float = 1.0) -> Likelihood:
-    if name == "bernoulli":
-        return Bernoulli(data_shape)
-    if name == "gaussian":
-        return Gaussian(data_shape, sigma=sigma)
-    if name == "gaussian-learned":
-        return Gaussian(data_shape, sigma=sigma, learn_sigma=True)
-    if name == "logistic":
-        return DiscretizedLogistic(data_shape)
-    raise ConfigError(f"likelihood={name!r} is unknown; choose one of {', '.join(LIKELIHOODS)}")
+    return build_part("likelihoods", name, data_shape, sigma=sigma)
