@@ -2,17 +2,31 @@
 
 import gzip
 import json
+import shutil
 import struct
 import subprocess
 import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
+
+from aekit import cli
 
 
 def aekit(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "aekit.cli", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, timeout=300)
+
+
+def aekit_here(capsys, *args):
+    """The command run in this process (no torch start-up per call), answered like a subprocess."""
+    capsys.readouterr()
+    code = cli.main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return SimpleNamespace(returncode=code, stdout=captured.out, stderr=captured.err)
 
 
 def assert_clean_error(result, *fragments):
@@ -27,7 +41,7 @@ def assert_clean_error(result, *fragments):
 def test_help_does_not_import_torch():
     code = "import sys; from aekit.cli import build_parser; build_parser(); print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
-    for command in ([], ["train"], ["evaluate"], ["sample"], ["models"], ["datasets"]):
+    for command in ([], ["train"], ["evaluate"], ["sample"], ["models"], ["datasets"], ["compare"], ["parts"]):
         result = aekit(*command, "--help")
         assert result.returncode == 0 and "usage: aekit" in result.stdout
 
@@ -161,3 +175,159 @@ def test_diverging_run_stops_cleanly_and_keeps_its_checkpoints(tmp_path):
     rerun = aekit("train", "ae", "--data", "digits", "--out", run, "--steps", "5")
     assert_clean_error(rerun, "already holds a run")
     assert (run / "checkpoints" / latest / "model.safetensors").is_file()
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two tiny trained runs (a vae and an ae on digits) that tests copy before changing."""
+    from aekit import train
+
+    root = tmp_path_factory.mktemp("runs")
+    tiny = dict(steps=20, hidden=(32,), nll_samples=10, progress=False, figures=False)
+    train("vae", "digits", root / "vae", latent_dim=4, **tiny)
+    train("ae", "digits", root / "ae", latent_dim=3, **tiny)
+    return root
+
+
+def files_of(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_parts_lists_each_kind_and_refuses_an_unknown_one():
+    result = aekit("parts")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    models = lines.index("models:")
+    names = []
+    for line in lines[models + 1:]:
+        if not line.startswith("  "):
+            break
+        names.append(line.split()[0])
+    assert {"ae", "dae", "vae", "beta-vae"} <= set(names)
+    assert "bottlenecks:" in lines and "objectives:" in lines
+    assert_clean_error(aekit("parts", "nosuch"), "'nosuch'", "priors")
+
+
+def test_compare_writes_one_page_and_leaves_the_runs_alone(runs, tmp_path):
+    before = {name: files_of(runs / name) for name in ("vae", "ae")}
+    result = aekit("compare", runs / "vae", runs / "ae", "--out", tmp_path / "cmp")
+    assert result.returncode == 0, result.stderr
+    html = (tmp_path / "cmp" / "index.html").read_text()
+    assert "<th>vae (vae)</th><th>ae (ae)</th>" in html
+    assert "<td>model.latent_dim</td>" in html and "nats per example, lower is better" in html
+    assert 'class="number best"' in html and "data:image/png;base64" in html
+    assert [p.name for p in (tmp_path / "cmp").iterdir()] == ["index.html"]
+    inside = aekit("compare", runs / "vae", runs / "ae", "--out", runs / "vae")  # allowed: only index.html is new
+    assert inside.returncode == 0, inside.stderr
+    after = files_of(runs / "vae")
+    assert after.pop(Path("index.html")) and after == before["vae"] and files_of(runs / "ae") == before["ae"]
+    (runs / "vae" / "index.html").unlink()
+
+
+def test_compare_refuses_a_missing_run_or_one_without_metrics(runs, tmp_path, capsys):
+    assert_clean_error(aekit_here(capsys, "compare", runs / "vae", tmp_path / "nowhere", "--out", tmp_path / "c"),
+                       "nowhere", "no such run folder")
+    unevaluated = tmp_path / "unevaluated"
+    shutil.copytree(runs / "ae", unevaluated)
+    (unevaluated / "metrics.json").unlink()
+    assert_clean_error(aekit_here(capsys, "compare", runs / "vae", unevaluated, "--out", tmp_path / "c"),
+                       "unevaluated", "metrics.json not found", "aekit evaluate")
+    assert not (tmp_path / "c").exists()
+
+
+def test_evaluate_on_other_data_writes_beside_the_run_metrics(runs, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(runs / "vae", run)
+    kept = {name: (run / name).read_bytes() for name in ("metrics.json", "report.html")}
+    images = tmp_path / "noise.npy"
+    np.save(images, np.random.default_rng(0).random((60, 1, 8, 8)).astype(np.float32))
+    result = aekit("evaluate", run, "--data", images, "--nll-samples", "5")
+    assert result.returncode == 0, result.stderr
+    written = run / "evaluations" / "noise.npy" / "metrics.json"
+    assert f"metrics: {written}" in result.stdout
+    scores = json.loads(written.read_text())
+    assert scores["test/nll_samples"] == 5 and scores["test/examples"] == 6  # test_fraction 0.1 of 60
+    assert {name: (run / name).read_bytes() for name in kept} == kept
+
+    table = tmp_path / "table.npy"
+    np.save(table, np.random.default_rng(0).random((50, 6)).astype(np.float32))
+    assert_clean_error(aekit("evaluate", run, "--data", table), "table.npy", "(6,)", "(1, 8, 8)")
+    assert sorted(p.name for p in (run / "evaluations").iterdir()) == ["noise.npy"]
+
+
+@pytest.mark.parametrize("flag,value", [("--nll-samples", "-1"), ("--nll-examples", "-2")])
+def test_evaluate_refuses_negative_counts(flag, value, runs, capsys):
+    kept = (runs / "vae" / "metrics.json").read_bytes()
+    assert_clean_error(aekit_here(capsys, "evaluate", runs / "vae", flag, value), f"{flag} {value}")
+    assert (runs / "vae" / "metrics.json").read_bytes() == kept
+
+
+@pytest.mark.parametrize("n", ["0", "-3"])
+def test_sample_refuses_a_count_below_one(n, runs, tmp_path, capsys):
+    assert_clean_error(aekit_here(capsys, "sample", runs / "vae", "-n", n, "--out", tmp_path / "s"), f"-n {n}")
+    assert not (tmp_path / "s").exists()
+
+
+def test_sample_condition_on_an_unconditional_model_is_a_clean_error(runs, tmp_path, capsys):
+    result = aekit_here(capsys, "sample", runs / "vae", "-n", "2", "--condition", "3", "--out", tmp_path / "s")
+    assert_clean_error(result, "vae", "condition")
+    assert not (tmp_path / "s" / "samples.npy").exists()
+    assert_clean_error(aekit_here(capsys, "sample", runs / "vae", "--condition", "red"), "'red'", "class id")
+
+
+class RecordingModel(torch.nn.Module):
+    """Stands in for a trained model: records what sample() was given."""
+
+    name = "stub"
+    UNSET = object()
+
+    def __init__(self, takes_condition):
+        super().__init__()
+        self.calls = []
+        if not takes_condition:
+            self.sample = self.sample_unconditionally
+
+    def sample(self, n, generator=None, condition=UNSET):
+        self.calls.append(condition)
+        return torch.rand(n, 1, 4, 4)
+
+    def sample_unconditionally(self, n, generator=None):
+        return torch.rand(n, 1, 4, 4)
+
+
+@pytest.mark.parametrize("given,passed", [(None, RecordingModel.UNSET), ("3", 3), ("0.1,0.9", [0.1, 0.9]),
+                                          ("2.5", [2.5])])
+def test_sample_passes_the_condition_only_when_given(given, passed, tmp_path, capsys, monkeypatch):
+    model = RecordingModel(takes_condition=True)
+    monkeypatch.setattr("aekit.io.load", lambda path: model)
+    extra = [] if given is None else ["--condition", given]
+    result = aekit_here(capsys, "sample", tmp_path, "-n", "2", "--out", tmp_path / "s", *extra)
+    assert result.returncode == 0, result.stderr
+    (condition,) = model.calls
+    if isinstance(passed, list):  # a vector: a 1-D float tensor
+        assert condition.dtype == torch.float32 and condition.tolist() == pytest.approx(passed)
+    elif passed is RecordingModel.UNSET:  # not given: not passed at all
+        assert condition is RecordingModel.UNSET
+    else:  # a class id: a plain int
+        assert type(condition) is int and condition == passed
+    monkeypatch.setattr("aekit.io.load", lambda path: RecordingModel(takes_condition=False))
+    refused = aekit_here(capsys, "sample", tmp_path, "--condition", "1", "--out", tmp_path / "t")
+    assert_clean_error(refused, "stub takes no condition")
+
+
+@pytest.mark.parametrize("case", ["file", "inside_file"])
+def test_train_refuses_an_out_it_cannot_write_before_training(case, tmp_path):
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("keep me")
+    out = blocker if case == "file" else blocker / "run"
+    result = aekit("train", "ae", "--data", "digits", "--out", out, "--steps", "2")
+    assert_clean_error(result, str(out), "is a file")
+    assert blocker.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_write_errors_are_one_line(runs, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    (out / "index.html").mkdir(parents=True)  # the page cannot replace a folder
+    result = aekit_here(capsys, "compare", runs / "vae", "--out", out)
+    assert_clean_error(result, str(out / "index.html"), "directory")
+    assert [p.name for p in out.iterdir()] == ["index.html"]  # no temporary file left behind

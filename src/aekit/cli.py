@@ -6,7 +6,11 @@ Heavy imports (torch, Lightning Fabric) happen inside the commands, so ``--help`
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
 import json
+import math
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,7 +18,10 @@ from typing import Any
 EPILOG = """Examples:
   aekit train vae --data digits --out runs/vae --steps 500 latent_dim=8 beta=2
   aekit evaluate runs/vae --nll-samples 1000
-  aekit sample runs/vae -n 64"""
+  aekit evaluate runs/vae --data my-digits.npz  # the same model scored on other data of its shape
+  aekit sample runs/vae -n 64
+  aekit compare runs/vae runs/bvae --out runs/compare
+  aekit parts"""
 
 
 def _parse_overrides(items: list[str]) -> dict[str, str]:
@@ -47,8 +54,10 @@ def _read_recipe(path: str) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from aekit.io import check_out_dir
     from aekit.training import train
 
+    check_out_dir(args.out)  # before any data is read or a step is taken
     recipe = _read_recipe(args.config) if args.config else {}
     if args.model and "=" in args.model:  # no MODEL given: the first key=value landed in its place
         args.overrides, args.model = [args.model, *args.overrides], None
@@ -70,36 +79,100 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from aekit.errors import ConfigError
+
+    if args.nll_samples < 0:
+        raise ConfigError(f"--nll-samples {args.nll_samples} is negative; pass K >= 1 importance samples, "
+                          "or 0 to skip the NLL")
+    if args.nll_examples is not None and args.nll_examples < 0:
+        raise ConfigError(f"--nll-examples {args.nll_examples} is negative; pass N >= 1 test examples, "
+                          "or leave it out (or 0) to score them all")
+
     from aekit.config import from_dict
+    from aekit.errors import DataError
     from aekit.evaluation import evaluate
     from aekit.io import default_device, load, read_json
     from aekit.outputs import write_metrics
     from aekit.report import write_report
-    from aekit.training import DataConfig, load_splits
+    from aekit.run_config import DataConfig, load_splits
 
     run_dir = Path(args.run_dir)
     model = load(run_dir, map_location=default_device())
     run = read_json(run_dir / "config.json")
-    splits = load_splits(from_dict(DataConfig, run["data"]))
+    if not isinstance(run.get("data"), dict):
+        raise DataError(f"{run_dir / 'config.json'}: no data section; pass the run directory that training wrote")
+    data = from_dict(DataConfig, run["data"])
+    if args.data:  # the run's split settings, another dataset
+        data = dataclasses.replace(data, name=args.data)
+    splits = load_splits(data)
+    if args.data and tuple(splits.shape) != tuple(model.config.data_shape):
+        raise DataError(f"{args.data}: examples of shape {tuple(splits.shape)} do not fit the model of {run_dir}, "
+                        f"which takes {tuple(model.config.data_shape)}; evaluate on data of the same shape")
+    scores = evaluate(model, splits, nll_samples=args.nll_samples, nll_examples=args.nll_examples or None,
+                      seed=args.seed)
+    if args.data:  # the run's own metrics.json and report stay as training left them
+        path = write_metrics(run_dir / "evaluations" / _evaluation_name(args.data), scores)
+        print(json.dumps({k: v for k, v in scores.items() if not isinstance(v, list)}, indent=2))
+        print(f"metrics: {path}")
+        return 0
     metrics = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
-    metrics.update(evaluate(model, splits, nll_samples=args.nll_samples, nll_examples=args.nll_examples,
-                            seed=args.seed))
+    metrics.update(scores)
     write_metrics(run_dir, metrics)
     print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, list)}, indent=2))
     print(f"report: {write_report(run_dir)}")
     return 0
 
 
+def _evaluation_name(data: str) -> str:
+    """A folder name for scores on ``data``: a registered name as it is, else the file or folder's name."""
+    from aekit.data import list_datasets
+
+    if data in {name for name, _ in list_datasets()}:
+        return data
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(data).expanduser().resolve().name).strip("._") or "data"
+
+
+def _parse_condition(text: str):
+    """``3`` -> the class id 3; ``0.1,0.9`` -> the float vector ``tensor([0.1, 0.9])``."""
+    import torch
+
+    from aekit.errors import ConfigError
+
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        values = [float(value) for value in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or not all(math.isfinite(value) for value in values):
+        raise ConfigError(f"--condition {text!r} is neither a class id (--condition 3) nor comma-separated "
+                          "numbers (--condition 0.1,0.9)")
+    return torch.tensor(values, dtype=torch.float32)
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
+    from aekit.errors import ConfigError
+
+    if args.n < 1:
+        raise ConfigError(f"-n {args.n} draws no sample; pass -n 1 or more")
+
     import numpy as np
     import torch
 
-    from aekit.io import load
+    from aekit.io import check_out_dir, load
     from aekit.report import plot_samples
 
+    condition = None if args.condition is None else _parse_condition(args.condition)
+    out = check_out_dir(Path(args.out) if args.out else Path(args.run_dir) / "samples")
     model = load(args.run_dir)
-    samples = model.sample(args.n, generator=torch.Generator().manual_seed(args.seed)).cpu()
-    out = Path(args.out) if args.out else Path(args.run_dir) / "samples"
+    extra = {}
+    if condition is not None:
+        if "condition" not in inspect.signature(model.sample).parameters:
+            raise ConfigError(f"{model.name} takes no condition; leave out --condition, or train a conditional model")
+        extra["condition"] = condition
+    samples = model.sample(args.n, generator=torch.Generator().manual_seed(args.seed), **extra).cpu()
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "samples.npy", samples.numpy())
     print(f"samples: {out / 'samples.npy'}")
@@ -107,11 +180,33 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_models(args: argparse.Namespace) -> int:
-    import dataclasses
+def cmd_compare(args: argparse.Namespace) -> int:
+    from aekit.report.compare import write_comparison
 
+    print(f"comparison: {write_comparison([Path(run) for run in args.runs], Path(args.out))}")
+    return 0
+
+
+def cmd_parts(args: argparse.Namespace) -> int:
+    from aekit.parts import KINDS, list_parts
+
+    kind = args.kind
+    if kind is not None and kind not in KINDS and f"{kind}s" in KINDS:  # `aekit parts prior` means priors
+        kind = f"{kind}s"
+    entries = list_parts(kind)
+    for index, shown in enumerate(KINDS if kind is None else (kind,)):
+        found = [entry for entry in entries if entry.kind == shown]
+        print(("\n" if index else "") + f"{shown}:")
+        for entry in found:
+            print(f"  {entry.name:<18} {entry.description}")
+        if not found:
+            print("  (none registered yet)")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
     from aekit.registry import list_models, model_entry
-    from aekit.training import DataConfig, TrainConfig
+    from aekit.run_config import DataConfig, TrainConfig
 
     if not args.name:
         for entry in list_models():
@@ -156,10 +251,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="evaluate a trained run on its test split")
+    p = sub.add_parser("evaluate", help="evaluate a trained run on its test split, or on another dataset's",
+                       description="Score RUN_DIR's model on its test split (refreshing metrics.json and the "
+                                   "report), or with --data on another dataset's test split (written to "
+                                   "RUN_DIR/evaluations/NAME/metrics.json).")
     p.add_argument("run_dir")
+    p.add_argument("--data", help="registered dataset name or path to score on instead of the run's own data")
     p.add_argument("--nll-samples", type=int, default=1000, help="importance samples for test NLL (0: skip)")
-    p.add_argument("--nll-examples", type=int, default=None, help="evaluate NLL on the first N test examples")
+    p.add_argument("--nll-examples", type=int, default=None,
+                   help="evaluate NLL on the first N test examples (default or 0: all)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_evaluate)
 
@@ -168,13 +268,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=64, help="number of samples")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="folder for samples.npy and samples.png (default RUN_DIR/samples)")
+    p.add_argument("--condition", help="for a conditional model: a class id (3) or a vector (0.1,0.9)")
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("compare", help="one HTML page comparing runs: metrics, differing settings, curves")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories written by `aekit train`")
+    p.add_argument("--out", required=True, help="folder for index.html (nothing else is written)")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("models", help="list the registered models, or one model's settings")
     p.add_argument("name", nargs="?", help="show this model's config keys and their defaults")
     p.set_defaults(func=cmd_models)
     p = sub.add_parser("datasets", help="list the registered datasets")
     p.set_defaults(func=cmd_datasets)
+    p = sub.add_parser("parts", help="list the registered parts (models, bottlenecks, priors, ...) by kind")
+    p.add_argument("kind", nargs="?", help="show only this kind, e.g. priors")
+    p.set_defaults(func=cmd_parts)
     return parser
 
 
@@ -193,6 +302,11 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except AekitError as exc:
         print(f"aekit: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk, a read-only folder, a path that is a directory: one line, no traceback
+        path = exc.filename2 or exc.filename  # a failed rename names the file it would have replaced second
+        where = f"{path}: " if path else ""
+        print(f"aekit: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("aekit: interrupted", file=sys.stderr)

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from aekit.errors import AekitError, DataError
+from aekit.errors import AekitError, ConfigError, DataError
 from aekit.files import write_atomically
 
 FORMAT = "aekit-model/1"
@@ -71,6 +71,27 @@ def resolve_model_dir(path: str | os.PathLike) -> Path:
     raise DataError(f"{path}: holds no config.json + model.safetensors (nor model/ inside); is it a trained run?")
 
 
+def check_out_dir(path: str | os.PathLike) -> Path:
+    """``path`` as a folder aekit can write into (it need not exist yet), checked before any work starts.
+
+    An existing file, a path below a file, or a folder the user may not write into is a ConfigError that
+    names the offending path, so that a run fails at once rather than after training.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{path}: is a file, not a folder; choose another output folder")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{path}: {existing} is a file, so no folder can be made inside it; choose another "
+                          "output folder")
+    # access(2) also answers for root, for whom mode bits do not matter but a read-only file system does.
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{path}: {existing} is not writable; choose an output folder you may write into")
+    return path
+
+
 def default_device() -> torch.device:
     """The GPU when there is one, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -87,9 +108,52 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu", **pa
     config = make_config(meta["model"], **meta.get("config", {}))
     model = build_model(meta["model"], config, **parts)
     state = load_tensors(directory / "model.safetensors")
+    _check_weights_fit(model, state, directory, parts)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0] if str(exc) else "mismatch"
         raise AekitError(f"{directory}: weights do not fit the config ({first})") from None
     return model.to(map_location).eval()
+
+
+# The parts a user may build, in the order they are named in an error.
+_USER_PARTS = ("encoder", "decoder", "bottleneck", "likelihood")
+
+
+def _check_weights_fit(model: torch.nn.Module, state: dict[str, torch.Tensor], directory: Path,
+                       parts: dict[str, Any]) -> None:
+    """A load error that names the parts whose saved weights do not fit, and says how to pass them back."""
+    expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    saved = {key: tuple(value.shape) for key, value in state.items()}
+    misfits = {key for key in expected.keys() | saved.keys() if expected.get(key) != saved.get(key)}
+    if not misfits:
+        return
+    names = sorted({key.partition(".")[0] for key in misfits},
+                   key=lambda name: (_USER_PARTS.index(name) if name in _USER_PARTS else len(_USER_PARTS), name))
+    example = min(misfits, key=lambda key: (names.index(key.partition(".")[0]), key))
+    detail = _misfit(example, saved.get(example), expected.get(example))
+    passed = [name for name in names if name in parts]
+    missing = [name for name in names if name in _USER_PARTS and name not in parts]
+    if "bottleneck" in missing and "encoder" in names:
+        missing.remove("bottleneck")  # a bottleneck is sized from the encoder's out_features
+    wanted = ", ".join(f"{name}=..." for name in missing)
+    if passed:
+        verb = "does" if len(passed) == 1 else "do"
+        also = f"; and pass {wanted} too" if missing else ""
+        raise AekitError(f"{directory}: the {', '.join(f'{name}=' for name in passed)} passed in {verb} not fit the "
+                         f"saved weights ({detail}); pass the modules the model was trained with{also}")
+    if not missing:
+        raise AekitError(f"{directory}: the weights of the {', '.join(names)} do not fit the config ({detail})")
+    raise AekitError(
+        f"{directory}: the saved {', '.join(names)} weights do not fit the model rebuilt from config.json ({detail}); "
+        f"it was built with user modules: pass the same ones back, aekit.load(path, {wanted})"
+    )
+
+
+def _misfit(key: str, saved: tuple[int, ...] | None, expected: tuple[int, ...] | None) -> str:
+    if expected is None:
+        return f"{key}: saved with shape {list(saved)}, absent from the rebuilt model"
+    if saved is None:
+        return f"{key}: not saved, the rebuilt model has it with shape {list(expected)}"
+    return f"{key}: saved with shape {list(saved)}, the rebuilt model's is {list(expected)}"

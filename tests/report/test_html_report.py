@@ -132,3 +132,45 @@ def test_metric_formatting(value: object, shown: str) -> None:
     from aekit.report.html import _format_metric
 
     assert _format_metric(value) == shown
+
+
+# Every key that evaluate() and the training loop write to metrics.json.
+KNOWN_METRICS = [
+    "test/recon", "test/mse", "test/psnr", "test/bce", "test/elbo", "test/kl", "test/kl_per_dim", "test/nll",
+    "test/nll_stderr", "test/nll_samples", "test/bits_per_dim", "test/active_units", "test/linear_probe_acc",
+    "test/knn_acc", "test/examples", "train/steps", "train/stop_reason", "train/skipped_steps",
+    "train/wall_time_s", "train/samples_per_s", "train/best_val_loss",
+]
+
+
+@pytest.mark.parametrize("key", KNOWN_METRICS)
+def test_every_known_metric_is_explained(key: str) -> None:
+    from aekit.report import explain_metric
+
+    assert len(explain_metric(key).split()) >= 3
+
+
+@pytest.mark.parametrize(
+    ("key", "explanation"),
+    [
+        ("test/nll", "-log p(x) by importance sampling; nats per example, lower is better"),
+        ("val/nll", "-log p(x) by importance sampling; nats per example, lower is better"),
+        ("test/elbo", "evidence lower bound on log p(x), -(recon + kl); nats per example, higher is better"),
+        ("test/knn_acc", "accuracy of 5 nearest neighbours in latent-mean space, fit on train; fraction, "
+                         "higher is better"),
+        ("train/steps", "optimiser steps taken; count"),
+        ("train/nll", ""),  # training keys are their own; the test entry does not stand in
+        ("test/unheard_of", ""),
+    ],
+)
+def test_explanations_carry_their_unit_and_direction(key: str, explanation: str) -> None:
+    from aekit.report import explain_metric
+
+    assert explain_metric(key) == explanation
+
+
+def test_report_shows_each_metric_with_its_explanation(run_dir: Path) -> None:
+    html = write_report(run_dir).read_text(encoding="utf-8")
+    assert ('<tr><td>nll</td><td class="number">89.9</td><td class="note">-log p(x) by importance sampling; '
+            "nats per example, lower is better</td></tr>") in html
+    assert '<tr><td>steps</td><td class="number">1,000</td><td class="note">optimiser steps taken; count</td>' in html

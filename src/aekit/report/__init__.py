@@ -1,17 +1,22 @@
-"""What a person looks at after training: figures from plain arrays, and one self-contained HTML report.
+"""What a person looks at after training: figures from plain arrays, one self-contained HTML report per run,
+and one page comparing runs.
 
 The functions take tensors, arrays and paths, never models, so they serve any autoencoder and any script.
 matplotlib is imported only when a figure is drawn.
 """
 
+from aekit.report.compare import write_comparison
 from aekit.report.figures import plot_latent_map, plot_reconstructions, plot_samples, plot_training_curves
-from aekit.report.html import FIGURE_CAPTIONS, write_report
+from aekit.report.html import FIGURE_CAPTIONS, METRIC_EXPLANATIONS, explain_metric, write_report
 
 __all__ = [
     "FIGURE_CAPTIONS",
+    "METRIC_EXPLANATIONS",
+    "explain_metric",
     "plot_latent_map",
     "plot_reconstructions",
     "plot_samples",
     "plot_training_curves",
+    "write_comparison",
     "write_report",
 ]

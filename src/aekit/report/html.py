@@ -23,7 +23,7 @@ from typing import Any
 from aekit.errors import DataError
 from aekit.files import write_atomically
 
-__all__ = ["FIGURE_CAPTIONS", "write_report"]
+__all__ = ["FIGURE_CAPTIONS", "METRIC_EXPLANATIONS", "explain_metric", "metric_direction", "write_report"]
 
 # The figures every run may have, in the order the report shows them; other PNGs follow, by name.
 FIGURE_CAPTIONS = {
@@ -32,6 +32,34 @@ FIGURE_CAPTIONS = {
     "latent_map.png": "Latent means, coloured by label",
     "training_curves.png": "Training curves",
 }
+# What each metric of metrics.json measures, and its unit; whether lower or higher is better is added from
+# metric_direction. Keys of other evaluation splits (val/nll) borrow the test/ entry of the same name.
+METRIC_EXPLANATIONS = {
+    "test/recon": "-log p(x|z) for z from the encoder, the reconstruction term; nats per example",
+    "test/mse": "squared error of the reconstruction, averaged over data values; squared data units",
+    "test/psnr": "peak signal-to-noise ratio of the reconstruction, 10 log10(1 / mse); dB",
+    "test/bce": "binary cross-entropy of the reconstruction, summed over data values; nats per example",
+    "test/elbo": "evidence lower bound on log p(x), -(recon + kl); nats per example",
+    "test/kl": "KL(q(z|x) || p(z)), the rate of the code; nats per example",
+    "test/kl_per_dim": "KL of each latent dimension, averaged over the examples; nats",
+    "test/nll": "-log p(x) by importance sampling; nats per example",
+    "test/nll_stderr": "standard error of test/nll over the examples scored; nats",
+    "test/nll_samples": "importance samples per example behind test/nll; count",
+    "test/bits_per_dim": "test/nll / (D ln 2), a code length; bits per data dimension",
+    "test/active_units": "latent dimensions whose posterior mean varies over the data (Cov > 0.01); count",
+    "test/linear_probe_acc": "accuracy of a logistic regression on the latent means, fit on train; fraction",
+    "test/knn_acc": "accuracy of 5 nearest neighbours in latent-mean space, fit on train; fraction",
+    "test/examples": "test examples scored; count",
+    "train/steps": "optimiser steps taken; count",
+    "train/stop_reason": "why training ended",
+    "train/skipped_steps": "batches skipped for a NaN or Inf loss (on_nan=skip); count",
+    "train/wall_time_s": "time spent in the training loop; seconds",
+    "train/samples_per_s": "training examples per second of the loop; examples/s",
+    "train/best_val_loss": "lowest validation loss of the run; nats per example",
+}
+# Metric names (the key after its split prefix) for which one direction is better; others have none.
+_LOWER_IS_BETTER = {"nll", "recon", "mse", "bce", "kl", "bits_per_dim", "best_val_loss"}
+_HIGHER_IS_BETTER = {"elbo", "psnr", "active_units"}
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _CONFIG_SECTIONS = ("model", "data", "train")
 
@@ -47,12 +75,36 @@ caption { text-align: left; font-weight: 600; padding-bottom: 0.3rem; }
 td, th { border: 1px solid #ddd; padding: 0.25rem 0.6rem; text-align: left; vertical-align: top; }
 td.number { text-align: right; font-variant-numeric: tabular-nums; font-family: ui-monospace, monospace; }
 td code { white-space: pre-wrap; word-break: break-word; }
+td.note { color: #555; font-size: 0.85rem; max-width: 28rem; }
+td.best { font-weight: 700; background: #e6f4ea; }
 figure { margin: 1.5rem 0; }
 figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 0.92rem; margin-top: 0.3rem; }
 .missing { color: #8a6d3b; background: #fcf8e3; padding: 0.5rem 0.8rem; border-radius: 4px; }
 pre { background: #f6f8fa; padding: 0.8rem; overflow-x: auto; font-size: 0.85rem; }
 """
+
+
+def metric_direction(key: str) -> str | None:
+    """"lower" or "higher" where that value of ``key`` is better (``test/nll``: lower), else None."""
+    name = key.rpartition("/")[2]
+    if name in _LOWER_IS_BETTER:
+        return "lower"
+    if name in _HIGHER_IS_BETTER or name.endswith("_acc"):
+        return "higher"
+    return None
+
+
+def explain_metric(key: str) -> str:
+    """A few words on what ``key`` measures, its unit, and which way is better; "" for an unknown key."""
+    split, separator, name = key.partition("/")
+    text = METRIC_EXPLANATIONS.get(key)
+    if text is None and separator and split != "train":
+        text = METRIC_EXPLANATIONS.get(f"test/{name}")
+    if text is None:
+        return ""
+    direction = metric_direction(key)
+    return f"{text}, {direction} is better" if direction else text
 
 
 def write_report(run_dir: str | os.PathLike[str]) -> Path:
@@ -78,6 +130,11 @@ def write_report(run_dir: str | os.PathLike[str]) -> Path:
         "<h2>Configuration</h2>",
         _config_section(config, config_problem),
     ]
+    return write_page(run_dir / "report.html", title, body)
+
+
+def write_page(path: Path, title: str, body: list[str]) -> Path:
+    """One self-contained HTML page with the report's style, written atomically."""
     page = "\n".join(
         [
             "<!DOCTYPE html>",
@@ -95,7 +152,7 @@ def write_report(run_dir: str | os.PathLike[str]) -> Path:
             "",
         ]
     )
-    return write_atomically(run_dir / "report.html", lambda file: file.write(page.encode("utf-8")))
+    return write_atomically(path, lambda file: file.write(page.encode("utf-8")))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -131,7 +188,11 @@ def _metrics_section(metrics: Any, problem: str | None) -> str:
         if not separator:
             prefix, name = "other", key
         groups.setdefault(prefix, []).append((name, value))
-    tables = [_table(prefix, ("metric", "value"), rows, _format_metric) for prefix, rows in groups.items()]
+    tables = [
+        _table(prefix, ("metric", "value"), rows, _format_metric,
+               note=lambda name, prefix=prefix: explain_metric(f"{prefix}/{name}" if prefix != "other" else name))
+        for prefix, rows in groups.items()
+    ]
     return '<div class="tables">\n' + "\n".join(tables) + "\n</div>"
 
 
@@ -174,11 +235,7 @@ def _figures_section(figures_dir: Path) -> str:
         if not data.startswith(_PNG_SIGNATURE):
             parts.append(_missing(f"{name} is not a valid PNG file; skipped."))
             continue
-        encoded = base64.b64encode(data).decode("ascii")
-        parts.append(
-            f'<figure><img src="data:image/png;base64,{encoded}" alt="{escape(caption)}">'
-            f"<figcaption>{escape(caption)} <code>({escape(name)})</code></figcaption></figure>"
-        )
+        parts.append(embedded_figure(data, caption, name))
     absent = [f"{caption} ({name})" for name, caption in FIGURE_CAPTIONS.items() if name not in present]
     if absent:
         note = "Not produced for this run: " + "; ".join(absent) + "."
@@ -190,6 +247,15 @@ def _figures_section(figures_dir: Path) -> str:
 
 # ----------------------------------------------------------------------------------------------------------
 # Pieces
+
+
+def embedded_figure(png: bytes, caption: str, name: str) -> str:
+    """A ``<figure>`` holding the PNG bytes as a base64 data URI, so the page needs no other file."""
+    encoded = base64.b64encode(png).decode("ascii")
+    return (
+        f'<figure><img src="data:image/png;base64,{encoded}" alt="{escape(caption)}">'
+        f"<figcaption>{escape(caption)} <code>({escape(name)})</code></figcaption></figure>"
+    )
 
 
 def _read_json(path: Path) -> tuple[Any, str | None]:
@@ -215,21 +281,33 @@ def _flatten(values: dict[str, Any], separator: str, prefix: str = "") -> dict[s
 
 
 def _table(
-    caption: str, header: tuple[str, str], rows: list[tuple[str, Any]], show: Callable[[Any], str]
+    caption: str,
+    header: tuple[str, str],
+    rows: list[tuple[str, Any]],
+    show: Callable[[Any], str],
+    note: Callable[[str], str] | None = None,
 ) -> str:
+    """A two-column table; ``note`` adds a third column of words about each key (a metric's meaning)."""
+    note_header = "<th>meaning</th>" if note else ""
     lines = [
         f"<table><caption>{escape(caption)}</caption>",
-        f"<tr><th>{escape(header[0])}</th><th>{escape(header[1])}</th></tr>",
+        f"<tr><th>{escape(header[0])}</th><th>{escape(header[1])}</th>{note_header}</tr>",
     ]
     for key, value in rows:
-        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        cell = '<td class="number">' if is_number else "<td>"
-        shown = escape(show(value))
-        if isinstance(value, (list, dict)):
-            shown = f"<code>{shown}</code>"
-        lines.append(f"<tr><td>{escape(str(key))}</td>{cell}{shown}</td></tr>")
+        note_cell = f'<td class="note">{escape(note(str(key)))}</td>' if note else ""
+        lines.append(f"<tr><td>{escape(str(key))}</td>{value_cell(value, show)}{note_cell}</tr>")
     lines.append("</table>")
     return "\n".join(lines)
+
+
+def value_cell(value: Any, show: Callable[[Any], str], css_class: str = "") -> str:
+    """One ``<td>``: numbers right-aligned, lists and dicts as code."""
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    classes = " ".join(name for name in ("number" if is_number else "", css_class) if name)
+    shown = escape(show(value))
+    if isinstance(value, (list, dict)):
+        shown = f"<code>{shown}</code>"
+    return f'<td class="{classes}">{shown}</td>' if classes else f"<td>{shown}</td>"
 
 
 def _format_config(value: Any) -> str:
