@@ -14,22 +14,36 @@ from aekit.io import atomic_write_text
 
 
 def write_figures(model, splits: Splits, run_dir: Path, seed: int = 0) -> list[Path]:
-    """Inputs vs reconstructions, prior samples (variational models), the latent map, training curves."""
+    """The figures of the model's suites: inputs vs reconstructions (reconstruction), samples from the prior,
+    one row per class for a model conditioned on labels (models with a prior), the latent map (representation),
+    and the training curves."""
     from aekit.report import plot_latent_map, plot_reconstructions, plot_samples, plot_training_curves
+    from aekit.training import as_batch
 
     figures = run_dir / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     device = next(model.parameters()).device
-    x = splits.test.inputs(slice(0, 16)).to(device)
-    written = [plot_reconstructions(x.cpu(), model.reconstruct(x).cpu(), figures / "reconstructions.png")]
+    batch = as_batch(splits.test, slice(0, 16)).to(device)
+    written = []
+    if "reconstruction" in model.suites and batch.inputs.is_floating_point():
+        x = batch.inputs
+        written.append(plot_reconstructions(x.cpu(), model.reconstruct(batch).cpu(), figures / "reconstructions.png"))
     if model.has_prior:
-        samples = model.sample(64, generator=torch.Generator().manual_seed(seed)).cpu()
-        written.append(plot_samples(samples, figures / "samples.png"))
-    n = min(len(splits.test), 2000)
-    z = embed_dataset(model, splits.test, limit=n)
-    y = splits.test.labels(slice(0, n))
-    y = None if y is None else y.numpy()
-    written.append(plot_latent_map(z, y, figures / "latent_map.png", class_names=splits.test.classes))
+        generator = torch.Generator().manual_seed(seed)
+        if model.config.condition_dim and getattr(model.config, "condition", None) == "labels":
+            classes = min(model.config.condition_dim, 10)
+            samples = torch.cat([model.sample(8, generator=generator, condition=k).cpu() for k in range(classes)])
+            written.append(plot_samples(samples, figures / "samples_per_class.png", n=len(samples), columns=8,
+                                        title=f"Samples of classes 0-{classes - 1}, one row per class"))
+        else:
+            samples = model.sample(64, generator=generator).cpu()
+            written.append(plot_samples(samples, figures / "samples.png"))
+    if "representation" in model.suites:
+        n = min(len(splits.test), 2000)
+        z = embed_dataset(model, splits.test, limit=n).flatten(1)
+        y = splits.test.labels(slice(0, n))
+        y = None if y is None else y.numpy()
+        written.append(plot_latent_map(z, y, figures / "latent_map.png", class_names=splits.test.classes))
     if (run_dir / "log.csv").is_file():
         written.append(plot_training_curves(run_dir / "log.csv", figures / "training_curves.png"))
     return written

@@ -463,7 +463,8 @@ class Trainer:
         for optimizer in self.optimizers.values():
             optimizer.zero_grad(set_to_none=True)
         if self.config.on_nan == "stop" or self.state["skipped"] >= self.config.max_skipped:
-            kept = f"the last good checkpoint is {self.last_good}" if self.last_good else "no checkpoint was written yet"
+            kept = (f"the last good checkpoint is {self.last_good}" if self.last_good
+                    else "no checkpoint was written yet")
             if self.progress is not None:
                 self.progress.close()
             raise TrainingDiverged(
@@ -609,9 +610,9 @@ def train(
     ``model``/``data``/``train`` sections. With ``resume=True`` the run continues from its latest checkpoint.
     """
     from aekit.config import to_dict
-    from aekit.io import default_device, load
+    from aekit.io import check_out_dir, default_device, load
 
-    out = Path(out)
+    out = check_out_dir(out)
     instance = None
     if isinstance(model, torch.nn.Module):
         instance, model = model, model.name

@@ -8,7 +8,6 @@ the noise, the loss terms or the optimiser moves."""
 import json
 
 import pytest
-
 from make_golden import GOLDEN, RUNS, train_losses  # pytest puts this folder on sys.path
 
 

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import aekit
+from aekit.data.batch import Batch
 from aekit.errors import DataError
 from aekit.registry import list_models
 
@@ -18,9 +19,21 @@ SHAPES = [
 ]
 
 
+CONDITIONAL = {"cvae": {"condition_dim": 3}}
+
+
 def tiny(name, shape, backbone, likelihood, **kw):
     return aekit.build_model(name, data_shape=shape, backbone=backbone, likelihood=likelihood, latent_dim=3,
-                             hidden=(16,), channels=(4, 8), **kw)
+                             hidden=(16,), channels=(4, 8), **CONDITIONAL.get(name, {}), **kw)
+
+
+def batch(x):
+    """Inputs with labels 0, 1, 2, 0, ...: a conditional model conditions on them, the others ignore them."""
+    return Batch(x, labels=torch.arange(len(x)) % 3)
+
+
+def sample_kwargs(model):
+    return {"condition": 1} if model.config.condition_dim else {}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -29,21 +42,28 @@ def test_shapes_and_loss(name, shape, backbone, likelihood):
     torch.manual_seed(0)
     model = tiny(name, shape, backbone, likelihood)
     x = torch.rand(4, *shape)
-    out = model(x)
+    b = batch(x)
+    out = model(b)
     m = model.likelihood.param_multiplier
     assert out.x_params.shape[1:] == (4, shape[0] * m, *shape[1:])
     assert out.terms["recon"].shape == (4,)
-    loss = model.objective()(out, step=0)
-    assert loss.total.dim() == 0 and torch.isfinite(loss.total)
-    loss.total.backward()
+    loss = model.objective()(out, step=0, batch=b)
+    assert set(loss.losses) == set(model.parameter_groups())
+    for value in loss.losses.values():
+        assert value.dim() == 0 and torch.isfinite(value)
+    sum(loss.losses.values()).backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
     model.eval()
-    assert model.embed(x).shape == (4, 3)
-    assert model.reconstruct(x).shape == x.shape
-    assert model.encode(x).z.shape == (1, 4, 3)
-    assert model.decode(torch.zeros(2, 5, 3)).shape == (2, 5, shape[0] * m, *shape[1:])
+    condition = model.condition_of(b)
+    assert model.embed(b).shape == (4, 3)
+    assert model.reconstruct(b).shape == x.shape
+    assert model.reconstruct(x.numpy(), condition=condition).shape == x.shape  # numpy in, numpy out
+    assert model.encode(x, condition=condition).z.shape == (1, 4, 3)
+    c5 = None if condition is None else condition[torch.arange(5) % 4]
+    assert model.decode(torch.zeros(2, 5, 3), c5).shape == (2, 5, shape[0] * m, *shape[1:])
     if model.has_prior:
-        assert model.sample(5, generator=torch.Generator().manual_seed(0)).shape == (5, *shape)
+        samples = model.sample(5, generator=torch.Generator().manual_seed(0), **sample_kwargs(model))
+        assert samples.shape == (5, *shape)
     else:
         with pytest.raises(DataError, match="no prior"):
             model.sample(2)
@@ -57,8 +77,8 @@ def test_save_load_round_trip(name, tmp_path):
     loaded = aekit.load(path)
     assert loaded.config == model.config and type(loaded) is type(model)
     model.eval()
-    x = torch.rand(2, 3, 32, 32)
-    assert torch.equal(loaded.reconstruct(x), model.reconstruct(x))
+    b = batch(torch.rand(2, 3, 32, 32))
+    assert torch.equal(loaded.reconstruct(b), model.reconstruct(b))
     for key, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value)
 
@@ -69,7 +89,7 @@ def test_determinism_under_seed(name):
         torch.manual_seed(123)
         model = tiny(name, (1, 8, 8), "conv", "bernoulli")
         torch.manual_seed(7)
-        return model(torch.rand(3, 1, 8, 8)).terms["recon"]
+        return model(batch(torch.rand(3, 1, 8, 8))).terms["recon"]
 
     assert torch.equal(run(), run())
 
@@ -79,12 +99,12 @@ def test_tiny_model_learns(name):
     torch.manual_seed(0)
     model = tiny(name, (1, 8, 8), "mlp", "bernoulli")
     patterns = (torch.rand(2, 1, 8, 8) > 0.5).float()
-    x = patterns[torch.arange(16) % 2]
+    b = batch(patterns[torch.arange(16) % 2])
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     objective = model.objective()
     first = None
     for step in range(100):
-        loss = objective(model(x), step).total
+        loss = objective(model(b), step, b).total
         first = first if first is not None else loss.item()
         opt.zero_grad()
         loss.backward()
@@ -96,9 +116,9 @@ def test_tiny_model_learns(name):
 def test_wrong_input_shape_and_dtype_are_clear_errors(name):
     model = tiny(name, (1, 8, 8), "mlp", "bernoulli")
     with pytest.raises(DataError, match=r"\(1, 28, 28\).*\(1, 8, 8\)"):
-        model(torch.rand(2, 1, 28, 28))
+        model(batch(torch.rand(2, 1, 28, 28)))
     with pytest.raises(DataError, match="dtype"):
-        model(torch.zeros(2, 1, 8, 8, dtype=torch.uint8))
+        model(batch(torch.zeros(2, 1, 8, 8, dtype=torch.uint8)))
 
 
 def test_registry_rejects_duplicates_and_unknown_names():

@@ -1,10 +1,14 @@
 """Built-in models; importing this package registers them."""
 
+from aekit.models.aae import AAE, AAEConfig
 from aekit.models.ae import AE, AEConfig, DAEConfig
 from aekit.models.base import Autoencoder, AutoencoderConfig, AutoencoderOutput
+from aekit.models.cvae import CVAE, CVAEConfig
+from aekit.models.iwae import IWAEBound, IWAEConfig
 from aekit.models.vae import VAE, BetaVAEConfig, VAEConfig
 
 __all__ = [
-    "AE", "AEConfig", "Autoencoder", "AutoencoderConfig", "AutoencoderOutput", "BetaVAEConfig", "DAEConfig",
-    "VAE", "VAEConfig",
+    "AAE", "AAEConfig", "AE", "AEConfig", "Autoencoder", "AutoencoderConfig", "AutoencoderOutput", "BetaVAEConfig",
+    "CVAE", "CVAEConfig", "DAEConfig",
+    "IWAEBound", "IWAEConfig", "VAE", "VAEConfig",
 ]

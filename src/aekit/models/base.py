@@ -106,6 +106,7 @@ class Autoencoder(nn.Module):
     config_class = AutoencoderConfig
     default_bottleneck = "deterministic"
     default_objective = "reconstruction"
+    needs_prior = False  # a prior p(z) to regularise towards and sample from
     suites: tuple[str, ...] = ("reconstruction", "representation")
 
     def __init__(
@@ -139,7 +140,7 @@ class Autoencoder(nn.Module):
     # The parts a variant chooses.
     def make_bottleneck(self, in_features: int, latent_dim: int) -> Bottleneck:
         return make_bottleneck(self.config.bottleneck or self.default_bottleneck, in_features, latent_dim,
-                               self.config.prior)
+                               self.config.prior if self.needs_prior else None)
 
     def make_corruption(self) -> nn.Module | None:
         return None

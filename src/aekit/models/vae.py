@@ -52,6 +52,7 @@ class BetaVAEConfig(VAEConfig):
 class VAE(Autoencoder):
     default_bottleneck = "gaussian"
     default_objective = "elbo"
+    needs_prior = True
     suites = ("reconstruction", "variational", "representation")
 
     def forward(self, x, n_samples=None, eps=None, noise=None, target=None, condition=None):

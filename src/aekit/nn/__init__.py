@@ -9,5 +9,6 @@ from aekit.nn.priors import Prior, StandardNormal
 __all__ = [
     "Bernoulli", "BottleneckOutput", "ConvDecoder", "ConvEncoder", "Deterministic", "DiagonalGaussian",
     "DiscretizedLogistic", "Gaussian", "GaussianNoise", "MLPDecoder", "MLPEncoder", "MaskingNoise",
-    "Prior", "SaltAndPepper", "StandardNormal", "make_backbone", "make_bottleneck", "make_corruption", "make_likelihood",
+    "Prior", "SaltAndPepper", "StandardNormal", "make_backbone", "make_bottleneck", "make_corruption",
+    "make_likelihood",
 ]

@@ -68,9 +68,11 @@ def plot_reconstructions(x: Any, x_hat: Any, path: str | os.PathLike[str], n: in
 
 
 def plot_samples(
-    x: Any, path: str | os.PathLike[str], title: str = "Samples from the prior", n: int = 64
+    x: Any, path: str | os.PathLike[str], title: str = "Samples from the prior", n: int = 64,
+    columns: int | None = None,
 ) -> Path:
-    """Draw the first ``n`` samples as a square-ish grid of images, or table rows as a heatmap; save a PNG.
+    """Draw the first ``n`` samples as a grid of images (``columns`` wide; square-ish when None), or table rows
+    as a heatmap; save a PNG.
 
     x: ``[B, C, H, W]`` images or ``[B, D]`` table rows.
     """
@@ -84,7 +86,7 @@ def plot_samples(
         _show_heatmap(ax, x, title, vmin=float(x.min()), vmax=float(x.max()))
     else:
         images, note = _images_for_display(x)
-        columns = math.ceil(math.sqrt(len(images)))
+        columns = columns or math.ceil(math.sqrt(len(images)))
         width, height = _grid_size_inches(images, columns)
         fig = _new_figure((width, height + 0.5))
         _show_image_grid(fig.subplots(), images, columns, title + note)

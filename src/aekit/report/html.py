@@ -29,6 +29,7 @@ __all__ = ["FIGURE_CAPTIONS", "METRIC_EXPLANATIONS", "explain_metric", "metric_d
 FIGURE_CAPTIONS = {
     "reconstructions.png": "Inputs (top) and reconstructions (bottom)",
     "samples.png": "Samples from the prior",
+    "samples_per_class.png": "Samples from the prior, one row per class",
     "latent_map.png": "Latent means, coloured by label",
     "training_curves.png": "Training curves",
 }

@@ -1,0 +1,105 @@
+"""Adversarial autoencoder (Makhzani, Shlens, Jaitly, Goodfellow & Frey 2016).
+
+An autoencoder whose aggregated posterior q(z) = E_x q(z|x) is matched to a prior p(z) by a discriminator D in
+latent space instead of a KL term:
+
+    reconstruction:  min_{enc,dec}  E_x[-log p(x | dec(enc(x)))]
+    regularisation:  min_D  -E_{z~p}[log D(z)] - E_x[log(1 - D(enc(x)))]      (optimiser ``discriminator``)
+                     min_enc -E_x[log D(enc(x))]                               (the encoder fools D)
+
+The three phases run in one training step: the model's optimiser takes the reconstruction plus ``adv_weight``
+times the encoder's adversarial term, the discriminator's optimiser takes its own loss, each reaching only its
+own parameters. The encoder is deterministic by default (``bottleneck=gaussian`` gives the paper's Gaussian
+posterior variant); samples decode z ~ p(z).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aekit.config import require
+from aekit.models.base import Autoencoder, AutoencoderConfig, AutoencoderOutput
+from aekit.nn.backbones import mlp
+from aekit.objectives import Loss, Objective, batch_mean, scalar_stats
+from aekit.parts import register_part
+from aekit.registry import register_model
+
+
+@dataclass(frozen=True)
+class AAEConfig(AutoencoderConfig):
+    """``disc_hidden``: the discriminator MLP's widths; ``adv_weight``: the encoder's adversarial term's weight."""
+
+    disc_hidden: tuple[int, ...] = (256, 256)
+    adv_weight: float = 1.0
+    objective: str = "adversarial"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(all(h > 0 for h in self.disc_hidden), f"disc_hidden={self.disc_hidden} must hold positive widths")
+        require(self.adv_weight >= 0, f"adv_weight={self.adv_weight} must be >= 0")
+
+
+class LatentDiscriminator(nn.Module):
+    """D(z): the logit that z was drawn from the prior rather than from the encoder, ``[B, D] -> [B]``."""
+
+    def __init__(self, latent_dim: int, hidden: tuple[int, ...], act: str) -> None:
+        super().__init__()
+        self.net = mlp((latent_dim, *hidden, 1), act, last_activation=False)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z).squeeze(-1)
+
+
+@register_model("aae", config=AAEConfig,
+                description="Adversarial autoencoder: a latent discriminator matches q(z) to p(z) (Makhzani 2016)")
+class AAE(Autoencoder):
+    needs_prior = True
+
+    def __init__(self, config: AAEConfig, *args, **kwargs) -> None:
+        super().__init__(config, *args, **kwargs)
+        self.discriminator = LatentDiscriminator(config.latent_dim, tuple(config.disc_hidden), config.activation)
+
+    def parameter_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
+        groups: dict[str, list[tuple[str, nn.Parameter]]] = {"model": [], "discriminator": []}
+        for name, p in self.named_parameters():
+            if p.requires_grad:
+                groups["discriminator" if name.startswith("discriminator.") else "model"].append((name, p))
+        return groups
+
+    def forward(self, x, n_samples: int = 1, eps=None, noise=None, target=None, condition=None,
+                z_prior: torch.Tensor | None = None) -> AutoencoderOutput:
+        """Adds ``adv`` = -log D(enc(x)) and ``disc`` = -log D(z_p) - log(1 - D(enc(x))) per example; ``z_prior``
+        passes the prior draws in (one per example)."""
+        out = super().forward(x, n_samples=n_samples, eps=eps, noise=noise, target=target, condition=condition)
+        z_q = out.latent.z[0]  # [B, D], the encoder's code (its first sample for a Gaussian posterior)
+        if z_prior is None:
+            z_prior = self.bottleneck.prior.sample(z_q.shape[0], device=z_q.device).to(z_q.dtype)
+        d_fake = self.discriminator(z_q)  # [B], the encoder's side of the game
+        d_fake_detached = self.discriminator(z_q.detach())
+        d_real = self.discriminator(z_prior)
+        out.terms["adv"] = F.softplus(-d_fake)  # -log sigmoid(D(z_q))
+        out.terms["disc"] = F.softplus(-d_real) + F.softplus(d_fake_detached)  # -log D(z_p) - log(1 - D(z_q))
+        with torch.no_grad():
+            accuracy = 0.5 * ((d_real > 0).float().mean() + (d_fake_detached < 0).float().mean())
+        out.latent.stats["disc_accuracy"] = accuracy
+        return out
+
+
+@register_part("objectives", "adversarial", "reconstruction + adv_weight * adversarial; the discriminator's loss")
+class AdversarialObjective(Objective):
+    """``model``: E[-log p(x|z)] + adv_weight * E[-log D(enc(x))]; ``discriminator``: its cross-entropy."""
+
+    def __init__(self, config) -> None:
+        self.adv_weight = getattr(config, "adv_weight", 1.0)
+
+    def __call__(self, out, step: int | None, batch=None) -> Loss:
+        recon = batch_mean(out.terms["recon"], batch)
+        adv = batch_mean(out.terms["adv"], batch)
+        disc = batch_mean(out.terms["disc"], batch)
+        loss = recon + self.adv_weight * adv
+        return Loss(losses={"model": loss, "discriminator": disc},
+                    logs={"loss": loss, "recon": recon, "adv": adv, "disc": disc, **scalar_stats(out)})
