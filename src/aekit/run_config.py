@@ -60,6 +60,7 @@ class TrainConfig:
     nll_examples: int = 0
     figures: bool = True
     optimizers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    imports: tuple[str, ...] = ()
     no_decay_1d: bool = False
     layer_decay: float = 1.0
 

@@ -585,7 +585,22 @@ def _make_fabric(config: TrainConfig, out: Path):
                   strategy=strategy, precision=config.precision, loggers=loggers)
 
 
+def import_modules(names) -> None:
+    """Import the user's modules that register models or parts (``imports=mypkg.models``), in this process and,
+    through the run's config, in every DDP process it starts."""
+    import importlib
+
+    if isinstance(names, str):
+        names = [n for n in names.split(",") if n.strip()]
+    for name in names or ():
+        try:
+            importlib.import_module(name.strip())
+        except ImportError as exc:
+            raise ConfigError(f"imports={name}: cannot import it ({exc}); put the module on PYTHONPATH") from None
+
+
 def _launched_fit(fabric, run: dict[str, Any], out: str, resume: bool) -> dict[str, Any]:
+    import_modules(run["train"].get("imports"))
     return _fit(fabric, run, Path(out), resume)
 
 
@@ -610,13 +625,16 @@ def train(
     ``model``/``data``/``train`` sections. With ``resume=True`` the run continues from its latest checkpoint.
     """
     from aekit.config import to_dict
-    from aekit.io import check_out_dir, default_device, load
+    from aekit.io import check_out_dir, default_device, load, read_json
 
     out = check_out_dir(out)
     instance = None
     if isinstance(model, torch.nn.Module):
         instance, model = model, model.name
         config_file = {**(config_file or {}), "model": to_dict(instance.config)}
+    saved = read_json(out / "config.json") if resume and (out / "config.json").is_file() else {}
+    for source in (saved.get("train", {}), (config_file or {}).get("train", {}), overrides):
+        import_modules(source.get("imports", source.get("train.imports")))
     run, splits = resolve_run(model, data, out, resume, config_file, overrides)
     if instance is not None:
         wanted = {"name": instance.name, **to_dict(instance.config)}

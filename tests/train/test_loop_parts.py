@@ -1,0 +1,158 @@
+"""The loop's parts: named optimisers and their groups, step hooks, two optimisers through SIGKILL and DDP."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import hooked_models  # noqa: F401  (registers hooked-ae; pytest puts this folder on sys.path)
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import aekit
+from aekit.errors import ConfigError
+from aekit.optim import check_groups, make_optimizers
+from aekit.training import TrainConfig
+
+HERE = Path(__file__).resolve().parent
+QUICK = dict(hidden=(16,), latent_dim=2, progress=False, evaluate=False)
+
+
+def weights(run_dir):
+    return load_file(str(run_dir / "model" / "model.safetensors"))
+
+
+def same_weights(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_groups_must_be_disjoint_and_cover_every_trainable_parameter():
+    model = aekit.build_model("aae", data_shape=(4,), hidden=(8,), latent_dim=2, disc_hidden=(4,))
+    groups = model.parameter_groups()
+    check_groups(model, groups)
+    with pytest.raises(ConfigError, match=r"discriminator\.net\.0\.weight \(and 3 more\) is in no optimiser"):
+        check_groups(model, {"model": groups["model"]})
+    with pytest.raises(ConfigError, match="in both optimisers 'model' and 'discriminator'"):
+        check_groups(model, {"model": groups["model"], "discriminator": groups["discriminator"] + groups["model"]})
+    model.freeze("discriminator")  # frozen parts belong to no optimiser
+    check_groups(model, {"model": groups["model"]})
+
+
+def test_each_optimizer_has_its_own_settings_and_groups():
+    model = aekit.build_model("aae", data_shape=(4,), hidden=(8,), latent_dim=2, disc_hidden=(4,))
+    config = TrainConfig(lr=1e-3, weight_decay=0.1, no_decay_1d=True,
+                         optimizers={"discriminator": {"lr": 2e-4, "betas": (0.5, 0.9), "every": 3}})
+    optimizers, settings = make_optimizers(model, config)
+    assert settings["discriminator"].every == 3 and settings["model"].every == 1
+    disc = optimizers["discriminator"]
+    assert disc.defaults["betas"] == (0.5, 0.9) and disc.defaults["lr"] == 2e-4
+    assert optimizers["model"].defaults["betas"] == (0.9, 0.999) and optimizers["model"].defaults["lr"] == 1e-3
+    for group in optimizers["model"].param_groups:  # biases take no weight decay, matrices do
+        assert group["weight_decay"] == (0.0 if all(p.ndim == 1 for p in group["params"]) else 0.1)
+    with pytest.raises(ConfigError, match="no optimiser 'critic'; it has model, discriminator"):
+        make_optimizers(model, TrainConfig(optimizers={"critic": {"lr": 1e-3}}))
+    with pytest.raises(ConfigError, match="has no layers to decay the lr over"):
+        make_optimizers(model, TrainConfig(layer_decay=0.75))
+    with pytest.raises(ConfigError, match="unknown optimizers.model key"):
+        make_optimizers(model, TrainConfig(optimizers={"model": {"momentum": 0.9}}))
+
+
+def test_layer_decay_scales_each_layers_lr():
+    model = aekit.build_model("ae", data_shape=(4,), hidden=(8,), latent_dim=2)
+    names = [n for n, _ in model.named_parameters()]
+    model.layer_of = lambda name: (names.index(name) // 2, len(names) // 2)  # two tensors (W, b) a layer
+    optimizers, _ = make_optimizers(model, TrainConfig(lr=1.0, layer_decay=0.5))
+    scales = sorted(g["lr_scale"] for g in optimizers["model"].param_groups)
+    n_layers = len(names) // 2
+    assert scales == pytest.approx(sorted(0.5 ** (n_layers - i) for i in range(n_layers)))
+
+
+def test_per_optimizer_lr_follows_the_schedule(tmp_path):
+    aekit.train("aae", "digits", tmp_path / "run", steps=4, lr=1e-3, lr_schedule="constant", checkpoint_every=2,
+                **{"optimizers.discriminator.lr": 3e-4}, **QUICK)
+    state = json.loads((tmp_path / "run" / "checkpoints" / "step-00000004" / "state.json").read_text())
+    lrs = {name: [g["lr"] for g in meta["param_groups"]] for name, meta in state["optimizers"].items()}
+    assert lrs == {"model": [1e-3], "discriminator": [3e-4]}
+
+
+def test_step_hooks_run_without_grad_and_their_state_is_checkpointed(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOOK_DIR", str(tmp_path))
+    run = aekit.train("hooked-ae", "digits", tmp_path / "run", steps=12, imports="hooked_models", **QUICK)
+    tracker = run.model.tracker
+    assert int(tracker.updates) == 12 and float(tracker.temperature) == pytest.approx(0.89)
+    decoder_weight = tracker.decoder_layer[0].weight
+    assert torch.allclose(decoder_weight.norm(dim=0), torch.ones(2), atol=1e-5)  # renormalised after each step
+    saved = weights(tmp_path / "run")
+    assert int(saved["tracker.updates"]) == 12 and torch.equal(saved["tracker.ema"], tracker.ema)
+    state = json.loads((tmp_path / "rank0.json").read_text())
+    assert state["world"] == 1 and state["ema"] == pytest.approx(tracker.ema.tolist())
+
+
+@pytest.mark.slow
+def test_hook_state_is_identical_across_two_ddp_processes(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOOK_DIR", str(tmp_path))
+    aekit.train("hooked-ae", "digits", tmp_path / "run", steps=6, devices=2, accelerator="cpu",
+                imports="hooked_models", **QUICK)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["world"] == 2 and ranks[0]["updates"] == ranks[1]["updates"] == 6
+    assert ranks[0]["local_mean"] != ranks[1]["local_mean"]  # each rank saw its own half of the batch
+    assert ranks[0]["ema"] == ranks[1]["ema"]  # and the all-reduced state agrees
+    saved = weights(tmp_path / "run")
+    assert saved["tracker.ema"].tolist() == pytest.approx(ranks[0]["ema"], abs=1e-7)
+
+
+AAE_CLI = [sys.executable, "-m", "aekit.cli", "train", "aae", "--data", "digits", "--steps", "90", "--no-eval",
+           "checkpoint_every=10", "latent_dim=2", "hidden=32", "disc_hidden=16", "batch_size=32",
+           "optimizers.discriminator.lr=3e-4", "optimizers.model.every=2"]
+
+
+@pytest.mark.slow
+def test_two_optimizers_resume_bit_exact_after_sigkill(tmp_path):
+    subprocess.run([*AAE_CLI, "--out", str(tmp_path / "full")], check=True, capture_output=True)
+    proc = subprocess.Popen([*AAE_CLI, "--out", str(tmp_path / "killed")], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    latest = tmp_path / "killed" / "checkpoints" / "latest"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (latest.is_file() and latest.read_text().strip() >= "step-00000030"):
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "model").exists(), "the run finished before it could be killed"
+    state = json.loads((tmp_path / "killed" / "checkpoints" / latest.read_text().strip() / "state.json").read_text())
+    assert set(state["optimizers"]) == {"model", "discriminator"}
+    subprocess.run([sys.executable, "-m", "aekit.cli", "train", "--out", str(tmp_path / "killed"), "--resume",
+                    "--no-eval"], check=True, capture_output=True)
+    assert same_weights(weights(tmp_path / "full"), weights(tmp_path / "killed"))
+
+
+@pytest.mark.slow
+def test_two_optimizers_resume_bit_exact_under_ddp(tmp_path):
+    args = dict(accelerator="cpu", devices=2, lr_schedule="constant", checkpoint_every=4, disc_hidden=(8,),
+                **QUICK)
+    aekit.train("aae", "digits", tmp_path / "full", steps=8, **args)
+    aekit.train("aae", "digits", tmp_path / "part", steps=4, **args)
+    aekit.train("aae", "digits", tmp_path / "part", resume=True, steps=8, evaluate=False)
+    full, part = weights(tmp_path / "full"), weights(tmp_path / "part")
+    assert same_weights(full, part)
+    one = tmp_path / "one"
+    aekit.train("aae", "digits", one, steps=8, **{**args, "devices": 1})
+    assert not same_weights(full, weights(one))  # the two ranks really trained (each its own prior draws)
+
+
+def test_objective_must_give_every_optimizers_loss(tmp_path):
+    from aekit.models.aae import AdversarialObjective
+    from aekit.objectives import Loss
+
+    class NoDiscriminatorLoss(AdversarialObjective):
+        def __call__(self, out, step, batch=None):
+            loss = super().__call__(out, step, batch)
+            return Loss(losses={"model": loss.losses["model"]}, logs=loss.logs)
+
+    model = aekit.build_model("aae", data_shape=(1, 8, 8), hidden=(8,), latent_dim=2, disc_hidden=(4,))
+    model.objective = lambda: NoDiscriminatorLoss(model.config)
+    with pytest.raises(ConfigError, match="no loss for optimiser 'discriminator'"):
+        aekit.train(model, "digits", tmp_path / "run", steps=2, progress=False, evaluate=False)
