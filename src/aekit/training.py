@@ -184,14 +184,13 @@ def cast_floats(obj: Any, dtype: torch.dtype) -> Any:
     return obj
 
 
-def module_call(fabric, model, precision: str):
-    """What Fabric's wrapped module does on each call (inputs to the precision's dtype, the precision's autocast
-    context, outputs back to the default dtype), done directly on aekit's batches and output types. Fabric's
-    generic wrapper walks and deep-copies the output dataclasses and hooks every tensor in them: about 2 ms of a
-    4 ms bf16-mixed step of the MLP VAE on one CPU thread. Calls go to the strategy's module (DDP's wrapper when
-    there is one), so gradient synchronisation is unchanged."""
+def module_call(fabric, module, precision: str):
+    """A call of ``module`` as Fabric's wrapped module makes it (inputs to the precision's dtype, the precision's
+    autocast context, outputs back to the default dtype), done directly on aekit's batches and output types:
+    Fabric's generic wrapper walks and copies the output dataclasses and hooks every tensor in them, a cost of the
+    order of a small model's whole step. ``module`` is the strategy's module (DDP's wrapper when there is one), so
+    gradient synchronisation is unchanged."""
     plugin = fabric.strategy.precision
-    inner = getattr(model, "_forward_module", model)
     out_dtype = None if precision == "32-true" else torch.get_default_dtype()
 
     def call(batch: Batch):
@@ -199,10 +198,33 @@ def module_call(fabric, model, precision: str):
         if inputs is not batch.inputs:
             batch = dataclasses.replace(batch, inputs=inputs)
         with plugin.forward_context():
-            out = inner(batch)
+            out = module(batch)
         return out if out_dtype is None else cast_floats(out, out_dtype)
 
     return call
+
+
+def setup_on_strategy(fabric, model: torch.nn.Module, optimizers: list[torch.optim.Optimizer]):
+    """``(module, forward_module, optimizers)``: the model converted to the precision and moved to the device,
+    the strategy's wrapper of it (DDP's, or the module itself), and the optimisers as the strategy sets them up,
+    all through Fabric's public strategy API. Sharded strategies (FSDP) wrap module and optimisers together, and
+    go through ``fabric.setup`` and its module wrapper."""
+    from lightning_fabric.strategies import FSDPStrategy
+
+    if isinstance(fabric.strategy, FSDPStrategy):
+        wrapped, *optimizers = fabric.setup(model, *optimizers)
+        return wrapped.module, wrapped, optimizers
+    module = fabric.to_device(fabric.strategy.precision.convert_module(model))
+    forward_module = fabric.strategy.setup_module(module)
+    optimizers = fabric.setup_optimizers(*optimizers)
+    return module, forward_module, list(optimizers) if isinstance(optimizers, (list, tuple)) else [optimizers]
+
+
+def no_sync(forward_module, enabled: bool):
+    """DDP's ``no_sync`` (gradients kept local) when ``enabled`` and the module is DDP-wrapped."""
+    if enabled and isinstance(forward_module, torch.nn.parallel.DistributedDataParallel):
+        return forward_module.no_sync()
+    return contextlib.nullcontext()
 
 
 class WeightAverage:
@@ -332,17 +354,17 @@ class Trainer:
         if checkpoint is not None:
             restored = load_checkpoint(checkpoint, model, optimizers)
             self.state.update({k: v for k, v in restored.items() if k in self.state})
-        model, *wrapped = fabric.setup(model, *optimizers.values())
-        self.model, self.optimizers = model, dict(zip(optimizers, wrapped, strict=True))
-        self.params = {n: [p for _, p in ps] for n, ps in model.module.parameter_groups().items()}
-        self.average = WeightAverage(model.module, config.ema_decay) if config.ema_decay > 0 else None
+        module, self.forward_module, wrapped = setup_on_strategy(fabric, model, list(optimizers.values()))
+        self.module, self.optimizers = module, dict(zip(optimizers, wrapped, strict=True))
+        self.params = {n: [p for _, p in ps] for n, ps in module.parameter_groups().items()}
+        self.average = WeightAverage(module, config.ema_decay) if config.ema_decay > 0 else None
         # a checkpoint without an average (ema_decay turned on at --resume): averaging starts from its weights
         if self.average is not None and checkpoint is not None and (checkpoint / "average.safetensors").is_file():
             self.average.load(load_tensors(checkpoint / "average.safetensors"), checkpoint)
-        self.forward = module_call(fabric, model, config.precision)
-        self.val_forward = module_call(fabric, model.module, config.precision)  # no DDP wrapper: nothing to sync
-        self.start_hooks = step_hooks(model.module, "on_train_step_start")
-        self.after_hooks = step_hooks(model.module, "after_optimizer_step")
+        self.forward = module_call(fabric, self.forward_module, config.precision)
+        self.val_forward = module_call(fabric, module, config.precision)  # no DDP wrapper: nothing to sync
+        self.start_hooks = step_hooks(module, "on_train_step_start")
+        self.after_hooks = step_hooks(module, "after_optimizer_step")
         self.log = None
         if self.rank == 0:
             self.log = CSVLog(self.out / "log.csv", ["step", "epoch", "split", "lr", "time_s"],
@@ -393,7 +415,7 @@ class Trainer:
 
     def all_reduce_gradients(self, active: list[str]) -> None:
         """The mean gradient over the ranks, for models with several optimisers: DDP's reducer expects one
-        backward over every parameter per forward, so those steps run without it (``no_backward_sync``) and
+        backward over every parameter per forward, so those steps run without it (``no_sync``) and
         the complete gradients are averaged here, one flat all-reduce per optimiser."""
         for name in active:
             grads = [p.grad for p in self.params[name] if p.grad is not None]
@@ -419,7 +441,7 @@ class Trainer:
         bad_terms: list[str] = []
         for micro, batch in enumerate(self.micro_batches(step)):
             last = micro == config.accumulate - 1
-            with self.fabric.no_backward_sync(self.model, enabled=by_hand or not last):
+            with no_sync(self.forward_module, enabled=by_hand or not last):
                 loss = self.objective(self.forward(batch), step, batch)
                 missing = sorted(set(self.optimizers) - set(loss.losses))
                 if missing:
@@ -448,7 +470,7 @@ class Trainer:
         for name in active:
             optimizer = self.optimizers[name]
             if self.config.grad_clip > 0:
-                self.fabric.clip_gradients(self.model, optimizer, max_norm=self.config.grad_clip)
+                self.fabric.clip_gradients(self.forward_module, optimizer, max_norm=self.config.grad_clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             with torch.no_grad():
@@ -477,11 +499,11 @@ class Trainer:
     def validate(self, step: int, epoch: int, lr: float) -> None:
         averaged = self.average.applied if self.average is not None else contextlib.nullcontext
         with averaged():
-            val = validation_logs(self.model.module, self.objective, self.splits, self.config, step,
+            val = validation_logs(self.module, self.objective, self.splits, self.config, step,
                                   self.fabric.device, self.val_forward)
             improved = val["loss"] < self.state["best_val"]
             if improved and self.keep_best and self.rank == 0:
-                save_model(self.model.module, self.out / "best")
+                save_model(self.module, self.out / "best")
         if self.log is not None:
             self.log.write({"step": step, "epoch": epoch, "split": "val", "lr": lr,
                             "time_s": self.state["train_time_s"], **val})
@@ -500,7 +522,7 @@ class Trainer:
 
         path = None
         if self.rank == 0:
-            path = save_checkpoint(self.out, self.model.module, self.optimizers, {**self.state, "step": step},
+            path = save_checkpoint(self.out, self.module, self.optimizers, {**self.state, "step": step},
                                    keep=self.config.keep_checkpoints,
                                    average=self.average.tensors() if self.average is not None else None)
         self.fabric.barrier()
@@ -511,7 +533,7 @@ class Trainer:
             self.progress.close()
         self.save(step)
         if self.rank == 0:
-            final = self.model.module
+            final = self.module
             if self.keep_best and (self.out / "best" / "model.safetensors").is_file():
                 final.load_state_dict(load_tensors(self.out / "best" / "model.safetensors"))
             elif self.average is not None:
@@ -526,7 +548,7 @@ class Trainer:
 
     def fit(self) -> dict[str, Any]:
         self.setup()
-        self.model.train()
+        self.module.train()
         config, step = self.config, self.state["step"]
         while step < self.total_steps:
             t0 = time.perf_counter()
@@ -599,6 +621,11 @@ def import_modules(names) -> None:
             raise ConfigError(f"imports={name}: cannot import it ({exc}); put the module on PYTHONPATH") from None
 
 
+def launched_rank() -> int:
+    """This process's global rank when torchrun or SLURM started it (``RANK``, ``SLURM_PROCID``), else 0."""
+    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
+
+
 def _launched_fit(fabric, run: dict[str, Any], out: str, resume: bool) -> dict[str, Any]:
     import_modules(run["train"].get("imports"))
     return _fit(fabric, run, Path(out), resume)
@@ -646,8 +673,10 @@ def train(
                 f"needs {got}; build the model to fit the data (and set model keys when building it)"
             )
     splits = splits or load_splits(from_dict(DataConfig, run["data"]))
+    rank = launched_rank()
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.json", json.dumps(run, indent=2) + "\n")
+    if rank == 0:
+        atomic_write_text(out / "config.json", json.dumps(run, indent=2) + "\n")
     config = from_dict(TrainConfig, run["train"])
     fabric = _make_fabric(config, out)
     if config.devices > 1 or config.num_nodes > 1:
@@ -656,6 +685,8 @@ def train(
         summary = fabric.launch(_launched_fit, run, str(out), resume)
     else:
         summary = _fit(fabric, run, out, resume, splits, instance)
+    if rank != 0:  # another node's process of a torchrun or SLURM launch: rank 0 evaluates and reports
+        return RunResult(run_dir=out, model=None, metrics=dict(summary or {}), report=None)
     device = "cpu" if config.accelerator == "cpu" else default_device()
     trained = instance.to(device).eval() if instance is not None else load(out / "model", map_location=device)
     metrics: dict[str, Any] = dict(summary or {})
