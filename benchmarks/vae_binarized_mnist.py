@@ -86,7 +86,8 @@ def aekit_overrides(
         "likelihood": "bernoulli", "root": root, "epochs": epochs, "batch_size": BATCH_SIZE, "lr": LR,
         "lr_schedule": "multistep", "lr_milestones": [m * steps_per_epoch for m in LR_MILESTONES],
         "lr_gamma": 10 ** (-1 / 5), "weight_decay": 0.0, "seed": seed, "accelerator": "cpu",
-        "progress": False, "figures": False, "precision": precision, **selection,
+        "progress": False, "figures": False, "precision": precision, "threads": torch.get_num_threads(),
+        "retain_cpu_memory": True, **selection,
     }
 
 

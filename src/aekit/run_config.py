@@ -51,7 +51,7 @@ class TrainConfig:
     threads: int = 0
     accelerator: str = "auto"
     precision: str = "32-true"
-    retain_cpu_memory: bool = True
+    retain_cpu_memory: bool = False
     on_nan: str = "stop"
     max_skipped: int = 20
     log_every: int = 10

@@ -58,9 +58,9 @@ def learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
 
 
 def reseed(value: int, device: torch.device) -> None:
-    """``torch.manual_seed`` for the generators a run on ``device`` uses. ``torch.manual_seed`` also queues a lazy
+    """``torch.manual_seed`` for the generators a run on ``device`` uses: ``torch.manual_seed`` also queues a lazy
     seed for every accelerator backend that is not initialised (CUDA, XPU, MTIA), formatting a stack trace for
-    each: about 0.3 ms, on every step of a CPU run."""
+    each, on every step."""
     torch.default_generator.manual_seed(value)
     if device.type == "cuda":
         torch.cuda.manual_seed_all(value)
@@ -139,7 +139,7 @@ def set_threads(threads: int) -> int:
     """The number of torch threads for a CPU run. ``threads > 0``: that many. ``0``: one thread per core this
     process may use, at most the cores that are idle now (from the 1-minute load average), and at least one:
     torch's default of every core collapses when another process keeps one busy, because each parallel region
-    waits for its slowest thread (benchmarks/RESULTS.md, "Threads")."""
+    waits for its slowest thread."""
     if threads <= 0:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
@@ -150,13 +150,14 @@ def set_threads(threads: int) -> int:
 
 
 def retain_cpu_memory() -> bool:
-    """Keep freed memory in the process instead of handing it back to the OS after every step.
+    """Keep freed memory in the process instead of handing it back to the OS after every step (opt-in:
+    ``retain_cpu_memory=true``).
 
     glibc returns large freed blocks to the OS (``munmap``, heap trimming), so each training step page-faults
     its activations, gradients and bf16 weight copies back in. Raising the trim and mmap thresholds
-    (``mallopt``) makes those blocks reusable: the MLP VAE's bf16-mixed step on one CPU thread falls from about
-    6.2 to 4.2 ms (benchmarks/RESULTS.md). The setting is process-wide and stays after training; the process
-    keeps its peak memory. Linux with glibc only; elsewhere it does nothing. Returns whether it applied."""
+    (``mallopt``) makes those blocks reusable by the next step. The setting is process-wide and stays after
+    training, and the process keeps its peak memory, which is why it is not the default. Linux with glibc only;
+    elsewhere it does nothing. Returns whether it applied."""
     if not sys.platform.startswith("linux"):
         return False
     try:

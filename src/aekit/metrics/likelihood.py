@@ -32,8 +32,7 @@ def importance_sampled_log_likelihood(
     densities are the bottleneck's own (``rsample``, ``log_q``, ``log_p``), so any posterior and prior it pairs serve.
 
     ``max_decoded`` defaults to 4096 on a CPU, where a chunk's decoder outputs then stay in the cache (an
-    MNIST chunk is 13 MB; with 65,536 the same estimate took 1.9x as long, benchmarks/RESULTS.md), and to
-    65,536 on an accelerator, whose throughput grows with the chunk.
+    MNIST chunk is 13 MB), and to 65,536 on an accelerator, whose throughput grows with the chunk.
     """
     if n_samples < 1:
         raise ConfigError(f"n_samples={n_samples} must be >= 1")

@@ -6,8 +6,8 @@ import numpy as np
 
 
 def _single_threaded():
-    """scikit-learn's BLAS threads fight torch's OpenMP threads in one process (a 30-100x slow-down seen
-    on 2 cores); the probes are small, so one thread is fastest."""
+    """scikit-learn's BLAS threads and torch's OpenMP threads in one process oversubscribe the cores and stall
+    each other; the probes are small, so one thread is fastest."""
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=1)

@@ -262,7 +262,7 @@ def _project_to_2d(z: np.ndarray, method: str) -> tuple[np.ndarray, tuple[str, s
         from threadpoolctl import threadpool_limits
 
         tsne = TSNE(n_components=2, init="pca", perplexity=min(30.0, (len(z) - 1) / 3), random_state=0)
-        with threadpool_limits(limits=1):  # BLAS threads beside torch's OpenMP ones slow it 30x on 2 cores
+        with threadpool_limits(limits=1):  # BLAS threads beside torch's OpenMP ones oversubscribe the cores
             return tsne.fit_transform(z), ("t-SNE 1", "t-SNE 2")
     raise DataError(f"plot_latent_map: unknown method {method!r}; use 'pca' or 'tsne'")
 
