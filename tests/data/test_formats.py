@@ -213,6 +213,55 @@ def test_npz_keys(tmp_path, arrays, parts):
     assert (next(iter(loaded.values())).y is not None) == has_labels
 
 
+def test_npz_arrays_named_by_the_caller(tmp_path, rng):
+    x, codes, y = rng.random((6, 3)), rng.integers(0, 9, (6, 2)), np.arange(6) % 2
+    np.savez(tmp_path / "d.npz", x=x, codes=codes, kind=y, y=np.zeros(6))
+    parts, _, note = formats.read_numpy(tmp_path / "d.npz", inputs="codes", labels="kind")
+    np.testing.assert_array_equal(parts["all"][0], codes)
+    np.testing.assert_array_equal(parts["all"][1], y)
+    assert note is None  # nothing guessed
+    data = formats.load_numpy(tmp_path / "d.npz", inputs="codes", labels="kind")["all"]
+    assert data.x.dtype == torch.int64 and data.y.tolist() == y.tolist()
+
+
+@pytest.mark.parametrize(
+    "arrays, keys, expected",
+    [
+        ({"X": np.ones((4, 3)), "y": np.arange(4)}, {}, "d.npz: inputs 'X', labels 'y' (chosen by their names; "),
+        ({"a": np.ones((4, 3)), "b": np.ones(4)}, {}, "d.npz: inputs 'a', no labels (chosen"),
+        ({"x_train": np.ones((4, 3)), "y_train": np.arange(4), "x_test": np.ones((2, 3))}, {},
+         "d.npz: train inputs 'x_train', labels 'y_train'; test inputs 'x_test', no labels (chosen"),
+        ({"feats": np.ones((4, 3)), "target": np.arange(4)}, {"inputs": "feats"}, "d.npz: inputs 'feats', labels "
+         "'target' (chosen"),
+        ({"data": np.ones((4, 3)), "t": np.arange(4)}, {"labels": "t"}, "d.npz: inputs 'data', labels 't' (chosen"),
+    ],
+)
+def test_npz_arrays_chosen_by_their_names_are_told_in_one_line(tmp_path, arrays, keys, expected):
+    np.savez(tmp_path / "d.npz", **arrays)
+    note = formats.read_numpy(tmp_path / "d.npz", **keys)[2]
+    assert note.startswith(str(tmp_path / expected)) and "\n" not in note
+    assert note.endswith("pass inputs=... labels=... to choose others)")
+
+
+def test_npz_key_that_is_not_there_lists_the_arrays(tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.ones((4, 3)), y=np.arange(4), classes=np.array(["a", "b", "c", "d"]))
+    for keys in ({"inputs": "images"}, {"inputs": "x", "labels": "labels"}):
+        with pytest.raises(DataError, match=r"d\.npz: holds no array named '(images|labels)'; its arrays are 'x', "
+                           r"'y', 'classes'; pass one of them as inputs=/labels="):
+            formats.read_numpy(tmp_path / "d.npz", **keys)
+
+
+def test_npy_labels_from_a_second_file(tmp_path):
+    np.save(tmp_path / "x.npy", np.ones((5, 2)))
+    np.save(tmp_path / "y.npy", np.array([[1], [0], [2], [2], [1]]))
+    assert formats.load_numpy(tmp_path / "x.npy", labels=tmp_path / "y.npy")["all"].y.tolist() == [1, 0, 2, 2, 1]
+    np.save(tmp_path / "y.npy", np.arange(4))
+    with pytest.raises(DataError, match=r"5 examples but labels of shape \(4,\)"):
+        formats.load_numpy(tmp_path / "x.npy", labels=tmp_path / "y.npy")
+    with pytest.raises(DataError, match=r"x\.npy: inputs='a' names an array of a \.npz"):
+        formats.read_numpy(tmp_path / "x.npy", inputs="a")
+
+
 def test_npz_labels_round_trip(tmp_path, rng):
     x, y = rng.integers(0, 256, (9, 6, 5, 3), dtype=np.uint8), rng.integers(0, 10, 9)
     names = [f"class {k}" for k in range(10)]

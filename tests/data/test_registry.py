@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.numpy import save_file
 
 import aekit.data
 from aekit.data import (
@@ -132,10 +133,15 @@ def user_files(tmp_path, mnist_like, write_amat, write_cifar_batch, write_images
         np.save(f, rng.random((10, 4)))
     np.savez(tmp_path / "arrays.bin", x=rng.random((10, 4)), y=np.arange(10))
     (tmp_path / "table.txt").write_text("a,b,target\n" + "".join(f"{i},{i * 2},{i % 3}\n" for i in range(10)))
-    (tmp_path / "table.csv.gz").write_bytes(gzip.compress(b"1,2\n3,4\n5,6\n7,8\n9,10\n"))
+    (tmp_path / "table.csv.gz").write_bytes(gzip.compress("".join(f"{i},{i + 1}\n" for i in range(10)).encode()))
     single_idx = mnist_like(gz=False, name="single")[0] / "train-images-idx3-ubyte"
     images_file = single_idx.rename(tmp_path / "images")
     amat_file = write_amat(tmp_path / "bits.txt", rng.integers(0, 2, (10, 784)))
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for i, rows in enumerate((slice(0, 4), slice(4, 10))):
+        save_file({"inputs": rng.random((10, 3)).astype(np.float32)[rows]}, shards / f"{i}.safetensors")
+    save_file({"inputs": np.ones((10, 2), np.uint8), "labels": np.arange(10)}, tmp_path / "tensors.bin")
     return {
         "idx-folder": (idx_folder, 12 + 5),
         "amat-folder": (amat_folder, 12),
@@ -147,13 +153,15 @@ def user_files(tmp_path, mnist_like, write_amat, write_cifar_batch, write_images
         "numpy": (npy, 10),
         "numpy-npz": (tmp_path / "arrays.bin.npz", 10),
         "csv": (tmp_path / "table.txt", 10),
-        "csv-gz": (tmp_path / "table.csv.gz", 5),
+        "csv-gz": (tmp_path / "table.csv.gz", 10),
+        "safetensors": (tmp_path / "tensors.bin", 10),
+        "safetensors-shards": (shards, 10),
     }
 
 
 def test_formats_are_recognised_from_the_contents(user_files):
     for kind, (path, n) in user_files.items():
-        assert detect_format(path) == kind.split("-npz")[0].split("-gz")[0], path
+        assert detect_format(path) == kind.split("-npz")[0].split("-gz")[0].split("-shards")[0], path
         splits = load_data(str(path), seed=1)
         assert len(splits.train) + len(splits.val) + len(splits.test) == n, kind
 
@@ -177,6 +185,21 @@ def test_single_file_gets_a_seeded_disjoint_split(tmp_path, rng):
     assert splits.train.name == "t/train"
     again = load_data(str(tmp_path / "t.npy"), seed=7, val_fraction=0.2, test_fraction=0.1)
     assert torch.equal(splits.test.x, again.test.x)
+
+
+def test_load_data_notes_which_npz_arrays_it_took(tmp_path, rng):
+    np.savez(tmp_path / "d.npz", X=rng.random((20, 3)), Y=np.arange(20) % 4, y=np.zeros(20))
+    guessed = load_data(str(tmp_path / "d.npz"))
+    assert guessed.notes == [f"{tmp_path / 'd.npz'}: inputs 'X', labels 'y' (chosen by their names; pass inputs=... "
+                             "labels=... to choose others)"]
+    chosen = load_data(str(tmp_path / "d.npz"), inputs="X", labels="Y", seed=2)
+    assert chosen.notes == [] and sorted(chosen.train.y.unique().tolist()) == [0, 1, 2, 3]
+    assert chosen.with_val_in_train().notes == [] and guessed.with_val_in_train().notes == guessed.notes
+    with pytest.raises(DataError, match=r"d\.npz: holds no array named 'x'; its arrays are 'X', 'Y', 'y'"):
+        load_data(str(tmp_path / "d.npz"), inputs="x")
+    (tmp_path / "t.csv").write_text("".join(f"{i},{i}\n" for i in range(10)))
+    with pytest.raises(DataError, match=r"t\.csv: inputs= and labels= choose arrays of a \.npy/\.npz or safetensors"):
+        load_data(str(tmp_path / "t.csv"), labels="y")
 
 
 def test_unrecognised_folder_and_labels_file_alone_are_refused(tmp_path, mnist_like):

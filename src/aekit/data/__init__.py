@@ -1,6 +1,8 @@
-"""Datasets: in-memory arrays, their splits, readers for the standard formats and a registry of names."""
+"""Data sources: in-memory arrays, files read row by row, streams, their splits, readers for the standard formats
+and a registry of names."""
 
-from aekit.data.base import Dataset, Splits, holdout_split, random_split
+from aekit.data.base import Dataset, MapSource, Splits, holdout_split, random_split
+from aekit.data.batch import Batch
 from aekit.data.registry import (
     DatasetInfo,
     dataset_info,
@@ -10,13 +12,19 @@ from aekit.data.registry import (
     load_path,
     register_dataset,
 )
+from aekit.data.sources import MemmapDataset, StreamingSource, batched
 from aekit.errors import DataError
 
 __all__ = [
+    "Batch",
     "DataError",
     "Dataset",
     "DatasetInfo",
+    "MapSource",
+    "MemmapDataset",
     "Splits",
+    "StreamingSource",
+    "batched",
     "dataset_info",
     "detect_format",
     "holdout_split",

@@ -1,18 +1,66 @@
-"""In-memory datasets and their train/validation/test splits.
+"""Data sources: in-memory datasets, the protocol every map-style source follows, and train/val/test splits.
 
-Every loader returns a :class:`Dataset`: the whole array in memory, images as ``[N, C, H, W]`` and tables
-as ``[N, D]``. 8-bit images stay ``uint8`` (a quarter of the memory of float32) and are scaled to
-``[0, 1]`` only when a batch is taken, so that a discretised likelihood can still see the 256 levels.
+A map-style source (:class:`MapSource`) is what the training loop and the evaluation index by example:
+
+- ``len(source)``: the number of examples; ``source.shape``: one example's shape, e.g. ``(1, 28, 28)``;
+- ``source.name`` (settable) and ``source.classes`` (the name of each class id, or None);
+- ``source.inputs(index)``: ``[B, *shape]`` float32 for float data and 8-bit images (scaled to ``[0, 1]``),
+  int64 for other integer data (token ids, codes); ``source.labels(index)``: ``[B]`` int64 or None;
+  ``source.batch(index)``: both as a :class:`~aekit.data.batch.Batch`;
+- ``source.y``: every label (``[N]`` int64) or None;
+- ``source.subset(index, name=None)``: the examples at ``index`` as a source of the same kind.
+
+``index`` is a 1-D int64 tensor (a batch of ids), a slice, or None (every example). :class:`Dataset` holds the
+whole array in memory; :class:`aekit.data.sources.MemmapDataset` reads the rows of a ``.npy`` file or of
+safetensors shards as they are asked for. Streams, which are iterated rather than indexed, are
+:class:`aekit.data.sources.StreamingSource`.
+
+Every loader returns images as ``[N, C, H, W]`` and tables as ``[N, D]``. 8-bit images stay ``uint8`` (a
+quarter of the memory of float32) and are scaled to ``[0, 1]`` only when a batch is taken, so that a
+discretised likelihood can still see the 256 levels.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
+from aekit.data.batch import Batch
 from aekit.errors import DataError
+
+Index = torch.Tensor | np.ndarray | slice | None
+
+INTEGER_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint16)  # token ids, codes
+STORED_DTYPES = (torch.uint8, torch.float32, *INTEGER_DTYPES)
+
+
+@runtime_checkable
+class MapSource(Protocol):
+    """A source indexed by example (see the module docstring); :class:`Dataset` is the in-memory one."""
+
+    name: str
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    @property
+    def classes(self) -> tuple[str, ...] | None: ...
+
+    @property
+    def y(self) -> torch.Tensor | None: ...
+
+    def __len__(self) -> int: ...
+
+    def inputs(self, index: Index = None) -> torch.Tensor: ...
+
+    def labels(self, index: Index = None) -> torch.Tensor | None: ...
+
+    def batch(self, index: Index = None) -> Batch: ...
+
+    def subset(self, index: torch.Tensor | np.ndarray, name: str | None = None) -> MapSource: ...
 
 
 def first_nonfinite(x: np.ndarray) -> tuple[int, ...] | None:
@@ -26,11 +74,36 @@ def first_nonfinite(x: np.ndarray) -> tuple[int, ...] | None:
     return tuple(int(i) for i in np.argwhere(bad)[0]) if bad.any() else None
 
 
+def check_classes(name: str, classes: tuple[str, ...] | None, y: torch.Tensor | None) -> tuple[str, ...] | None:
+    """``classes`` as a tuple of texts, once every label is known to be one of their ids."""
+    if classes is None:
+        return None
+    classes = tuple(str(c) for c in classes)
+    low, high = (int(y.min()), int(y.max())) if y is not None and len(y) else (0, -1)
+    if low < 0 or high >= len(classes):
+        raise DataError(
+            f"{name}: labels run from {low} to {high} but {len(classes)} class names are given; "
+            "give one name per class id 0..K-1"
+        )
+    return classes
+
+
+def as_inputs(x: torch.Tensor) -> torch.Tensor:
+    """Stored examples as a model takes them: 8-bit images scaled to float32 ``[0, 1]``, other integers as
+    int64, floats as float32."""
+    if x.dtype == torch.uint8:
+        return x.float().div_(255.0)
+    if x.dtype.is_floating_point:
+        return x.float()
+    return x.long()
+
+
 @dataclass
 class Dataset:
     """An array dataset held in memory.
 
-    x: ``[N, C, H, W]`` (images) or ``[N, D]`` (tables); ``uint8`` for 8-bit images, else ``float32``.
+    x: ``[N, C, H, W]`` (images) or ``[N, D]`` (tables); ``uint8`` for 8-bit images, ``float32`` for other
+    numbers, or an integer type (int8, int16, int32, int64, uint16) for token ids and codes.
     y: ``[N]`` int64 class labels, or None where the data has none.
     classes: the name of each class id (label ``k`` is ``classes[k]``), where the data names its classes.
     """
@@ -46,19 +119,15 @@ class Dataset:
                 f"{self.name}: {len(self.x)} examples but {len(self.y)} labels; "
                 "the image and label files must hold the same number of items"
             )
-        if self.x.dtype not in (torch.uint8, torch.float32):
-            raise DataError(f"{self.name}: dtype {self.x.dtype} is not supported; use uint8 or float32")
-        bad = first_nonfinite(self.x.detach().cpu().numpy())
+        if self.x.dtype not in STORED_DTYPES:
+            raise DataError(
+                f"{self.name}: dtype {self.x.dtype} is not supported; use uint8 (8-bit images), float32, or "
+                "int8, int16, int32, int64 or uint16 (token ids, codes)"
+            )
+        bad = first_nonfinite(self.x.detach().cpu().numpy()) if self.x.dtype.is_floating_point else None
         if bad is not None:
             raise DataError(f"{self.name}: example {bad[0]} holds NaN or Inf values; clean or drop it first")
-        if self.classes is not None:
-            self.classes = tuple(str(c) for c in self.classes)
-            low, high = (int(self.y.min()), int(self.y.max())) if self.y is not None and len(self.y) else (0, -1)
-            if low < 0 or high >= len(self.classes):
-                raise DataError(
-                    f"{self.name}: labels run from {low} to {high} but {len(self.classes)} class names are "
-                    "given; give one name per class id 0..K-1"
-                )
+        self.classes = check_classes(self.name, self.classes, self.y)
 
     def __len__(self) -> int:
         return len(self.x)
@@ -72,34 +141,49 @@ class Dataset:
     def is_8bit(self) -> bool:
         return self.x.dtype == torch.uint8
 
-    def inputs(self, index: torch.Tensor | slice | None = None) -> torch.Tensor:
-        """Float32 inputs for ``index`` (all when None); 8-bit images are scaled to ``[0, 1]``."""
+    def inputs(self, index: Index = None) -> torch.Tensor:
+        """Inputs for ``index`` (all when None): float32 (8-bit images scaled to ``[0, 1]``), or int64 for
+        integer data."""
         if index is None:
             x = self.x
         elif torch.is_tensor(index) and index.dtype == torch.int64 and index.dim() == 1:
             x = self.x.index_select(0, index)  # a batch of ids: faster than advanced indexing (a contiguous gather)
         else:
-            x = self.x[index]
-        return x.float().div_(255.0) if x.dtype == torch.uint8 else x
+            x = self.x[torch.as_tensor(index) if isinstance(index, np.ndarray) else index]
+        return as_inputs(x)
 
-    def labels(self, index: torch.Tensor | slice | None = None) -> torch.Tensor | None:
+    def labels(self, index: Index = None) -> torch.Tensor | None:
         if self.y is None:
             return None
-        return self.y if index is None else self.y[index]
+        return self.y if index is None else self.y[torch.as_tensor(index) if isinstance(index, np.ndarray) else index]
+
+    def batch(self, index: Index = None) -> Batch:
+        """The inputs and labels at ``index`` as one :class:`Batch`."""
+        return Batch(self.inputs(index), self.labels(index))
 
     def subset(self, index: torch.Tensor | np.ndarray, name: str | None = None) -> Dataset:
         index = torch.as_tensor(index, dtype=torch.long)
         y = None if self.y is None else self.y[index]
         return Dataset(self.x[index], y, name or self.name, self.classes)
 
+    def concat(self, other: Dataset, name: str | None = None) -> Dataset:
+        """This dataset's examples followed by ``other``'s."""
+        y = None if self.y is None or other.y is None else torch.cat([self.y, other.y])
+        return Dataset(torch.cat([self.x, other.x]), y, name or self.name, self.classes or other.classes)
+
 
 @dataclass
 class Splits:
-    """Train, validation and test parts of one dataset."""
+    """Train, validation and test parts of one dataset.
 
-    train: Dataset
-    val: Dataset
-    test: Dataset
+    notes: one line each about how the data was read where the reader had to guess (which arrays of a
+    ``.npz`` are the inputs and the labels), for the caller to show the user.
+    """
+
+    train: MapSource
+    val: MapSource
+    test: MapSource
+    notes: list[str] = field(default_factory=list)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -108,20 +192,27 @@ class Splits:
     def with_val_in_train(self) -> Splits:
         """The validation examples added to the training part; validation left empty, test unchanged."""
         train, val = self.train, self.val
-        y = None if train.y is None or val.y is None else torch.cat([train.y, val.y])
-        merged = Dataset(torch.cat([train.x, val.x]), y, train.name, train.classes or val.classes)
-        return Splits(merged, val.subset(torch.arange(0)), self.test)
+        if not hasattr(train, "concat"):
+            raise DataError(f"{train.name}: a {type(train).__name__} cannot take the validation examples in; "
+                            "train on train alone")
+        return Splits(train.concat(val), val.subset(torch.arange(0)), self.test, list(self.notes))
 
 
-def random_split(data: Dataset, val_fraction: float, test_fraction: float, seed: int) -> Splits:
-    """Seeded split of one dataset into train/val/test (the same seed gives the same split)."""
+def random_split(data: MapSource, val_fraction: float, test_fraction: float, seed: int) -> Splits:
+    """Seeded split of one source into train/val/test (the same seed gives the same split).
+
+    A part asked for (a fraction above 0) gets at least one example, else the data is refused as too small.
+    """
     for label, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0.0 <= frac < 1.0:
             raise DataError(f"{label}={frac} must lie in [0, 1)")
     n = len(data)
     n_val, n_test = int(round(n * val_fraction)), int(round(n * test_fraction))
-    if n - n_val - n_test < 1:
-        raise DataError(f"{data.name}: {n} examples leave none for training; lower val/test fractions")
+    if n - n_val - n_test < 1 or (val_fraction > 0 and n_val == 0) or (test_fraction > 0 and n_test == 0):
+        raise DataError(
+            f"{data.name}: {n} examples are too few to split into train/val/test (val_fraction={val_fraction}, "
+            f"test_fraction={test_fraction}); give more examples or set the fractions to 0"
+        )
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     test_idx, val_idx, train_idx = perm[:n_test], perm[n_test : n_test + n_val], perm[n_test + n_val :]
     return Splits(
@@ -131,7 +222,7 @@ def random_split(data: Dataset, val_fraction: float, test_fraction: float, seed:
     )
 
 
-def holdout_split(train: Dataset, test: Dataset, val_fraction: float, seed: int) -> Splits:
+def holdout_split(train: MapSource, test: MapSource, val_fraction: float, seed: int) -> Splits:
     """Split a validation part off ``train`` where the data ships its own test set."""
     parts = random_split(train, val_fraction, 0.0, seed)
     return Splits(train=parts.train, val=parts.val, test=test)

@@ -40,33 +40,49 @@ class Batch:
     def __len__(self) -> int:
         return self.inputs.shape[0]
 
+    def fields(self) -> dict[str, torch.Tensor | None]:
+        """Every field by name, None where the batch has none."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
-        return Batch(**{f.name: None if (v := getattr(self, f.name)) is None else v.to(device, non_blocking=non_blocking)
-                        for f in dataclasses.fields(self)})
+        return Batch(**{k: None if v is None else v.to(device, non_blocking=non_blocking)
+                        for k, v in self.fields().items()})
 
     def select(self, index: torch.Tensor | slice) -> Batch:
         """The examples at ``index`` (a DDP rank's share of a batch)."""
-        return Batch(**{f.name: None if (v := getattr(self, f.name)) is None else v[index]
-                        for f in dataclasses.fields(self)})
+        return Batch(**{k: None if v is None else v[index] for k, v in self.fields().items()})
 
     @classmethod
-    def of(cls, item: Any) -> Batch:
+    def of(cls, item: Any, example: bool = False) -> Batch:
         """A batch from what a user's iterable or ``DataLoader`` yields: a Batch, a tensor or array of inputs, an
-        ``(inputs, labels)`` pair, or a dict with the field names as keys (``x``/``y`` accepted)."""
+        ``(inputs, labels)`` pair, or a dict with the field names as keys (``x``/``y`` accepted).
+
+        example: ``item`` is one example rather than a batch (inputs ``[*S]``, a label of shape ``[]``); the
+        batch holds it alone, every field with a batch axis of 1 put in front.
+        """
+        fields = cls._fields_of(item)
+        if example:
+            fields = {k: None if v is None else v.unsqueeze(0) for k, v in fields.items()}
+        return item if isinstance(item, Batch) and not example else cls(**fields)
+
+    @classmethod
+    def _fields_of(cls, item: Any) -> dict[str, torch.Tensor | None]:
         if isinstance(item, Batch):
-            return item
+            return item.fields()
         if isinstance(item, dict):
             renamed = {{"x": "inputs", "y": "labels"}.get(k, k): v for k, v in item.items()}
             unknown = sorted(set(renamed) - {f.name for f in dataclasses.fields(cls)})
             if unknown:
                 raise DataError(f"batch keys {', '.join(unknown)} are unknown; use inputs, labels, condition, mask, "
                                 "weights")
-            return cls(**{k: None if v is None else torch.as_tensor(v) for k, v in renamed.items()})
+            if "inputs" not in renamed:
+                raise DataError(f"a batch dict without inputs (keys {', '.join(sorted(item))}); give inputs or x")
+            return {k: None if v is None else torch.as_tensor(v) for k, v in renamed.items()}
         if isinstance(item, (tuple, list)):
             if not 1 <= len(item) <= 2:
                 raise DataError(f"a batch tuple of {len(item)} items; yield inputs, (inputs, labels) or a dict")
-            return cls(torch.as_tensor(item[0]), None if len(item) < 2 else torch.as_tensor(item[1]))
+            return {"inputs": torch.as_tensor(item[0]), "labels": None if len(item) < 2 else torch.as_tensor(item[1])}
         try:
-            return cls(torch.as_tensor(item))
+            return {"inputs": torch.as_tensor(item)}
         except (TypeError, ValueError, RuntimeError):
             raise DataError(f"cannot make a batch of a {type(item).__name__}; yield tensors, arrays or dicts") from None

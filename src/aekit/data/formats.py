@@ -81,22 +81,44 @@ def read_head(path: PathLike, size: int = 4096) -> bytes:
         raise _unreadable(path, err) from None
 
 
-def _to_layout(x: np.ndarray, source: PathLike) -> np.ndarray:
-    """Tables stay ``[N, D]``; images become ``[N, C, H, W]``."""
-    if x.ndim == 2:
-        return x
-    if x.ndim == 3:  # [N, H, W] -> [N, 1, H, W]
-        return x[:, None]
-    if x.ndim == 4:
-        channels_last = x.shape[-1] in (1, 3, 4) and x.shape[1] not in (1, 3, 4)
-        return x.transpose(0, 3, 1, 2) if channels_last else x  # [N, H, W, C] -> [N, C, H, W]
+def layout(shape: tuple[int, ...], source: PathLike) -> tuple[tuple[int, ...], bool]:
+    """The shape that arrays of ``shape`` take in a dataset (tables ``[N, D]``, images ``[N, C, H, W]``), and
+    whether their channels move from the last axis to the second."""
+    shape = tuple(int(d) for d in shape)
+    if len(shape) == 2:
+        return shape, False
+    if len(shape) == 3:  # [N, H, W] -> [N, 1, H, W]
+        return (shape[0], 1, *shape[1:]), False
+    if len(shape) == 4:
+        channels_last = shape[-1] in (1, 3, 4) and shape[1] not in (1, 3, 4)
+        return ((shape[0], shape[3], shape[1], shape[2]) if channels_last else shape), channels_last
     raise DataError(
-        f"{source}: array of shape {x.shape} is neither a table [N, D] nor images [N, H, W], "
+        f"{source}: array of shape {shape} is neither a table [N, D] nor images [N, H, W], "
         "[N, C, H, W] or [N, H, W, C]; reshape it to one of these"
     )
 
 
-def _to_labels(y: np.ndarray, n: int, source: PathLike) -> np.ndarray:
+def _to_layout(x: np.ndarray, source: PathLike) -> np.ndarray:
+    """Tables stay ``[N, D]``; images become ``[N, C, H, W]``."""
+    shape, channels_last = layout(x.shape, source)
+    return x.transpose(0, 3, 1, 2) if channels_last else x.reshape(shape)  # [N, H, W, C] -> [N, C, H, W]
+
+
+def stored_dtype(dtype: np.dtype, source: PathLike) -> np.dtype:
+    """The dtype a dataset keeps numbers of ``dtype`` in: ``uint8`` stays 8-bit levels, the integer types torch
+    holds (int8..int64, uint16) stay token ids or codes, uint32 ids become int64, anything else float32."""
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "biuf":
+        raise DataError(f"{source}: array of dtype {dtype} is not numeric; store numbers (uint8, integers or floats)")
+    if dtype.kind in "bf":
+        return np.dtype(np.float32)
+    if dtype.itemsize == 8 and dtype.kind == "u":
+        raise DataError(f"{source}: uint64 ids are not supported; store them as int64")
+    return np.dtype(np.int64) if dtype.kind == "u" and dtype.itemsize == 4 else np.dtype(dtype.name)  # native order
+
+
+def as_labels(y: np.ndarray, n: int, source: PathLike) -> np.ndarray:
+    """``y`` as int64 class ids ``[n]``, or an error naming ``source`` where they are not one whole number each."""
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
@@ -120,19 +142,17 @@ def as_dataset(x: np.ndarray, y: np.ndarray | None, name: str, source: PathLike,
 
     Images become ``[N, C, H, W]`` (``[N, H, W]`` gains a channel, ``[N, H, W, C]`` is transposed when its
     last axis holds 1, 3 or 4 channels and its second does not); tables stay ``[N, D]``. ``uint8`` stays
-    8-bit (scaled to ``[0, 1]`` when a batch is taken); any other number becomes float32.
+    8-bit (scaled to ``[0, 1]`` when a batch is taken), other integers stay integers (token ids, codes; see
+    :func:`stored_dtype`); any other number becomes float32.
     """
-    if x.dtype.kind not in "biuf":
-        raise DataError(f"{source}: array of dtype {x.dtype} is not numeric; store numbers (uint8 or float)")
+    dtype = stored_dtype(x.dtype, source)
     if len(x) == 0:
         raise DataError(f"{source}: holds no examples; pass a non-empty dataset")
-    x = _to_layout(x, source)
-    if x.dtype != np.uint8:
-        x = x.astype(np.float32, copy=False)
+    x = _to_layout(x, source).astype(dtype, copy=False)
     bad = first_nonfinite(x)
     if bad is not None:
         raise DataError(f"{source}: example {bad[0]} holds NaN or Inf (at {bad}); clean or drop it first")
-    labels = None if y is None else _tensor(_to_labels(y, len(x), source))
+    labels = None if y is None else _tensor(as_labels(y, len(x), source))
     try:
         return Dataset(_tensor(x), labels, name, classes)
     except DataError as err:  # name the file rather than the part
@@ -379,6 +399,9 @@ _Y_KEYS = ("y", "labels", "label", "targets", "target")
 _CLASS_KEYS = ("label_names", "class_names", "classes")
 
 
+NumpyParts = dict[str, tuple[np.ndarray, np.ndarray | None]]
+
+
 def _npz_keys(files: list[str]) -> dict[str, tuple[str, str | None]]:
     """Array names by part: ``x_train``/``y_train`` (and val/valid/test), else x/y, else the first array."""
     by_lower = {name.lower(): name for name in files}
@@ -390,30 +413,85 @@ def _npz_keys(files: list[str]) -> dict[str, tuple[str, str | None]]:
                 break
     if "train" in parts:
         return parts
-    x_key = next((by_lower[k] for k in _X_KEYS if k in by_lower), files[0])
-    return {"all": (x_key, next((by_lower[k] for k in _Y_KEYS if k in by_lower), None))}
+    x_key = _by_name(files, _X_KEYS) or files[0]
+    return {"all": (x_key, _by_name(files, _Y_KEYS))}
 
 
-def read_numpy(path: PathLike) -> tuple[dict[str, tuple[np.ndarray, np.ndarray | None]], Classes]:
-    """Arrays of an ``.npy``/``.npz`` file (pickles refused) as ``(x, y)`` by part (see ``_npz_keys``), and
-    the class names of an array of strings named label_names, class_names or classes, if there is one."""
+def _by_name(files: list[str], names: tuple[str, ...]) -> str | None:
+    """The first of ``files`` called one of ``names`` (in their order, any case), or None."""
+    by_lower = {name.lower(): name for name in files}
+    return next((by_lower[k] for k in names if k in by_lower), None)
+
+
+def _chosen_keys(
+    files: list[str], inputs: str | None, labels: str | None, path: PathLike
+) -> tuple[dict[str, tuple[str, str | None]], str | None]:
+    """The arrays of each part, and a one-line note of the names that were guessed (None when none was)."""
+    if inputs is None and labels is None:
+        keys = _npz_keys(files)
+    else:
+        others = [f for f in files if f != labels]
+        if not others:
+            raise DataError(f"{path}: holds only the labels {labels!r}; save the inputs beside them")
+        x_key = inputs or _by_name(others, _X_KEYS) or others[0]
+        keys = {"all": (x_key, labels or _by_name([f for f in files if f != x_key], _Y_KEYS))}
+    if inputs is not None and labels is not None:
+        return keys, None
+    described = "; ".join(
+        f"{'' if part == 'all' else part + ' '}inputs {x_key!r}, " + (f"labels {y_key!r}" if y_key else "no labels")
+        for part, (x_key, y_key) in keys.items()
+    )
+    return keys, f"{path}: {described} (chosen by their names; pass inputs=... labels=... to choose others)"
+
+
+def read_label_file(path: PathLike) -> np.ndarray:
+    """The array of a ``.npy`` file of labels (pickles refused)."""
+    try:
+        y = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise DataError(f"{path}: not a readable .npy file of labels ({err}); save the labels with np.save") from None
+    if not isinstance(y, np.ndarray):
+        y.close()
+        raise DataError(f"{path}: a .npz, not one array of labels; save the labels alone with np.save")
+    return y
+
+
+def read_numpy(
+    path: PathLike, *, inputs: str | None = None, labels: str | PathLike | None = None
+) -> tuple[NumpyParts, Classes, str | None]:
+    """Arrays of an ``.npy``/``.npz`` file (pickles refused) as ``(x, y)`` by part, the class names of an array
+    of strings named label_names, class_names or classes, if there is one, and a one-line note naming the
+    arrays taken as inputs and labels where they were chosen by their names (see ``_npz_keys``).
+
+    inputs, labels: the names of the ``.npz`` arrays to take; beside a ``.npy``, ``labels`` is the path of a
+    ``.npy`` of labels.
+    """
     source = io.BytesIO(read_bytes(path)) if _is_gzip(path) else path
     try:
         loaded = np.load(source, allow_pickle=False)
         if isinstance(loaded, np.ndarray):
-            return {"all": (loaded, None)}, None
+            if inputs is not None:
+                raise DataError(f"{path}: inputs={inputs!r} names an array of a .npz, but this is a .npy of "
+                                "one array; drop inputs=")
+            return {"all": (loaded, None if labels is None else read_label_file(labels))}, None, None
         with loaded:
             by_lower = {name.lower(): name for name in loaded.files}
             class_key = next((by_lower[k] for k in _CLASS_KEYS if k in by_lower), None)
             arrays = [name for name in loaded.files if name != class_key]
             if not arrays:
                 raise DataError(f"{path}: the .npz file holds no arrays; save the data with np.savez")
+            for key in (inputs, labels):
+                if key is not None and key not in loaded.files:
+                    raise DataError(
+                        f"{path}: holds no array named {key!r}; its arrays are "
+                        f"{', '.join(map(repr, loaded.files))}; pass one of them as inputs=/labels="
+                    )
             classes = None if class_key is None else _class_names(loaded[class_key], path, class_key)
+            keys, note = _chosen_keys(arrays, inputs, None if labels is None else str(labels), path)
             parts = {
-                part: (loaded[x_key], None if y_key is None else loaded[y_key])
-                for part, (x_key, y_key) in _npz_keys(arrays).items()
+                part: (loaded[x_key], None if y_key is None else loaded[y_key]) for part, (x_key, y_key) in keys.items()
             }
-            return parts, classes
+            return parts, classes, note
     except ValueError as err:
         if "allow_pickle" in str(err):
             raise DataError(
@@ -435,9 +513,13 @@ def _texts(names: list) -> tuple[str, ...]:
     return tuple(n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names)
 
 
-def load_numpy(path: PathLike) -> Parts:
-    """An ``.npy``/``.npz`` file as dataset parts (``train``/``val``/``test`` or ``all``)."""
-    parts, classes = read_numpy(path)
+def load_numpy(path: PathLike, *, inputs: str | None = None, labels: str | PathLike | None = None) -> Parts:
+    """An ``.npy``/``.npz`` file as dataset parts (``train``/``val``/``test`` or ``all``); see :func:`read_numpy`."""
+    return numpy_datasets(path, *read_numpy(path, inputs=inputs, labels=labels)[:2])
+
+
+def numpy_datasets(path: PathLike, parts: NumpyParts, classes: Classes) -> Parts:
+    """The parts read by :func:`read_numpy` as datasets."""
     return {part: as_dataset(x, y, part, path, classes) for part, (x, y) in parts.items()}
 
 

@@ -1,9 +1,10 @@
 """Named datasets and the one entry point, :func:`load_data`.
 
 ``load_data("mnist")`` reads a registered dataset from the data root (``root=`` or ``$AEKIT_DATA``);
-``load_data("path/to/files")`` reads the user's own files, whose format is recognised from their contents.
-Data that ships its own split keeps it (a validation part is held out of train where there is none); data
-that does not gets a seeded random split.
+``load_data("path/to/files")`` reads the user's own files, whose format is recognised from their contents;
+``load_data("big.npy", memmap=True)`` reads rows from the file as batches ask for them
+(:class:`~aekit.data.sources.MemmapDataset`). Data that ships its own split keeps it (a validation part is held
+out of train where there is none); data that does not gets a seeded random split.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 from aekit.data import formats
 from aekit.data.base import Splits, holdout_split, random_split
 from aekit.data.formats import Parts, PathLike
+from aekit.data.sources import MemmapDataset
 from aekit.errors import DataError
 
 DATA_ROOT_ENV = "AEKIT_DATA"
@@ -65,13 +67,26 @@ def load_data(
     seed: int = 0,
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
+    inputs: str | None = None,
+    labels: str | PathLike | None = None,
+    memmap: bool = False,
 ) -> Splits:
     """Train/val/test splits of a registered dataset (``spec`` a name) or of the files at path ``spec``.
 
     An official test set is kept (``test_fraction`` is then unused) and an official validation set too;
     what is missing is drawn from train with ``seed``. Registered names win over same-named paths.
+
+    inputs, labels: which arrays of a ``.npz`` (or tensors of safetensors shards) are the inputs and the
+    labels; beside a ``.npy`` file, ``labels`` is the path of a ``.npy`` of labels. Where a ``.npz``'s arrays
+    are chosen by their names instead, ``Splits.notes`` says which were taken.
+    memmap: read a ``.npy`` file or safetensors shards row by row as batches ask for them instead of into
+    memory (:class:`~aekit.data.sources.MemmapDataset`); the split is then a set of views, nothing is copied.
     """
+    notes: list[str] = []
     if spec in _REGISTRY:
+        if memmap or inputs is not None or labels is not None:
+            raise DataError(f"{spec}: inputs=, labels= and memmap=True are for your own files; a registered dataset "
+                            "is read as it is, drop them")
         info = _REGISTRY[spec]
         parts = info.load(_dataset_folder(info, root)) if info.folder else info.load()
         name = spec
@@ -81,9 +96,42 @@ def load_data(
             raise DataError(
                 f"{spec}: no such file or folder; pass a registered name ({', '.join(_REGISTRY)}) or a path"
             )
-        parts = load_path(path)
+        if memmap:
+            parts = {"all": _memmap_source(path, inputs, labels)}
+        else:
+            parts, notes = _read_path(path, inputs, labels)
         name = Path(path.name.removesuffix(".gz")).stem
-    return _split(parts, name, val_fraction, test_fraction, seed)
+    splits = _split(parts, name, val_fraction, test_fraction, seed)
+    splits.notes = notes
+    return splits
+
+
+def _read_path(path: Path, inputs: str | None, labels: str | PathLike | None) -> tuple[Parts, list[str]]:
+    """The parts in a user's file or folder, and notes on the arrays chosen by their names."""
+    kind = detect_format(path)
+    if kind == "numpy":
+        arrays, classes, note = formats.read_numpy(path, inputs=inputs, labels=labels)
+        return formats.numpy_datasets(path, arrays, classes), [note] if note else []
+    if kind == "safetensors":
+        return {"all": _memmap_source(path, inputs, labels).in_memory()}, []
+    if inputs is not None or labels is not None:
+        raise DataError(f"{path}: inputs= and labels= choose arrays of a .npy/.npz or safetensors file, but this "
+                        f"is {kind}, which names its own; drop them")
+    return LOADERS[kind](path), []
+
+
+def _memmap_source(path: Path, inputs: str | None, labels: str | PathLike | None) -> MemmapDataset:
+    kind = detect_format(path)
+    if kind == "safetensors":
+        return MemmapDataset(path, inputs_key=inputs or "inputs", labels_key=None if labels is None else str(labels))
+    if kind == "numpy" and not formats.read_head(path, 4).startswith(b"PK"):  # a .npy; a .npz is a zip
+        if inputs is not None:
+            raise DataError(f"{path}: inputs={inputs!r} names an array of a .npz, but this is a .npy of one array; "
+                            "drop inputs=")
+        return MemmapDataset(path, labels)
+    raise DataError(f"{path}: memmap=True reads a .npy file or safetensors shards, but this is "
+                    f"{'a .npz' if kind == 'numpy' else kind}; save the inputs alone with np.save (labels=labels.npy), "
+                    "or drop memmap=True")
 
 
 def _dataset_folder(info: DatasetInfo, root: PathLike | None) -> Path:
@@ -100,6 +148,8 @@ def _dataset_folder(info: DatasetInfo, root: PathLike | None) -> Path:
 
 
 def _split(parts: Parts, name: str, val_fraction: float, test_fraction: float, seed: int) -> Splits:
+    for part, data in parts.items():  # errors of the split name the dataset
+        data.name = name if part == "all" else f"{name}/{part}"
     train = parts.get("train", parts.get("all"))
     if "val" in parts and "test" in parts:
         splits = Splits(train, parts["val"], parts["test"])
@@ -132,6 +182,7 @@ LOADERS: dict[str, Callable[[Path], Parts]] = {
     "amat": lambda path: _whole(path, formats.read_amat(path)),
     "cifar-batch": lambda path: _whole(path, *formats.read_cifar_batch(path)),
     "numpy": formats.load_numpy,
+    "safetensors": lambda path: {"all": MemmapDataset(path, name="all").in_memory()},
     "csv": lambda path: _whole(path, *formats.read_csv(path)),
 }
 
@@ -145,6 +196,8 @@ def detect_format(path: PathLike) -> str:
     magic = int.from_bytes(head[:4], "big")
     if head.startswith((b"\x93NUMPY", b"PK\x03\x04")):
         return "numpy"
+    if head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size:
+        return "safetensors"  # an 8-byte header size, then the header's JSON
     if magic == formats.IDX_IMAGES_MAGIC:
         return "idx"
     if magic == formats.IDX_LABELS_MAGIC:
@@ -157,13 +210,16 @@ def detect_format(path: PathLike) -> str:
     if b"\x00" not in head:
         return "csv"
     raise DataError(
-        f"{path}: unrecognised format; pass an IDX, .amat, CIFAR batch, .npy/.npz or CSV file, or a folder"
+        f"{path}: unrecognised format; pass an IDX, .amat, CIFAR batch, .npy/.npz, .safetensors or CSV file, or a "
+        "folder"
     )
 
 
 def _detect_folder(folder: Path) -> str:
     if formats.find_idx_pair(folder, "train"):
         return "idx-folder"
+    if any(folder.glob("*.safetensors")):
+        return "safetensors"
     if (folder / "cifar-10-batches-py").is_dir() or any(folder.glob("data_batch_*")):
         return "cifar-batches"
     if any(folder.glob("*.amat")) or any(folder.glob("*.amat.gz")):
@@ -172,7 +228,7 @@ def _detect_folder(folder: Path) -> str:
         return "image-folder"
     raise DataError(
         f"{folder}: no dataset recognised; expected the MNIST IDX files, .amat files, CIFAR python batches, "
-        "or images (in class subfolders or flat)"
+        ".safetensors shards, or images (in class subfolders or flat)"
     )
 
 
