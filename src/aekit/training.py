@@ -135,15 +135,31 @@ def validation_logs(
     return {k: v / max(n, 1) for k, v in totals.items()}
 
 
+def idle_cores(interval: float = 0.05) -> float | None:
+    """How many of this machine's cores were idle over the last ``interval`` seconds (Linux ``/proc/stat``), or
+    None where that cannot be read."""
+    def sample() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(fields), fields[3] + (fields[4] if len(fields) > 4 else 0)  # total, idle + iowait
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(interval)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    cores = os.cpu_count() or 1
+    return cores * (idle1 - idle0) / max(total1 - total0, 1)
+
+
 def set_threads(threads: int) -> int:
-    """The number of torch threads for a CPU run. ``threads > 0``: that many. ``0``: one thread per core this
-    process may use, at most the cores that are idle now (from the 1-minute load average), and at least one:
-    torch's default of every core collapses when another process keeps one busy, because each parallel region
-    waits for its slowest thread."""
+    """The number of torch threads for a CPU run. ``threads > 0``: that many. ``0``: the cores this process may
+    use that are idle now, at least one. torch's default, every core, collapses when another process keeps a
+    core busy: each parallel region waits for its slowest thread, and the descheduled one arrives late."""
     if threads <= 0:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-        threads = max(1, min(cores, int(cores - busy + 0.5)))
+        usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        idle = idle_cores()
+        threads = usable if idle is None else max(1, min(usable, int(idle + 0.25)))
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return threads
