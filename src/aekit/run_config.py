@@ -98,6 +98,10 @@ class TrainConfig:
 class DataConfig:
     """Which data: a registered name (``digits``, ``mnist``, ...) or a path; ``root`` defaults to $AEKIT_DATA.
 
+    ``inputs``/``labels``: which arrays of an ``.npz`` (or tensors of a safetensors file) are the inputs and the
+    labels (``labels`` beside a ``.npy``: the path of its labels ``.npy``); ``memmap``: read a ``.npy`` or
+    safetensors data set from disk batch by batch instead of into memory.
+
     ``train_on_val``: train on the training and validation parts together, with no validation (the usual last
     step once the settings have been chosen on validation); the test part is unchanged.
     """
@@ -108,6 +112,9 @@ class DataConfig:
     test_fraction: float = 0.1
     split_seed: int = 0
     train_on_val: bool = False
+    inputs: str | None = None
+    labels: str | None = None
+    memmap: bool = False
 
 
 NESTED = {"train": ("optimizers",)}  # dict-valued keys, set with dots: optimizers.discriminator.lr=1e-4
@@ -157,18 +164,57 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+IN_MEMORY = "in-memory"  # the data name of a run given arrays, a Dataset, a data source or a stream
+
+
 def load_splits(data: DataConfig) -> Splits:
     from aekit.data import load_data
 
+    if data.name == IN_MEMORY:
+        raise ConfigError("this run was trained on data given in memory; pass the same data again (data=...)")
+    keys = {k: getattr(data, k) for k in ("inputs", "labels", "memmap") if getattr(data, k)}
     splits = load_data(data.name, root=data.root, seed=data.split_seed, val_fraction=data.val_fraction,
-                       test_fraction=data.test_fraction)
+                       test_fraction=data.test_fraction, **keys)
     return splits.with_val_in_train() if data.train_on_val else splits
 
 
+def splits_of(data: Any, config: DataConfig) -> Splits:
+    """Splits of data given in memory: arrays or tensors (``x``, or ``(x, y)``), a Dataset or other map source
+    (split with the config's fractions and seed), Splits as they are, or a stream (an iterable, a DataLoader, an
+    IterableDataset, a :class:`~aekit.data.sources.StreamingSource`), which is all training data."""
+    import numpy as np
+    import torch
+
+    from aekit.data.base import MapSource, random_split
+    from aekit.data.formats import as_dataset
+    from aekit.data.sources import StreamingSource
+
+    if isinstance(data, Splits):
+        return data
+    if isinstance(data, (np.ndarray, torch.Tensor)) or (isinstance(data, tuple) and len(data) == 2):
+        x, y = data if isinstance(data, tuple) else (data, None)
+        x, y = (np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v) if v is not None else None
+                for v in (x, y))
+        data = as_dataset(x, y, IN_MEMORY, "the array passed as data")
+    if isinstance(data, MapSource):
+        splits = random_split(data, config.val_fraction, config.test_fraction, config.split_seed)
+        return splits.with_val_in_train() if config.train_on_val else splits
+    if not isinstance(data, StreamingSource):
+        if not hasattr(data, "__iter__"):
+            raise ConfigError(f"data of type {type(data).__name__} is not a data set; pass a name, a path, arrays, "
+                              "a Dataset or an iterable of batches")
+        data = StreamingSource(data)
+    from aekit.data.base import Dataset
+
+    empty = Dataset(torch.zeros(0, *data.shape), None, f"{data.name}/none")
+    return Splits(data, empty, empty)
+
+
 def resolve_run(model: str, data: str | DataConfig, out: Path, resume: bool, config_file: dict | None,
-                overrides: dict[str, Any]) -> tuple[dict[str, Any], Splits | None]:
+                overrides: dict[str, Any], given: Any = None) -> tuple[dict[str, Any], Splits | None]:
     """The resolved ``config.json`` of a run (recipe file, then command-line overrides, then the data's shape),
-    and the data when it had to be read to find that shape."""
+    and the data when it had to be read to find that shape. ``given``: data passed in memory (``data`` is then
+    :data:`IN_MEMORY`)."""
     from aekit.registry import make_config
 
     saved = out / "config.json"
@@ -184,6 +230,8 @@ def resolve_run(model: str, data: str | DataConfig, out: Path, resume: bool, con
         for section in ("model", "data", "train"):
             base[section].update((config_file or {}).get(section, {}))
         base["data"].setdefault("name", data.name if isinstance(data, DataConfig) else data)
+        if given is not None:
+            base["data"]["name"] = IN_MEMORY
         if isinstance(data, DataConfig):
             base["data"].update(to_dict(data))
     m, d, t = split_overrides(overrides, model)
@@ -201,10 +249,12 @@ def resolve_run(model: str, data: str | DataConfig, out: Path, resume: bool, con
         from aekit.registry import model_entry
 
         make_config(model, **model_values)  # bad values fail here, before any data is read
-        splits = load_splits(data_config)
+        splits = load_splits(data_config) if given is None else splits_of(given, data_config)
         model_values, notes = model_entry(model).model_class.fit_to_data(model_values, splits)
         for note in [*getattr(splits, "notes", []), *notes]:
             print(f"aekit: {note}", file=sys.stderr)
+    elif given is not None:
+        splits = splits_of(given, data_config)
     model_config = make_config(model, **model_values)
     run = {"model": {"name": model, **to_dict(model_config)}, "data": to_dict(data_config),
            "train": to_dict(train_config)}

@@ -28,10 +28,11 @@ import torch
 from aekit.config import from_dict
 from aekit.data.base import Splits
 from aekit.data.batch import Batch
+from aekit.data.sources import StreamingSource
 from aekit.errors import ConfigError, TrainingDiverged
 from aekit.io import atomic_write_text, load_tensors, save_model
 from aekit.optim import make_optimizers, set_learning_rates
-from aekit.run_config import DataConfig, TrainConfig, load_splits, resolve_run
+from aekit.run_config import IN_MEMORY, DataConfig, TrainConfig, load_splits, resolve_run
 
 
 @dataclass
@@ -315,6 +316,33 @@ def as_batch(data, index) -> Batch:
     return Batch(data.inputs(index), data.labels(index))
 
 
+class StreamCursor:
+    """Where a run is in a stream: ``take(n, position)`` gives the n items from ``position`` on, restarting the
+    stream at its end (a new epoch). After a resume the first ``take`` skips the items the run had consumed, so a
+    stream that yields the same items each pass continues where it stopped."""
+
+    def __init__(self, source) -> None:
+        self.source, self.position, self.iterator = source, 0, iter(source)
+
+    def _next(self) -> Batch:
+        try:
+            item = next(self.iterator)
+        except StopIteration:
+            self.iterator = iter(self.source)
+            try:
+                item = next(self.iterator)
+            except StopIteration:
+                raise ConfigError(f"{self.source.name}: the stream yields nothing (a spent generator?); pass an "
+                                  "iterable that can be iterated again") from None
+        self.position += 1
+        return item
+
+    def take(self, n: int, position: int) -> list[Batch]:
+        while self.position < position:
+            self._next()
+        return [self._next() for _ in range(n)]
+
+
 class Trainer:
     """The loop, in its named steps: :meth:`setup` (model, optimisers, checkpoint, log), :meth:`train_step`,
     :meth:`validate`, :meth:`save`, :meth:`finish`; :meth:`fit` runs them top to bottom."""
@@ -350,16 +378,20 @@ class Trainer:
         optimizers, self.opt_settings = make_optimizers(model, config)
 
         train = self.splits.train
-        self.n_train = len(train)
-        self.objective.dataset_size = self.n_train
+        self.stream = train if isinstance(train, StreamingSource) else None
         self.keep_best = bool(config.patience or config.keep_best)
         if self.keep_best and not len(self.splits.val):
             raise ConfigError("patience and keep_best need a validation split; set val_fraction > 0 and "
                               "train_on_val=false")
-        self.batch = min(config.batch_size, self.n_train)
-        if self.batch % self.world:
-            raise ConfigError(f"batch_size={self.batch} must be divisible by devices={self.world}")
-        self.steps_per_epoch = max(1, self.n_train // (self.batch * config.accumulate))
+        if self.stream is not None:
+            self.setup_stream(train)
+        else:
+            self.n_train = len(train)
+            self.batch = min(config.batch_size, self.n_train)
+            if self.batch % self.world:
+                raise ConfigError(f"batch_size={self.batch} must be divisible by devices={self.world}")
+            self.steps_per_epoch = max(1, self.n_train // (self.batch * config.accumulate))
+        self.objective.dataset_size = self.n_train
         self.total_steps = config.steps or (config.epochs * self.steps_per_epoch if config.epochs else 1000)
         self.eval_every = config.eval_every or self.steps_per_epoch
 
@@ -396,6 +428,17 @@ class Trainer:
                                  leave=False, mininterval=0.5, disable=None)  # None: off when stderr is no terminal
         self._perm_epoch, self._perm = -1, None
 
+    def setup_stream(self, train: StreamingSource) -> None:
+        """A stream: each rank takes every world-th of its items (a batch each), ``accumulate`` items a step."""
+        config = self.config
+        length = train.length
+        if not config.steps and not (config.epochs and length):
+            raise ConfigError(f"{train.name}: a stream of unknown length trains for a number of steps; set steps")
+        self.n_train = None
+        self.batch = config.batch_size  # for the examples count: a stream's items are its own batches
+        self.steps_per_epoch = max(1, (length // self.world) // config.accumulate) if length else 1 << 62
+        self.cursor = StreamCursor(train.shard(self.rank, self.world) if self.world > 1 else train)
+
     def context(self, step: int, optimizer: str | None) -> StepContext:
         def all_reduce(tensor: torch.Tensor, op: str = "mean") -> torch.Tensor:
             return tensor if self.world == 1 else self.fabric.all_reduce(tensor, reduce_op=op)
@@ -404,8 +447,11 @@ class Trainer:
 
     # -- the train step ----------------------------------------------------------------------------------------
     def micro_batches(self, step: int) -> list[Batch]:
-        """This rank's ``accumulate`` batches of ``step``: slices of the permutation of epoch (seed, epoch)."""
+        """This rank's ``accumulate`` batches of ``step``: slices of the permutation of epoch (seed, epoch), or
+        the stream's next items."""
         config = self.config
+        if self.stream is not None:
+            return [b.to(self.fabric.device) for b in self.cursor.take(config.accumulate, step * config.accumulate)]
         epoch, in_epoch = divmod(step, self.steps_per_epoch)
         if epoch != self._perm_epoch:  # the data order of an epoch depends on (seed, epoch) alone
             self._perm_epoch = epoch
@@ -456,7 +502,9 @@ class Trainer:
         by_hand = len(self.optimizers) > 1 and self.world > 1
         logs_sum: dict[str, float] = {}
         bad_terms: list[str] = []
-        for micro, batch in enumerate(self.micro_batches(step)):
+        batches = self.micro_batches(step)
+        self.last_examples = sum(len(b) for b in batches) * self.world
+        for micro, batch in enumerate(batches):
             last = micro == config.accumulate - 1
             with no_sync(self.forward_module, enabled=by_hand or not last):
                 loss = self.objective(self.forward(batch), step, batch)
@@ -573,7 +621,7 @@ class Trainer:
             logs, lr = self.train_step(step)
             step += 1
             self.state["train_time_s"] += time.perf_counter() - t0
-            self.state["examples"] += self.batch * config.accumulate
+            self.state["examples"] += self.last_examples
             self.state["step"] = step
             self.report_train(step, epoch, lr, logs)
             if len(self.splits.val) and (step % self.eval_every == 0 or step == self.total_steps):
@@ -643,14 +691,14 @@ def launched_rank() -> int:
     return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
 
 
-def _launched_fit(fabric, run: dict[str, Any], out: str, resume: bool) -> dict[str, Any]:
+def _launched_fit(fabric, run: dict[str, Any], out: str, resume: bool, splits: Splits | None = None):
     import_modules(run["train"].get("imports"))
-    return _fit(fabric, run, Path(out), resume)
+    return _fit(fabric, run, Path(out), resume, splits)
 
 
 def train(
     model: str | torch.nn.Module = "vae",
-    data: str | DataConfig = "digits",
+    data: Any = "digits",
     out: str | os.PathLike = "runs/run",
     *,
     resume: bool = False,
@@ -664,6 +712,12 @@ def train(
     modules included), which is then trained in place on one device; reload such a run with
     ``aekit.load(out, encoder=..., decoder=...)``.
 
+    ``data`` is a registered name or a path (read again on ``resume``), a :class:`DataConfig`, or data in memory:
+    arrays or tensors (``x`` or ``(x, y)``), a Dataset or other map source (split by ``val_fraction``,
+    ``test_fraction`` and ``split_seed``), Splits, or a stream (an iterable of batches, a ``DataLoader``, an
+    ``IterableDataset``, a ``StreamingSource``: all training data; train it for ``steps``). Data in memory is not
+    saved with the run: pass it again to resume.
+
     ``overrides`` are config keys of the model (``latent_dim=8``), the data (``val_fraction=0.2``) or the
     training (``steps=500``, ``lr=3e-4``, ``checkpoint_every=100``); ``config_file`` is a parsed recipe with
     ``model``/``data``/``train`` sections. With ``resume=True`` the run continues from its latest checkpoint.
@@ -672,6 +726,11 @@ def train(
     from aekit.io import check_out_dir, default_device, load, read_json
 
     out = check_out_dir(out)
+    given = None
+    if not isinstance(data, (str, os.PathLike, DataConfig)):  # arrays, a Dataset, a source or a stream
+        given, data = data, IN_MEMORY
+    elif isinstance(data, os.PathLike):
+        data = str(data)
     instance = None
     if isinstance(model, torch.nn.Module):
         instance, model = model, model.name
@@ -679,7 +738,7 @@ def train(
     saved = read_json(out / "config.json") if resume and (out / "config.json").is_file() else {}
     for source in (saved.get("train", {}), (config_file or {}).get("train", {}), overrides):
         import_modules(source.get("imports", source.get("train.imports")))
-    run, splits = resolve_run(model, data, out, resume, config_file, overrides)
+    run, splits = resolve_run(model, data, out, resume, config_file, overrides, given)
     if instance is not None:
         wanted = {"name": instance.name, **to_dict(instance.config)}
         changed = sorted(k for k in wanted if run["model"].get(k) != wanted[k])
@@ -699,7 +758,7 @@ def train(
     if config.devices > 1 or config.num_nodes > 1:
         if instance is not None:
             raise ConfigError("a model instance trains on one device; pass a registered model name for devices > 1")
-        summary = fabric.launch(_launched_fit, run, str(out), resume)
+        summary = fabric.launch(_launched_fit, run, str(out), resume, None if given is None else splits)
     else:
         summary = _fit(fabric, run, out, resume, splits, instance)
     if rank != 0:  # another node's process of a torchrun or SLURM launch: rank 0 evaluates and reports

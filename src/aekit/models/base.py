@@ -160,7 +160,8 @@ class Autoencoder(nn.Module):
         values = {**values, "data_shape": list(splits.shape)}
         notes = []
         if "likelihood" not in values:
-            x = splits.train.inputs(slice(0, 2048))
+            train = splits.train
+            x = train.inputs(slice(0, 2048)) if hasattr(train, "inputs") else next(iter(train)).inputs
             unit = bool(x.min() >= 0) and bool(x.max() <= 1)
             values["likelihood"] = "bernoulli" if unit else "gaussian"
             notes.append(f"likelihood={values['likelihood']} (the data lie {'in' if unit else 'outside'} [0, 1]; "
