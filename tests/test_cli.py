@@ -331,3 +331,34 @@ def test_write_errors_are_one_line(runs, tmp_path, capsys):
     result = aekit_here(capsys, "compare", runs / "vae", "--out", out)
     assert_clean_error(result, str(out / "index.html"), "directory")
     assert [p.name for p in out.iterdir()] == ["index.html"]  # no temporary file left behind
+
+
+def test_new_keys_and_settings_are_one_line_errors(capsys, tmp_path):
+    import torch as _torch
+
+    if not _torch.cuda.is_available():
+        result = aekit_here(capsys, "train", "ae", "--data", "digits", "--out", tmp_path / "g", "--steps", "1",
+                            "accelerator=gpu")
+        assert_clean_error(result, "accelerator=gpu", "no CUDA GPU")
+        assert not (tmp_path / "g" / "checkpoints").exists()
+    cases = [
+        (["optimizers.critic.lr=1e-3"], "no optimiser 'critic'"),
+        (["optimizers.model.momentum=0.9"], "unknown optimizers.model key"),
+        (["lr.model=1"], "takes no dotted settings"),
+        (["objective=nosuch"], "objective='nosuch' is unknown"),
+        (["threads=-1"], "threads=-1"),
+        (["imports=no_such_module_here"], "cannot import"),
+    ]
+    for extra, fragment in cases:
+        result = aekit_here(capsys, "train", "aae", "--data", "digits", "--out", tmp_path / "x", "--steps", "1",
+                            "hidden=8", "latent_dim=2", *extra)
+        assert_clean_error(result, fragment)
+    result = aekit_here(capsys, "train", "iwae", "--data", "digits", "--out", tmp_path / "k", "--steps", "1",
+                        "n_samples=0")
+    assert_clean_error(result, "n_samples=0")
+
+
+def test_models_lists_the_first_users_of_the_new_parts(capsys):
+    out = aekit_here(capsys, "models").stdout
+    for name in ("iwae", "cvae", "aae", "vae", "beta-vae", "ae", "dae"):
+        assert any(line.split()[0] == name for line in out.splitlines()), name

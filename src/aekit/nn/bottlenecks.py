@@ -98,13 +98,13 @@ class DiagonalGaussian(Bottleneck):
         if kl_per_dim is None:
             kl, stats = (log_q - log_p).mean(0), {}
         else:
-            kl, stats = kl_per_dim.sum(-1), {"kl_per_dim": kl_per_dim}
+            kl, stats = kl_per_dim.flatten(1).sum(-1), {"kl_per_dim": kl_per_dim}
         return BottleneckOutput(z=z, mean=mu, params=params, terms={"kl": kl}, stats=stats, log_q=log_q, log_p=log_p)
 
     def log_q(self, z: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
-        """log q(z|x) summed over latent dims: ``z [S, B, D] -> [S, B]``."""
+        """log q(z|x) summed over latent dims: ``z [S, B, *L, D] -> [S, B]``."""
         mu, logvar = params["mu"], params["logvar"]
-        return -0.5 * ((z - mu).pow(2) * torch.exp(-logvar) + logvar + LOG_2PI).sum(-1)
+        return -0.5 * ((z - mu).pow(2) * torch.exp(-logvar) + logvar + LOG_2PI).flatten(2).sum(-1)
 
     def log_p(self, z: torch.Tensor) -> torch.Tensor:
         return self.prior.log_prob(z)
