@@ -9,7 +9,9 @@ process's resident memory (VmRSS from ``/proc/self/status`` every ``--sample-eve
 - ``memmap-dataset``: ``aekit.data.MemmapDataset.batch`` (positioned reads, nothing mapped);
 - ``numpy-mmap``: ``np.load(mmap_mode="r")`` and fancy indexing, for comparison: every page read stays mapped;
 - ``mmap-dontneed``: an ``mmap.mmap`` of the file whose pages are dropped with ``madvise(MADV_DONTNEED)`` after
-  every ``--dontneed-mb`` read.
+  every ``--dontneed-mb`` read;
+- ``aekit-train``: a whole ``aekit.train("ae", data=FILE, memmap=True)`` run of one epoch (an MLP autoencoder,
+  validation included), resident memory sampled by a thread every 0.2 s.
 
     .venv/bin/python benchmarks/memmap_rss.py --readers memmap-dataset,numpy-mmap,mmap-dontneed
 """
@@ -35,7 +37,7 @@ from _common import aekit_source, machine
 
 from aekit.data import MemmapDataset
 
-READERS = ("memmap-dataset", "numpy-mmap", "mmap-dontneed")
+READERS = ("memmap-dataset", "numpy-mmap", "mmap-dontneed", "aekit-train")
 
 
 def vm_rss_mb() -> dict[str, float]:
@@ -101,8 +103,45 @@ class _DontNeedMmap:
         return x
 
 
+def train_pass(path: Path, batch_size: int, threads: int) -> dict:
+    """One epoch of ``aekit.train`` on the memory-mapped file, its resident memory sampled in a thread."""
+    import threading
+
+    import aekit
+
+    before = vm_rss_mb()
+    peak, samples, done = dict(before), [0], threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.wait(0.2):
+            samples[0] += 1
+            peak = {k: max(peak[k], v) for k, v in vm_rss_mb().items()}
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as out:
+        run = aekit.train("ae", str(path), Path(out) / "run", epochs=1, batch_size=batch_size, memmap=True,
+                          hidden=(64,), latent_dim=8, likelihood="gaussian", threads=threads, progress=False,
+                          evaluate=False, on_nan="skip", max_skipped=1_000_000)
+    seconds = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    return {
+        "reader": "aekit-train", "steps": run.metrics["train/steps"], "seconds": round(seconds, 2),
+        "loop_seconds": run.metrics["train/wall_time_s"], "examples_per_s": run.metrics["train/samples_per_s"],
+        "rss_before_mb": round(before["VmRSS"], 1), "peak_vmrss_mb": round(peak["VmRSS"], 1),
+        "peak_rss_file_mb": round(peak["RssFile"], 1), "peak_rss_anon_mb": round(peak["RssAnon"], 1),
+        "ru_maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "rss_samples": samples[0],
+    }
+
+
 def one_pass(path: Path, reader: str, batch_size: int, sample_every: int, dontneed_mb: int, seed: int) -> dict:
     """A shuffled pass of training steps over the file with ``reader``, sampling resident memory."""
+    if reader == "aekit-train":
+        return train_pass(path, batch_size, torch.get_num_threads())
     before = vm_rss_mb()
     if reader == "memmap-dataset":
         data = MemmapDataset(path)

@@ -37,11 +37,9 @@ from aekit.metrics import (
 
 
 def _batches(data: Dataset, batch_size: int, limit: int | None = None):
-    from aekit.training import as_batch
-
     n = len(data) if limit is None else min(limit, len(data))
     for start in range(0, n, batch_size):
-        yield as_batch(data, slice(start, min(start + batch_size, n)))
+        yield data.batch(slice(start, min(start + batch_size, n)))
 
 
 @torch.no_grad()

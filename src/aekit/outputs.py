@@ -18,12 +18,11 @@ def write_figures(model, splits: Splits, run_dir: Path, seed: int = 0) -> list[P
     one row per class for a model conditioned on labels (models with a prior), the latent map (representation),
     and the training curves."""
     from aekit.report import plot_latent_map, plot_reconstructions, plot_samples, plot_training_curves
-    from aekit.training import as_batch
 
     figures = run_dir / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     device = next(model.parameters()).device
-    batch = as_batch(splits.test, slice(0, 16)).to(device)
+    batch = splits.test.batch(slice(0, 16)).to(device)
     written = []
     if "reconstruction" in model.suites and batch.inputs.is_floating_point():
         x = batch.inputs

@@ -11,6 +11,7 @@ Kinds: ``models`` (the model registry, :mod:`aekit.registry`), ``bottlenecks``, 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -69,7 +70,21 @@ def get_part(kind: str, name: str) -> PartEntry:
 
 
 def build_part(kind: str, name: str, *args: Any, **kwargs: Any) -> Any:
-    return get_part(kind, name).factory(*args, **kwargs)
+    """Part ``name`` of ``kind`` built with ``args`` and ``kwargs``; a keyword the part does not take is a
+    ConfigError that lists the ones it does."""
+    factory = get_part(kind, name).factory
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # a builtin without a signature: let the call speak
+        return factory(*args, **kwargs)
+    params = signature.parameters.values()
+    if not any(p.kind is p.VAR_KEYWORD for p in params):
+        taken = [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        unknown = sorted(set(kwargs) - set(taken))
+        if unknown:
+            raise ConfigError(f"{kind[:-1]}.{unknown[0]}: {name} has no such setting; it takes "
+                              f"{', '.join(taken[len(args):]) or 'none'}")
+    return factory(*args, **kwargs)
 
 
 def list_parts(kind: str | None = None) -> list[PartEntry]:

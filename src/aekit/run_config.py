@@ -122,7 +122,9 @@ NESTED = {"train": ("optimizers",)}  # dict-valued keys, set with dots: optimize
 
 def split_overrides(overrides: dict[str, Any], model_name: str) -> tuple[dict, dict, dict]:
     """Sort ``key=value`` overrides into model, data and train config keys; ``model.x``/``data.x``/``train.x``
-    name the section explicitly, and dotted keys set nested settings (``optimizers.discriminator.lr=1e-4``)."""
+    name the section explicitly, and dotted keys set nested settings (``optimizers.discriminator.lr=1e-4``) and a
+    model part's own (``likelihood.bins=32``, into the model's ``options``)."""
+    from aekit.models.base import PART_OPTIONS
     from aekit.registry import model_entry
 
     sections = {
@@ -136,7 +138,8 @@ def split_overrides(overrides: dict[str, Any], model_name: str) -> tuple[dict, d
         explicit = path[0] in sections and len(path) > 1
         section_names = [path[0]] if explicit else ["train", "data", "model"]
         path = path[1:] if explicit else path
-        candidates = [s for s in section_names if path[0] in sections[s]]
+        candidates = [s for s in section_names if path[0] in sections[s]
+                      or (s == "model" and len(path) == 2 and path[0] in PART_OPTIONS)]
         if not candidates:
             if explicit:
                 raise ConfigError(f"unknown key {key!r}: {path[0]!r} is not a {section_names[0]} key")
@@ -146,6 +149,9 @@ def split_overrides(overrides: dict[str, Any], model_name: str) -> tuple[dict, d
         if len(path) == 1:
             out[section][path[0]] = value
             continue
+        if section == "model" and path[0] in PART_OPTIONS and len(path) == 2:
+            out["model"].setdefault("options", {}).setdefault(path[0], {})[path[1]] = literal(value)
+            continue
         if path[0] not in NESTED.get(section, ()):
             raise ConfigError(f"{key!r}: {path[0]} takes no dotted settings; write {path[0]}=VALUE")
         target = out[section].setdefault(path[0], {})
@@ -153,6 +159,20 @@ def split_overrides(overrides: dict[str, Any], model_name: str) -> tuple[dict, d
             target = target.setdefault(part, {})
         target[path[-1]] = value
     return out["model"], out["data"], out["train"]
+
+
+def literal(value: Any) -> Any:
+    """A command-line string as the number or boolean it spells (``"32"`` -> 32), else as it is."""
+    if not isinstance(value, str):
+        return value
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
 
 
 def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -238,7 +258,7 @@ def resolve_run(model: str, data: str | DataConfig, out: Path, resume: bool, con
     if resume and (m or d):
         keys = ", ".join(sorted({**m, **d}))
         raise ConfigError(f"{keys}: the model and data of a run are fixed; on --resume only training keys may change")
-    base["model"].update(m)
+    base["model"] = merge(base["model"], m)
     base["data"].update(d)
     base["train"] = merge(base["train"], t)
     data_config = from_dict(DataConfig, base["data"], where="data")

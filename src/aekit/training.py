@@ -128,7 +128,7 @@ def validation_logs(
     with torch.random.fork_rng(devices=[]):
         reseed(step_seed(config.seed, step) + 1, torch.device(device))
         for start in range(0, n, config.batch_size):
-            batch = as_batch(val, slice(start, min(n, start + config.batch_size))).to(device)
+            batch = val.batch(slice(start, min(n, start + config.batch_size))).to(device)
             logs = _float_logs(objective(forward(batch), None, batch).logs)  # the objective after every warm-up
             for k, v in logs.items():
                 totals[k] = totals.get(k, 0.0) + v * len(batch)
@@ -309,13 +309,6 @@ def step_hooks(model: torch.nn.Module, name: str) -> list:
     return [getattr(m, name) for m in model.modules() if callable(getattr(m, name, None))]
 
 
-def as_batch(data, index) -> Batch:
-    """A map-style source's examples at ``index`` as a :class:`Batch`."""
-    if hasattr(data, "batch"):
-        return data.batch(index)
-    return Batch(data.inputs(index), data.labels(index))
-
-
 class StreamCursor:
     """Where a run is in a stream: ``take(n, position)`` gives the n items from ``position`` on, restarting the
     stream at its end (a new epoch). After a resume the first ``take`` skips the items the run had consumed, so a
@@ -357,9 +350,15 @@ class Trainer:
 
     # -- set-up ------------------------------------------------------------------------------------------------
     def setup(self) -> None:
-        from aekit.checkpoint import latest_checkpoint, load_checkpoint
-        from aekit.registry import build_model, make_config
+        """Seeds and threads, the model and its optimisers, the schedule, a checkpoint to resume, the log."""
+        self.setup_process()
+        model, optimizers = self.setup_model()
+        self.setup_schedule()
+        checkpoint = self.restore(model, optimizers)
+        self.wrap(model, optimizers, checkpoint)
+        self.setup_log(checkpoint)
 
+    def setup_process(self) -> None:
         config, fabric = self.config, self.fabric
         fabric.seed_everything(config.seed, verbose=False)
         if config.deterministic:
@@ -367,17 +366,23 @@ class Trainer:
             torch.use_deterministic_algorithms(True)
         if fabric.device.type == "cpu":
             set_threads(config.threads)
-        name = self.run["model"]["name"]
-        self.name = name
+            if config.retain_cpu_memory:
+                retain_cpu_memory()
+
+    def setup_model(self):
+        from aekit.registry import build_model, make_config
+
+        self.name = name = self.run["model"]["name"]
         model = self.instance or build_model(
             name, make_config(name, **{k: v for k, v in self.run["model"].items() if k != "name"}))
         self.objective = model.objective()
-        if config.retain_cpu_memory and fabric.device.type == "cpu":
-            retain_cpu_memory()
-        model.to(fabric.device)
-        optimizers, self.opt_settings = make_optimizers(model, config)
+        model.to(self.fabric.device)
+        optimizers, self.opt_settings = make_optimizers(model, self.config)
+        return model, optimizers
 
-        train = self.splits.train
+    def setup_schedule(self) -> None:
+        """Batch size, steps per epoch, total steps and validation period, for a map-style source or a stream."""
+        config, train = self.config, self.splits.train
         self.stream = train if isinstance(train, StreamingSource) else None
         self.keep_best = bool(config.patience or config.keep_best)
         if self.keep_best and not len(self.splits.val):
@@ -394,6 +399,11 @@ class Trainer:
         self.objective.dataset_size = self.n_train
         self.total_steps = config.steps or (config.epochs * self.steps_per_epoch if config.epochs else 1000)
         self.eval_every = config.eval_every or self.steps_per_epoch
+        self._perm_epoch, self._perm = -1, None  # the epoch whose data order is held
+
+    def restore(self, model, optimizers) -> Path | None:
+        """The trainer state, and the model's and optimisers' from the latest checkpoint on ``--resume``."""
+        from aekit.checkpoint import latest_checkpoint, load_checkpoint
 
         self.state = {"step": 0, "best_val": math.inf, "evals_since_best": 0, "skipped": 0, "train_time_s": 0.0,
                       "examples": 0}
@@ -403,6 +413,12 @@ class Trainer:
         if checkpoint is not None:
             restored = load_checkpoint(checkpoint, model, optimizers)
             self.state.update({k: v for k, v in restored.items() if k in self.state})
+        self.last_good = checkpoint
+        return checkpoint
+
+    def wrap(self, model, optimizers, checkpoint: Path | None) -> None:
+        """The model and optimisers on the strategy; the weight average; the calls and hooks of the step."""
+        config, fabric = self.config, self.fabric
         module, self.forward_module, wrapped = setup_on_strategy(fabric, model, list(optimizers.values()))
         self.module, self.optimizers = module, dict(zip(optimizers, wrapped, strict=True))
         self.params = {n: [p for _, p in ps] for n, ps in module.parameter_groups().items()}
@@ -414,19 +430,19 @@ class Trainer:
         self.val_forward = module_call(fabric, module, config.precision)  # no DDP wrapper: nothing to sync
         self.start_hooks = step_hooks(module, "on_train_step_start")
         self.after_hooks = step_hooks(module, "after_optimizer_step")
-        self.log = None
-        if self.rank == 0:
-            self.log = CSVLog(self.out / "log.csv", ["step", "epoch", "split", "lr", "time_s"],
-                              self.state["step"] if checkpoint is not None else None)
-        self.last_good = checkpoint
-        self.stop_reason = "steps"
-        self.progress = None
-        if self.rank == 0 and config.progress:
+
+    def setup_log(self, checkpoint: Path | None) -> None:
+        self.log, self.progress, self.stop_reason = None, None, "steps"
+        if self.rank != 0:
+            return
+        self.log = CSVLog(self.out / "log.csv", ["step", "epoch", "split", "lr", "time_s"],
+                          self.state["step"] if checkpoint is not None else None)
+        if self.config.progress:
             from tqdm.auto import tqdm
 
-            self.progress = tqdm(total=self.total_steps, initial=self.state["step"], desc=name, dynamic_ncols=True,
-                                 leave=False, mininterval=0.5, disable=None)  # None: off when stderr is no terminal
-        self._perm_epoch, self._perm = -1, None
+            self.progress = tqdm(total=self.total_steps, initial=self.state["step"], desc=self.name,
+                                 dynamic_ncols=True, leave=False, mininterval=0.5,
+                                 disable=None)  # None: off when stderr is no terminal
 
     def setup_stream(self, train: StreamingSource) -> None:
         """A stream: each rank takes every world-th of its items (a batch each), ``accumulate`` items a step."""
@@ -461,7 +477,7 @@ class Trainer:
         for micro in range(config.accumulate):
             first = (in_epoch * config.accumulate + micro) * self.batch
             index = self._perm[first : first + self.batch][self.rank :: self.world]
-            batches.append(as_batch(self.splits.train, index).to(self.fabric.device))
+            batches.append(self.splits.train.batch(index).to(self.fabric.device))
         return batches
 
     def active_optimizers(self, step: int) -> list[str]:

@@ -134,3 +134,18 @@ def test_log_columns_follow_the_keys_as_they_appear(tmp_path):
     resumed = CSVLog(tmp_path / "log.csv", ["step", "split"], resume_step=2)
     assert resumed.columns == ["step", "split", "loss", "disc_accuracy"]
     assert (tmp_path / "log.csv").read_text().splitlines()[-1] == "2,train,1.5,0.5"
+
+
+def test_a_parts_own_settings_take_dotted_keys(tmp_path):
+    from aekit.run_config import split_overrides
+
+    model, _, _ = split_overrides({"likelihood.bins": "32", "likelihood": "logistic", "latent_dim": "2"}, "vae")
+    assert model == {"options": {"likelihood": {"bins": 32}}, "likelihood": "logistic", "latent_dim": "2"}
+    built = aekit.build_model("vae", data_shape=(3, 8, 8), backbone="conv", channels=(4,), hidden=(8,), **model)
+    assert built.likelihood.bins == 32
+    saved = aekit.load(aekit.save_model(built, tmp_path / "m"))
+    assert saved.likelihood.bins == 32 and saved.config.options == {"likelihood": {"bins": 32}}
+    with pytest.raises(aekit.AekitError, match="likelihood.levels: logistic has no such setting; it takes .*bins"):
+        aekit.build_model("vae", data_shape=(3, 8, 8), likelihood="logistic", options={"likelihood": {"levels": 3}})
+    with pytest.raises(aekit.AekitError, match="parts with settings are likelihood"):
+        aekit.build_model("vae", data_shape=(4,), options={"decoder": {"depth": 2}})

@@ -183,3 +183,20 @@ def test_torchrun_two_nodes_train_and_resume(tmp_path):
     aekit.train("ae", "digits", tmp_path / "one", steps=20, lr_schedule="constant", accelerator="cpu", **QUICK)
     one, two = weights(tmp_path / "one"), weights(tmp_path / "two")
     assert one.keys() == two.keys() and all(torch.allclose(one[k], two[k], atol=1e-5) for k in one)
+
+
+def test_objectives_can_read_the_training_set_size(tmp_path):
+    from aekit.objectives import Reconstruction
+
+    seen = []
+
+    class SizeAware(Reconstruction):
+        def __call__(self, out, step, batch=None):
+            seen.append(self.dataset_size)
+            return super().__call__(out, step, batch)
+
+    model = aekit.build_model("ae", data_shape=(1, 8, 8), hidden=(8,), latent_dim=2)
+    model.objective = lambda: SizeAware()
+    aekit.train(model, "digits", tmp_path / "run", steps=2, val_fraction=0.1, test_fraction=0.1, progress=False,
+                evaluate=False)
+    assert set(seen) == {1797 - 180 - 180}  # the training part of the 1,797 digits

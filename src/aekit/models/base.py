@@ -8,7 +8,7 @@ condition c to the encoder's features and to the decoder's input: q(z | x, c), p
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,8 @@ from aekit.nn.bottlenecks import Bottleneck, BottleneckOutput, make_bottleneck
 from aekit.nn.likelihoods import Likelihood, make_likelihood
 from aekit.parts import build_part, part_names
 
+PART_OPTIONS = ("likelihood", "bottleneck", "prior", "backbone")  # the parts whose settings dotted keys set
+
 
 def _check_part(kind: str, value: str, key: str) -> None:
     names = part_names(kind)
@@ -35,7 +37,8 @@ class AutoencoderConfig:
     """Architecture shared by the whole family. ``data_shape`` is one example's shape: ``(C, H, W)`` or ``(D,)``.
 
     ``bottleneck``, ``prior`` and ``objective`` name registered parts (empty: the model's own choice);
-    ``condition_dim`` > 0 makes the model conditional on a vector of that size."""
+    ``condition_dim`` > 0 makes the model conditional on a vector of that size; ``options`` holds each part's
+    own settings by kind (``likelihood.bins=32`` on the command line: ``{"likelihood": {"bins": 32}}``)."""
 
     data_shape: tuple[int, ...] = (1, 28, 28)
     latent_dim: int = 16
@@ -49,6 +52,7 @@ class AutoencoderConfig:
     prior: str = "standard-normal"
     objective: str = ""
     condition_dim: int = 0
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         require(len(self.data_shape) >= 1 and all(s > 0 for s in self.data_shape),
@@ -67,6 +71,8 @@ class AutoencoderConfig:
                 "hidden and channels must hold positive widths")
         require(self.sigma > 0, f"sigma={self.sigma} must be positive")
         require(self.condition_dim >= 0, f"condition_dim={self.condition_dim} must be >= 0 (0: unconditional)")
+        unknown = sorted(set(self.options) - set(PART_OPTIONS))
+        require(not unknown, f"options for {', '.join(unknown)}: parts with settings are {', '.join(PART_OPTIONS)}")
 
 
 @dataclass
@@ -122,12 +128,14 @@ class Autoencoder(nn.Module):
         self.config, self.name = config, name
         self.frozen: set[str] = set()
         shape = tuple(config.data_shape)
-        self.likelihood = likelihood or make_likelihood(config.likelihood, shape, config.sigma)
+        options = config.options
+        self.likelihood = likelihood or make_likelihood(config.likelihood, shape, config.sigma,
+                                                        **options.get("likelihood", {}))
         default_encoder, default_decoder = (None, None)
         if encoder is None or decoder is None:
             default_encoder, default_decoder = make_backbone(
                 config.backbone, shape, config.latent_dim + config.condition_dim, config.hidden, config.channels,
-                config.activation, self.likelihood.param_multiplier,
+                config.activation, self.likelihood.param_multiplier, **options.get("backbone", {}),
             )
         self.encoder = encoder or default_encoder
         self.decoder = decoder or default_decoder
@@ -139,8 +147,10 @@ class Autoencoder(nn.Module):
 
     # The parts a variant chooses.
     def make_bottleneck(self, in_features: int, latent_dim: int) -> Bottleneck:
+        options = self.config.options
         return make_bottleneck(self.config.bottleneck or self.default_bottleneck, in_features, latent_dim,
-                               self.config.prior if self.needs_prior else None)
+                               self.config.prior if self.needs_prior else None, options.get("bottleneck", {}),
+                               options.get("prior", {}))
 
     def make_corruption(self) -> nn.Module | None:
         return None

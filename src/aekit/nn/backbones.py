@@ -184,6 +184,7 @@ def make_backbone(
     channels: Sequence[int],
     act: str,
     param_multiplier: int,
+    **options,
 ) -> tuple[nn.Module, nn.Module]:
     """Encoder and decoder of the registered backbone ``name``; the decoder takes ``latent_dim`` inputs."""
-    return build_part("backbones", name, data_shape, latent_dim, hidden, channels, act, param_multiplier)
+    return build_part("backbones", name, data_shape, latent_dim, hidden, channels, act, param_multiplier, **options)

@@ -110,7 +110,9 @@ class DiagonalGaussian(Bottleneck):
         return self.prior.log_prob(z)
 
 
-def make_bottleneck(name: str, in_features: int, latent_dim: int, prior: str | None = None) -> Bottleneck:
-    """Bottleneck ``name`` with prior ``prior`` (a registered prior name; the bottleneck's default when None)."""
-    p = None if prior is None else build_part("priors", prior, latent_dim)
-    return build_part("bottlenecks", name, in_features, latent_dim, prior=p)
+def make_bottleneck(name: str, in_features: int, latent_dim: int, prior: str | None = None,
+                    options: dict | None = None, prior_options: dict | None = None) -> Bottleneck:
+    """Bottleneck ``name`` with prior ``prior`` (a registered prior name; the bottleneck's default when None),
+    each with its own settings."""
+    p = None if prior is None else build_part("priors", prior, latent_dim, **(prior_options or {}))
+    return build_part("bottlenecks", name, in_features, latent_dim, prior=p, **(options or {}))

@@ -177,10 +177,11 @@ for _name, _make, _what in (
     ("gaussian", lambda shape, sigma=1.0: Gaussian(shape, sigma=sigma), "Gaussian with fixed sigma (`sigma`)"),
     ("gaussian-learned", lambda shape, sigma=1.0: Gaussian(shape, sigma=sigma, learn_sigma=True),
      "Gaussian with a learned sigma per data dimension"),
-    ("logistic", lambda shape, sigma=1.0: DiscretizedLogistic(shape), "discretised logistic for 8-bit data"),
+    ("logistic", lambda shape, sigma=1.0, bins=256: DiscretizedLogistic(shape, bins=bins),
+     "discretised logistic for data of `bins` levels (8-bit: 256; likelihood.bins=32 for 5-bit)"),
 ):
     register_part("likelihoods", _name, _what)(_make)
 
 
-def make_likelihood(name: str, data_shape: tuple[int, ...], sigma: float = 1.0) -> Likelihood:
-    return build_part("likelihoods", name, data_shape, sigma=sigma)
+def make_likelihood(name: str, data_shape: tuple[int, ...], sigma: float = 1.0, **options) -> Likelihood:
+    return build_part("likelihoods", name, data_shape, sigma=sigma, **options)
