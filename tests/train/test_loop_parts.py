@@ -2,16 +2,15 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import hooked_models  # noqa: F401  (registers hooked-ae; pytest puts this folder on sys.path)
 import pytest
 import torch
 from safetensors.torch import load_file
+from sigkill import train_killed_and_resumed
 
 import aekit
 from aekit.errors import ConfigError
@@ -112,21 +111,11 @@ AAE_CLI = [sys.executable, "-m", "aekit.cli", "train", "aae", "--data", "digits"
 
 @pytest.mark.slow
 def test_two_optimizers_resume_bit_exact_after_sigkill(tmp_path):
-    subprocess.run([*AAE_CLI, "--out", str(tmp_path / "full")], check=True, capture_output=True)
-    proc = subprocess.Popen([*AAE_CLI, "--out", str(tmp_path / "killed")], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    latest = tmp_path / "killed" / "checkpoints" / "latest"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (latest.is_file() and latest.read_text().strip() >= "step-00000030"):
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (tmp_path / "killed" / "model").exists(), "the run finished before it could be killed"
-    state = json.loads((tmp_path / "killed" / "checkpoints" / latest.read_text().strip() / "state.json").read_text())
+    killed = tmp_path / "killed"
+    train_killed_and_resumed(AAE_CLI, tmp_path / "full", killed, after="step-00000030")
+    state = json.loads(next((killed / "checkpoints").glob("step-*/state.json")).read_text())
     assert set(state["optimizers"]) == {"model", "discriminator"}
-    subprocess.run([sys.executable, "-m", "aekit.cli", "train", "--out", str(tmp_path / "killed"), "--resume",
-                    "--no-eval"], check=True, capture_output=True)
-    assert same_weights(weights(tmp_path / "full"), weights(tmp_path / "killed"))
+    assert same_weights(weights(tmp_path / "full"), weights(killed))
 
 
 @pytest.mark.slow

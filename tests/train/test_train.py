@@ -3,16 +3,14 @@
 import copy
 import json
 import math
-import os
-import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 
 import pytest
 import torch
 from safetensors.torch import load_file
+from sigkill import train_killed_and_resumed  # this folder, on sys.path under pytest
 
 import aekit
 from aekit.errors import ConfigError, TrainingDiverged
@@ -87,19 +85,7 @@ def test_resume_can_extend_a_finished_run(tmp_path):
 def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     cli = [sys.executable, "-m", "aekit.cli", "train", "vae", "--data", "digits", "--steps", "120", "--no-eval",
            "checkpoint_every=15", "latent_dim=4", "hidden=64", "batch_size=32"]
-    subprocess.run([*cli, "--out", str(tmp_path / "full")], check=True, capture_output=True)
-    proc = subprocess.Popen([*cli, "--out", str(tmp_path / "killed")], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    latest = tmp_path / "killed" / "checkpoints" / "latest"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (latest.is_file() and latest.read_text().strip() >= "step-00000045"):
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    assert not (tmp_path / "killed" / "model").exists(), "the run finished before it could be killed"
-    subprocess.run([sys.executable, "-m", "aekit.cli", "train", "--out", str(tmp_path / "killed"), "--resume",
-                    "--no-eval"], check=True, capture_output=True)
+    train_killed_and_resumed(cli, tmp_path / "full", tmp_path / "killed", after="step-00000045")
     assert same_weights(weights(tmp_path / "full"), weights(tmp_path / "killed"))
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from aekit.errors import DataError
-from aekit.report.figures import _new_figure, _read_training_log
+from aekit.report.figures import _new_figure, _read_training_log, plot_term
 from aekit.report.html import (
     _CONFIG_SECTIONS,
     _flatten,
@@ -34,7 +34,6 @@ from aekit.report.html import (
 __all__ = ["write_comparison"]
 
 # Line styles tell the splits of one run apart; colours tell the runs apart.
-_SPLIT_STYLES = {"train": "-", "val": "--", "test": ":"}
 _ABSENT = '<td class="absent">&mdash;</td>'
 
 
@@ -206,18 +205,8 @@ def _curve_png(logs: dict[str, dict[str, dict[str, Any]]], term: str) -> bytes:
     """One panel: ``term`` of every run (a colour each) and split (a line style each), as PNG bytes."""
     fig = _new_figure((8, 4.2))
     ax = fig.subplots()
-    positive = True
     for index, (label, series) in enumerate(logs.items()):
-        for split, by_term in series.items():
-            if term not in by_term:
-                continue
-            steps, values = by_term[term]
-            positive = positive and bool((values > 0).all())
-            marker = None if split == "train" and len(steps) > 20 else "o"
-            ax.plot(steps, values, color=f"C{index % 10}", linestyle=_SPLIT_STYLES.get(split, "-."), marker=marker,
-                    markersize=3, label=f"{label} {split}")
-    if term == "lr" and positive:
-        ax.set_yscale("log")
+        plot_term(ax, series, term, run=label, colour=f"C{index % 10}")
     ax.set_title(term)
     ax.set_xlabel("step")
     ax.grid(alpha=0.3)

@@ -29,6 +29,7 @@ __all__ = ["plot_latent_map", "plot_reconstructions", "plot_samples", "plot_trai
 _IMAGE_GRID_COLUMNS = 8
 _TABLE_LINE_PLOTS = 4
 _MAX_LEGEND_LABELS = 20
+_SPLIT_STYLES = {"train": "-", "val": "--", "test": ":"}
 _SPLIT_COLOURS = {"train": "C0", "val": "C1", "test": "C2"}
 # Columns of a training log that index the rows rather than measure something.
 _LOG_INDEX_COLUMNS = ("step", "split", "epoch")
@@ -159,7 +160,7 @@ def plot_training_curves(log_csv_path: str | os.PathLike[str], path: str | os.Pa
     grid = fig.add_gridspec(1 + small_rows, columns, height_ratios=[1.6] + [1] * small_rows)
     main = fig.add_subplot(grid[0, :])
     if "loss" in terms:
-        _plot_term(main, series, "loss")
+        plot_term(main, series, "loss")
         main.set_title("Loss")
         main.legend()
     else:
@@ -168,7 +169,7 @@ def plot_training_curves(log_csv_path: str | os.PathLike[str], path: str | os.Pa
         main.set_axis_off()
     for index, term in enumerate(small_terms):
         ax = fig.add_subplot(grid[1 + index // columns, index % columns])
-        _plot_term(ax, series, term)
+        plot_term(ax, series, term)
         ax.set_title(term, fontsize=10)
         ax.tick_params(labelsize=8)
     fig.suptitle(f"Training curves ({Path(log_csv_path).name})")
@@ -370,7 +371,9 @@ def _scatter_by_label(
         fig.colorbar(image, ax=ax, label="label")
 
 
-def _plot_term(ax: Axes, series: _Series, term: str) -> None:
+def plot_term(ax: Axes, series: _Series, term: str, run: str = "", colour: str | None = None) -> None:
+    """``term`` of each split of one run's log on ``ax``: a colour per split, or, given ``colour`` (runs overlaid
+    on one panel), that colour and a line style per split, labelled with ``run``."""
     positive = True
     for split, by_term in series.items():
         if term not in by_term:
@@ -379,7 +382,9 @@ def _plot_term(ax: Axes, series: _Series, term: str) -> None:
         positive = positive and bool((values > 0).all())
         # Validation is logged far less often than training, so its points are marked.
         marker = None if split == "train" and len(steps) > 20 else "o"
-        ax.plot(steps, values, marker=marker, markersize=3, label=split, color=_SPLIT_COLOURS.get(split))
+        style = {"color": _SPLIT_COLOURS.get(split)} if colour is None else {
+            "color": colour, "linestyle": _SPLIT_STYLES.get(split, "-.")}
+        ax.plot(steps, values, marker=marker, markersize=3, label=f"{run} {split}".strip(), **style)
     if term == "lr" and positive:
         ax.set_yscale("log")
     ax.set_xlabel("step")
