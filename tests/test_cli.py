@@ -348,6 +348,7 @@ def test_new_keys_and_settings_are_one_line_errors(capsys, tmp_path):
         (["objective=nosuch"], "objective='nosuch' is unknown"),
         (["threads=-1"], "threads=-1"),
         (["imports=no_such_module_here"], "cannot import"),
+        (["strategy=fsdp", "accelerator=cpu", "devices=2"], "FSDP is only available on GPU"),
     ]
     for extra, fragment in cases:
         result = aekit_here(capsys, "train", "aae", "--data", "digits", "--out", tmp_path / "x", "--steps", "1",

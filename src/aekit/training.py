@@ -684,8 +684,13 @@ def _make_fabric(config: TrainConfig, out: Path):
         launched = "LOCAL_RANK" in os.environ or "SLURM_NTASKS" in os.environ
         strategy = "ddp" if launched and (config.devices > 1 or config.num_nodes > 1) else (
             "ddp_spawn" if config.devices > 1 else "auto")
-    return Fabric(accelerator=config.accelerator, devices=config.devices, num_nodes=config.num_nodes,
-                  strategy=strategy, precision=config.precision, loggers=loggers)
+    try:
+        return Fabric(accelerator=config.accelerator, devices=config.devices, num_nodes=config.num_nodes,
+                      strategy=strategy, precision=config.precision, loggers=loggers)
+    except (ValueError, RuntimeError) as exc:  # a combination Fabric refuses (FSDP on a CPU, ...)
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"strategy={config.strategy} accelerator={config.accelerator} devices={config.devices} "
+                          f"num_nodes={config.num_nodes}: {first}") from None
 
 
 def import_modules(names) -> None:
