@@ -100,3 +100,22 @@ def test_npz_keys_choose_inputs_and_labels_from_the_command_line(tmp_path):
     proc = subprocess.run([*cli, "--out", str(tmp_path / "b"), "inputs=nosuch"], capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "nosuch" in proc.stderr and "feats" in proc.stderr  # names what the file holds
+
+
+@pytest.mark.slow
+def test_ddp_shards_memory_mapped_and_streamed_data(tmp_path):
+    """2 ranks with gradients averaged = 1 rank with both halves (an AE has no noise): over a memory-mapped .npy
+    (each rank takes every other index of a batch), and over a stream (each rank takes every other item)."""
+    x, _ = digits()
+    path = tmp_path / "x.npy"
+    np.save(path, x)
+    args = dict(steps=6, evaluate=False, accelerator="cpu", **QUICK)
+    aekit.train("ae", str(path), tmp_path / "map2", devices=2, memmap=True, **args)
+    aekit.train("ae", str(path), tmp_path / "map1", devices=1, memmap=True, **args)
+    halves = [torch.from_numpy(x[i : i + 16]) for i in range(0, 16 * 12, 16)]  # items 2s and 2s+1 make step s
+    pairs = [torch.cat(halves[i : i + 2]) for i in range(0, 12, 2)]
+    aekit.train("ae", halves, tmp_path / "stream2", devices=2, **args)
+    aekit.train("ae", pairs, tmp_path / "stream1", devices=1, **args)
+    for two, one in (("map2", "map1"), ("stream2", "stream1")):
+        a, b = weights(tmp_path / two), weights(tmp_path / one)
+        assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a), two
