@@ -230,21 +230,23 @@ def splits_of(data: Any, config: DataConfig) -> Splits:
     return Splits(data, empty, empty)
 
 
-def resolve_run(model: str, data: str | DataConfig, out: Path, resume: bool, config_file: dict | None,
+def resolve_run(model: str, data: str | DataConfig, out: Path | None, resume: bool, config_file: dict | None,
                 overrides: dict[str, Any], given: Any = None) -> tuple[dict[str, Any], Splits | None]:
     """The resolved ``config.json`` of a run (recipe file, then command-line overrides, then the data's shape),
     and the data when it had to be read to find that shape. ``given``: data passed in memory (``data`` is then
-    :data:`IN_MEMORY`)."""
+    :data:`IN_MEMORY`). ``out`` None: a run in memory, which cannot resume."""
     from aekit.registry import make_config
 
-    saved = out / "config.json"
+    if resume and out is None:
+        raise ConfigError("resume needs the run directory the run was written to; pass out=...")
     if resume:
+        saved = out / "config.json"
         if not saved.is_file():
             raise ConfigError(f"{out}: nothing to resume (no config.json); start the run without --resume")
         base = read_json(saved)
         model = base["model"]["name"]
     else:
-        if (out / "checkpoints").exists() or (out / "model").exists():
+        if out is not None and ((out / "checkpoints").exists() or (out / "model").exists()):
             raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
         base = {"model": {"name": model}, "data": {}, "train": {}}
         for section in ("model", "data", "train"):

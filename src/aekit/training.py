@@ -37,7 +37,7 @@ from aekit.run_config import IN_MEMORY, DataConfig, TrainConfig, load_splits, re
 
 @dataclass
 class RunResult:
-    run_dir: Path
+    run_dir: Path | None
     model: Any
     metrics: dict[str, Any]
     report: Path | None
@@ -407,6 +407,8 @@ class Trainer:
 
         self.state = {"step": 0, "best_val": math.inf, "evals_since_best": 0, "skipped": 0, "train_time_s": 0.0,
                       "examples": 0}
+        if self.resume and self.out is None:
+            raise ConfigError("resume needs the run directory the run was written to; pass out=...")
         checkpoint = latest_checkpoint(self.out) if self.resume else None
         if self.resume and checkpoint is None:
             raise ConfigError(f"{self.out}: no checkpoint to resume from; start the run without --resume")
@@ -432,11 +434,12 @@ class Trainer:
         self.after_hooks = step_hooks(module, "after_optimizer_step")
 
     def setup_log(self, checkpoint: Path | None) -> None:
-        self.log, self.progress, self.stop_reason = None, None, "steps"
+        self.log, self.progress, self.stop_reason, self.best_state = None, None, "steps", None
         if self.rank != 0:
             return
-        self.log = CSVLog(self.out / "log.csv", ["step", "epoch", "split", "lr", "time_s"],
-                          self.state["step"] if checkpoint is not None else None)
+        if self.out is not None:
+            self.log = CSVLog(self.out / "log.csv", ["step", "epoch", "split", "lr", "time_s"],
+                              self.state["step"] if checkpoint is not None else None)
         if self.config.progress:
             from tqdm.auto import tqdm
 
@@ -584,7 +587,10 @@ class Trainer:
                                   self.fabric.device, self.val_forward)
             improved = val["loss"] < self.state["best_val"]
             if improved and self.keep_best and self.rank == 0:
-                save_model(self.module, self.out / "best")
+                if self.out is None:  # a run in memory keeps its best weights in memory
+                    self.best_state = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+                else:
+                    save_model(self.module, self.out / "best")
         if self.log is not None:
             self.log.write({"step": step, "epoch": epoch, "split": "val", "lr": lr,
                             "time_s": self.state["train_time_s"], **val})
@@ -602,6 +608,8 @@ class Trainer:
         from aekit.checkpoint import save_checkpoint
 
         path = None
+        if self.out is None:  # a run in memory writes nothing
+            return None
         if self.rank == 0:
             path = save_checkpoint(self.out, self.module, self.optimizers, {**self.state, "step": step},
                                    keep=self.config.keep_checkpoints,
@@ -615,11 +623,15 @@ class Trainer:
         self.save(step)
         if self.rank == 0:
             final = self.module
-            if self.keep_best and (self.out / "best" / "model.safetensors").is_file():
-                final.load_state_dict(load_tensors(self.out / "best" / "model.safetensors"))
+            best = self.best_state
+            if best is None and self.keep_best and self.out is not None and (self.out / "best").is_dir():
+                best = load_tensors(self.out / "best" / "model.safetensors")
+            if self.keep_best and best is not None:
+                final.load_state_dict(best)
             elif self.average is not None:
                 self.average.assign(self.average.shadow)  # the run is over: the model keeps the averaged weights
-            save_model(final, self.out / "model")
+            if self.out is not None:
+                save_model(final, self.out / "model")
         self.fabric.barrier()
         state = self.state
         return {"train/steps": step, "train/stop_reason": self.stop_reason, "train/skipped_steps": state["skipped"],
@@ -664,7 +676,7 @@ def _fit(
     return Trainer(fabric, run, out, resume, splits, instance).fit()
 
 
-def _make_fabric(config: TrainConfig, out: Path):
+def _make_fabric(config: TrainConfig, out: Path | None):
     import importlib.util
 
     from lightning_fabric import Fabric
@@ -675,7 +687,7 @@ def _make_fabric(config: TrainConfig, out: Path):
     if config.accelerator == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("accelerator=mps but no Apple GPU is available; use accelerator=cpu (or auto)")
     loggers = []
-    if importlib.util.find_spec("tensorboard") is not None:
+    if out is not None and importlib.util.find_spec("tensorboard") is not None:
         from lightning_fabric.loggers import TensorBoardLogger
 
         loggers.append(TensorBoardLogger(root_dir=str(out / "tensorboard"), name="", version=""))
@@ -720,7 +732,7 @@ def _launched_fit(fabric, run: dict[str, Any], out: str, resume: bool, splits: S
 def train(
     model: str | torch.nn.Module = "vae",
     data: Any = "digits",
-    out: str | os.PathLike = "runs/run",
+    out: str | os.PathLike | None = "runs/run",
     *,
     resume: bool = False,
     config_file: dict | None = None,
@@ -742,11 +754,14 @@ def train(
     ``overrides`` are config keys of the model (``latent_dim=8``), the data (``val_fraction=0.2``) or the
     training (``steps=500``, ``lr=3e-4``, ``checkpoint_every=100``); ``config_file`` is a parsed recipe with
     ``model``/``data``/``train`` sections. With ``resume=True`` the run continues from its latest checkpoint.
+
+    ``out=None`` trains in memory and writes nothing (no checkpoints, log, model or report; ``keep_best`` keeps the
+    best weights in memory); the result holds the trained model and, with ``evaluate``, the test metrics.
     """
     from aekit.config import to_dict
     from aekit.io import check_out_dir, default_device, load, read_json
 
-    out = check_out_dir(out)
+    out = None if out is None else check_out_dir(out)
     given = None
     if not isinstance(data, (str, os.PathLike, DataConfig)):  # arrays, a Dataset, a source or a stream
         given, data = data, IN_MEMORY
@@ -756,7 +771,7 @@ def train(
     if isinstance(model, torch.nn.Module):
         instance, model = model, model.name
         config_file = {**(config_file or {}), "model": to_dict(instance.config)}
-    saved = read_json(out / "config.json") if resume and (out / "config.json").is_file() else {}
+    saved = read_json(out / "config.json") if resume and out is not None and (out / "config.json").is_file() else {}
     for source in (saved.get("train", {}), (config_file or {}).get("train", {}), overrides):
         import_modules(source.get("imports", source.get("train.imports")))
     run, splits = resolve_run(model, data, out, resume, config_file, overrides, given)
@@ -771,24 +786,41 @@ def train(
             )
     splits = splits or load_splits(from_dict(DataConfig, run["data"]))
     rank = launched_rank()
-    out.mkdir(parents=True, exist_ok=True)
-    if rank == 0:
-        atomic_write_text(out / "config.json", json.dumps(run, indent=2) + "\n")
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        if rank == 0:
+            atomic_write_text(out / "config.json", json.dumps(run, indent=2) + "\n")
     config = from_dict(TrainConfig, run["train"])
     fabric = _make_fabric(config, out)
+    trained = None
     if config.devices > 1 or config.num_nodes > 1:
         if instance is not None:
             raise ConfigError("a model instance trains on one device; pass a registered model name for devices > 1")
+        if out is None:
+            raise ConfigError("a run on several processes needs a run directory to meet in; pass out=...")
         summary = fabric.launch(_launched_fit, run, str(out), resume, None if given is None else splits)
     else:
-        summary = _fit(fabric, run, out, resume, splits, instance)
+        trainer = Trainer(fabric, run, out, resume, splits, instance)
+        summary = trainer.fit()
+        trained = trainer.module
     if rank != 0:  # another node's process of a torchrun or SLURM launch: rank 0 evaluates and reports
         return RunResult(run_dir=out, model=None, metrics=dict(summary or {}), report=None)
     device = "cpu" if config.accelerator == "cpu" else default_device()
-    trained = instance.to(device).eval() if instance is not None else load(out / "model", map_location=device)
+    if instance is not None:
+        trained = instance
+    elif out is not None:  # the saved model, as aekit.load gives it back
+        trained = load(out / "model")
+    else:  # in memory, in the default dtype as a loaded model is
+        trained = trained.to(torch.get_default_dtype())
+    trained = trained.to(device).eval()
     metrics: dict[str, Any] = dict(summary or {})
     report = None
-    if evaluate:
+    if evaluate and out is None:
+        from aekit.evaluation import evaluate as evaluate_model
+
+        metrics.update(evaluate_model(trained, splits, nll_samples=config.nll_samples,
+                                      nll_examples=config.nll_examples or None, seed=config.seed))
+    elif evaluate:
         from aekit.outputs import write_outputs
 
         metrics, report = write_outputs(trained, splits, out, config, metrics)

@@ -119,3 +119,25 @@ def test_ddp_shards_memory_mapped_and_streamed_data(tmp_path):
     for two, one in (("map2", "map1"), ("stream2", "stream1")):
         a, b = weights(tmp_path / two), weights(tmp_path / one)
         assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a), two
+
+
+def test_a_run_in_memory_writes_nothing_and_keeps_its_best_weights(tmp_path, monkeypatch):
+    """80 digits and a wide AE at a high lr overfit: validation is best at step 60 of 300, so the best weights
+    are not the last ones."""
+    x, y = digits()
+    monkeypatch.chdir(tmp_path)
+    args = dict(steps=300, eval_every=20, keep_best=True, val_fraction=0.3, batch_size=32, hidden=(256,),
+                latent_dim=16, lr=1e-2, lr_schedule="constant", progress=False, figures=False, nll_samples=0)
+    run = aekit.train("ae", (x[:80], y[:80]), None, **args)
+    assert list(tmp_path.iterdir()) == [] and run.run_dir is None and run.report is None
+    assert "test/recon" in run.metrics and "test/linear_probe_acc" in run.metrics
+    on_disk = aekit.train("ae", (x[:80], y[:80]), tmp_path / "run", **args)
+    a, b = run.model.state_dict(), on_disk.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # the same best-validation weights
+    last = aekit.train("ae", (x[:80], y[:80]), None, **{**args, "keep_best": False}).model.state_dict()
+    assert not all(torch.equal(a[k], last[k]) for k in a)  # and they are not the last ones
+    assert run.metrics["train/best_val_loss"] == on_disk.metrics["train/best_val_loss"]
+    with pytest.raises(AekitError, match="pass out="):
+        aekit.train("vae", (x, y), None, resume=True)
+    with pytest.raises(AekitError, match="needs a run directory"):
+        aekit.train("ae", (x, y), None, devices=2, accelerator="cpu", **QUICK)
