@@ -1,0 +1,223 @@
+"""scikit-learn estimators over any aekit model: a transformer (codes) and an anomaly detector.
+
+    from aekit.sklearn import AutoencoderDetector, AutoencoderTransformer
+    detector = AutoencoderDetector("vae", latent_dim=8, steps=2000, contamination=0.05).fit(X_train)
+    labels = detector.predict(X_test)              # +1 inlier, -1 outlier (scikit-learn's convention)
+    codes = AutoencoderTransformer("ae", latent_dim=4).fit_transform(X)
+
+Any registered model and its settings are keyword arguments (``latent_dim=8``, ``hidden=(64, 32)``, ``beta=4``);
+they are parameters like the estimator's own, so ``clone``, ``Pipeline`` and ``GridSearchCV`` see them. The
+features are standardised inside the estimator (``standardize``) and the model trains in memory: nothing is
+written unless ``run_dir`` is given. Fitting is seeded by ``random_state`` and quiet unless ``verbose``.
+
+Scores follow scikit-learn's outlier detectors (``IsolationForest``, ``LocalOutlierFactor``): ``score_samples``
+is higher for more normal rows, ``decision_function`` is negative for outliers, ``predict`` gives -1 for them.
+``anomaly_score`` is the raw score, higher for more anomalous rows, in nats per row, and ``threshold_`` is the
+anomaly score above which a row is an outlier (the ``1 - contamination`` quantile of the training rows).
+
+Both pass scikit-learn's ``check_estimator`` except two checks (``tests/test_sklearn.py``):
+``check_do_not_raise_errors_in_init_or_set_params``, because the model's settings are keyword arguments and the
+check passes one named ``settings`` itself; and ``check_methods_subset_invariance``, because scores are computed
+in float32 by batched matmuls, so a row scored in another batch size differs by about 1e-6, above the check's
+1e-7.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, OutlierMixin, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
+
+from aekit.errors import ConfigError
+
+CRITERIA = ("auto", "recon", "elbo", "nll")
+
+
+# training keys the estimator sets itself; every other training key may be given (weight_decay=1e-4, ...)
+_OWN_TRAIN_KEYS = {"seed", "progress", "threads", "val_fraction", "test_fraction", "figures"}
+
+
+def _config_fields(model: Any) -> list[str]:
+    """The config keys of model ``model`` and the training keys a user may set; no model keys for a name that is
+    not registered (``fit`` says so)."""
+    from aekit.registry import model_entry
+    from aekit.run_config import TrainConfig
+
+    train = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in _OWN_TRAIN_KEYS]
+    try:
+        return [f.name for f in dataclasses.fields(model_entry(model).config_class)] + train
+    except (ConfigError, TypeError):
+        return train
+
+
+class _AutoencoderEstimator(BaseEstimator):
+    """What both estimators share: the model's settings as parameters, standardisation, the fit."""
+
+    def __init__(self, model: str = "ae", *, steps: int = 1000, batch_size: int = 128, lr: float = 1e-3,
+                 standardize: bool = True, random_state: Any = None, verbose: bool = False,
+                 run_dir: str | None = None, **settings: Any) -> None:
+        self.model = model
+        self.steps = steps
+        self.batch_size = batch_size
+        self.lr = lr
+        self.standardize = standardize
+        self.random_state = random_state
+        self.verbose = verbose
+        self.run_dir = run_dir
+        for key, value in settings.items():
+            setattr(self, key, value)
+
+    # The model's settings are parameters too: they are the attributes named after the model's config fields.
+    def _setting_names(self) -> list[str]:
+        own = set(self._get_param_names())
+        return [name for name in _config_fields(self.model)
+                if name in vars(self) and name not in own and name != "data_shape"]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        params = super().get_params(deep=deep)
+        params.update({name: getattr(self, name) for name in self._setting_names()})
+        return params
+
+    def set_params(self, **params: Any):
+        fields = set(_config_fields(params.get("model", self.model))) - set(self._get_param_names())
+        own = {k: v for k, v in params.items() if k not in fields}
+        for key in set(params) - set(own):
+            setattr(self, key, params[key])
+        return super().set_params(**own) if own else self
+
+    # Fitting.
+    def _standardize(self, X: np.ndarray) -> np.ndarray:
+        return ((X - self.mean_) / self.scale_).astype(np.float32)
+
+    def _fit_model(self, X: np.ndarray) -> None:
+        import aekit
+
+        own = set(self._get_param_names())
+        unknown = sorted(k for k in vars(self) if not k.endswith("_") and not k.startswith("_") and k not in own
+                         and k not in _config_fields(self.model))
+        if unknown:
+            raise ConfigError(f"unknown {self.model} config key(s) {', '.join(unknown)}; give the model's keys "
+                              f"(aekit models {self.model}) or training keys")
+
+        X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
+        if self.standardize:
+            self.mean_ = X.mean(0)
+            scale = X.std(0)
+            self.scale_ = np.where(scale > 0, scale, 1.0)  # a constant column stays as it is, centred
+        else:
+            self.mean_, self.scale_ = np.zeros(X.shape[1]), np.ones(X.shape[1])
+        seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
+        settings = {name: getattr(self, name) for name in self._setting_names()}
+        settings.setdefault("likelihood", "gaussian")
+        settings.setdefault("latent_dim", max(1, min(8, X.shape[1])))
+        settings.setdefault("hidden", (64,))
+        run = aekit.train(self.model, data=self._standardize(X), out=self.run_dir, steps=self.steps,
+                          batch_size=min(self.batch_size, len(X)), lr=self.lr, seed=seed, split_seed=seed,
+                          val_fraction=0.0, test_fraction=0.0, progress=bool(self.verbose), evaluate=False,
+                          threads=1, **settings)
+        self.model_ = run.model.cpu().eval()
+
+    def _inputs(self, X) -> torch.Tensor:
+        check_is_fitted(self, "model_")
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        return torch.from_numpy(self._standardize(X))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = False
+        return tags
+
+
+class AutoencoderTransformer(TransformerMixin, _AutoencoderEstimator):
+    """``transform``: the point embedding of each row (posterior mean or code), ``[n, latent_dim]``;
+    ``inverse_transform``: the reconstruction E[x | z] of codes, in the original units."""
+
+    def fit(self, X, y=None):
+        self._fit_model(X)
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        with torch.no_grad():
+            return self.model_.embed(self._inputs(X)).numpy().astype(np.float64)
+
+    def inverse_transform(self, Z) -> np.ndarray:
+        check_is_fitted(self, "model_")
+        z = torch.as_tensor(np.asarray(Z, dtype=np.float32))
+        with torch.no_grad():
+            x = self.model_.likelihood.mean(self.model_.decode(z)).numpy().astype(np.float64)
+        return x * self.scale_ + self.mean_
+
+
+class AutoencoderDetector(OutlierMixin, _AutoencoderEstimator):
+    """Anomaly detection by how badly the model explains a row.
+
+    ``criterion``: ``recon`` (-log p(x | z) at the point embedding: half the squared error for the default Gaussian
+    likelihood, plus a constant), ``elbo`` (the negative ELBO, ``nll_samples`` posterior samples averaged),
+    ``nll`` (-log p(x) by importance sampling with ``nll_samples`` samples), or ``auto`` (``nll`` for models
+    with a posterior, ``recon`` otherwise). ``contamination``: the expected share of outliers in the training
+    rows, in (0, 0.5], which sets ``threshold_``.
+    """
+
+    def __init__(self, model: str = "ae", *, criterion: str = "auto", contamination: float = 0.1,
+                 nll_samples: int = 100, steps: int = 1000, batch_size: int = 128, lr: float = 1e-3,
+                 standardize: bool = True, random_state: Any = None, verbose: bool = False,
+                 run_dir: str | None = None, **settings: Any) -> None:
+        super().__init__(model, steps=steps, batch_size=batch_size, lr=lr, standardize=standardize,
+                         random_state=random_state, verbose=verbose, run_dir=run_dir, **settings)
+        self.criterion = criterion
+        self.contamination = contamination
+        self.nll_samples = nll_samples
+
+    def fit(self, X, y=None):
+        if self.criterion not in CRITERIA:
+            raise ConfigError(f"criterion={self.criterion!r} is unknown; choose one of {', '.join(CRITERIA)}")
+        if not (isinstance(self.contamination, (int, float)) and 0 < self.contamination <= 0.5):
+            raise ConfigError(f"contamination={self.contamination!r} must lie in (0, 0.5]")
+        self._fit_model(X)
+        stochastic = getattr(self.model_.bottleneck, "stochastic", False)
+        self.criterion_ = ("nll" if stochastic else "recon") if self.criterion == "auto" else self.criterion
+        if self.criterion_ in ("elbo", "nll") and not stochastic:
+            raise ConfigError(f"criterion={self.criterion_} needs a model with a posterior (vae, ...); {self.model} "
+                              "has none: use criterion=recon")
+        train_scores = self._anomaly(torch.from_numpy(self._standardize(np.asarray(X, dtype=np.float64))))
+        self.threshold_ = float(np.quantile(train_scores, 1.0 - self.contamination))
+        self.offset_ = -self.threshold_
+        return self
+
+    @torch.no_grad()
+    def _anomaly(self, x: torch.Tensor) -> np.ndarray:
+        from aekit.metrics import importance_sampled_log_likelihood
+
+        model = self.model_
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)  # the same rows get the same scores, call after call
+            if self.criterion_ == "recon":
+                scores = model.likelihood.nll(model.decode(model.embed(x)), x)
+            elif self.criterion_ == "elbo":
+                out = model(x, n_samples=max(1, self.nll_samples))
+                scores = out.terms["recon"] + out.terms["kl"]
+            else:
+                scores = -importance_sampled_log_likelihood(model, x, n_samples=max(1, self.nll_samples))
+        scores = scores.double().numpy()
+        return np.where(np.isfinite(scores), scores, math.inf)
+
+    def anomaly_score(self, X) -> np.ndarray:
+        """Higher for more anomalous rows, in nats per row (the criterion's own scale)."""
+        return self._anomaly(self._inputs(X))
+
+    def score_samples(self, X) -> np.ndarray:
+        """Higher for more normal rows: the negated anomaly score."""
+        return -self.anomaly_score(X)
+
+    def decision_function(self, X) -> np.ndarray:
+        """Negative for outliers: ``score_samples - offset_``."""
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X) -> np.ndarray:
+        """-1 for outliers (anomaly score above ``threshold_``), +1 for inliers."""
+        return np.where(self.decision_function(X) < 0, -1, 1)
