@@ -758,10 +758,39 @@ def train(
     ``out=None`` trains in memory and writes nothing (no checkpoints, log, model or report; ``keep_best`` keeps the
     best weights in memory); the result holds the trained model and, with ``evaluate``, the test metrics.
     """
-    from aekit.config import to_dict
-    from aekit.io import check_out_dir, default_device, load, read_json
+    from aekit.io import check_out_dir
 
     out = None if out is None else check_out_dir(out)
+    run, splits, given, instance = _resolve(model, data, out, resume, config_file, overrides)
+    rank = launched_rank()
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        if rank == 0:
+            atomic_write_text(out / "config.json", json.dumps(run, indent=2) + "\n")
+    config = from_dict(TrainConfig, run["train"])
+    summary, trained = _fit_on_fabric(config, run, out, resume, splits, given, instance)
+    if rank != 0:  # another node's process of a torchrun or SLURM launch: rank 0 evaluates and reports
+        return RunResult(run_dir=out, model=None, metrics=summary, report=None)
+    trained = _trained_model(config, out, trained, instance)
+    report = None
+    if evaluate and out is None:
+        from aekit.evaluation import evaluate as evaluate_model
+
+        summary.update(evaluate_model(trained, splits, nll_samples=config.nll_samples,
+                                      nll_examples=config.nll_examples or None, seed=config.seed))
+    elif evaluate:
+        from aekit.outputs import write_outputs
+
+        summary, report = write_outputs(trained, splits, out, config, summary)
+    return RunResult(run_dir=out, model=trained, metrics=summary, report=report)
+
+
+def _resolve(model, data, out: Path | None, resume: bool, config_file: dict | None, overrides: dict[str, Any]):
+    """``(run, splits, given, instance)``: the resolved run config, its data, the data given in memory (else
+    None) and the model instance given (else None), with the user's modules imported first."""
+    from aekit.config import to_dict
+    from aekit.io import read_json
+
     given = None
     if not isinstance(data, (str, os.PathLike, DataConfig)):  # arrays, a Dataset, a source or a stream
         given, data = data, IN_MEMORY
@@ -784,47 +813,37 @@ def train(
                 f"the model passed in was built with {', '.join(f'{k}={wanted[k]}' for k in changed)} but the run "
                 f"needs {got}; build the model to fit the data (and set model keys when building it)"
             )
-    splits = splits or load_splits(from_dict(DataConfig, run["data"]))
-    rank = launched_rank()
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        if rank == 0:
-            atomic_write_text(out / "config.json", json.dumps(run, indent=2) + "\n")
-    config = from_dict(TrainConfig, run["train"])
+    return run, splits or load_splits(from_dict(DataConfig, run["data"])), given, instance
+
+
+def _fit_on_fabric(config: TrainConfig, run: dict[str, Any], out: Path | None, resume: bool, splits: Splits,
+                   given: Any, instance) -> tuple[dict[str, Any], Any]:
+    """The loop in this process, or launched in several: ``(summary, the trained module or None)``."""
     fabric = _make_fabric(config, out)
-    trained = None
     if config.devices > 1 or config.num_nodes > 1:
         if instance is not None:
             raise ConfigError("a model instance trains on one device; pass a registered model name for devices > 1")
         if out is None:
             raise ConfigError("a run on several processes needs a run directory to meet in; pass out=...")
         summary = fabric.launch(_launched_fit, run, str(out), resume, None if given is None else splits)
-    else:
-        trainer = Trainer(fabric, run, out, resume, splits, instance)
-        summary = trainer.fit()
-        trained = trainer.module
-    if rank != 0:  # another node's process of a torchrun or SLURM launch: rank 0 evaluates and reports
-        return RunResult(run_dir=out, model=None, metrics=dict(summary or {}), report=None)
+        return dict(summary or {}), None
+    trainer = Trainer(fabric, run, out, resume, splits, instance)
+    return dict(trainer.fit()), trainer.module
+
+
+def _trained_model(config: TrainConfig, out: Path | None, trained, instance):
+    """The model a run hands back, on the evaluation device: the user's instance, the saved model as
+    ``aekit.load`` gives it back, or the one trained in memory (in the default dtype, as a loaded one is)."""
+    from aekit.io import default_device, load
+
     device = "cpu" if config.accelerator == "cpu" else default_device()
     if instance is not None:
         trained = instance
-    elif out is not None:  # the saved model, as aekit.load gives it back
+    elif out is not None:
         trained = load(out / "model")
-    else:  # in memory, in the default dtype as a loaded model is
+    else:
         trained = trained.to(torch.get_default_dtype())
-    trained = trained.to(device).eval()
-    metrics: dict[str, Any] = dict(summary or {})
-    report = None
-    if evaluate and out is None:
-        from aekit.evaluation import evaluate as evaluate_model
-
-        metrics.update(evaluate_model(trained, splits, nll_samples=config.nll_samples,
-                                      nll_examples=config.nll_examples or None, seed=config.seed))
-    elif evaluate:
-        from aekit.outputs import write_outputs
-
-        metrics, report = write_outputs(trained, splits, out, config, metrics)
-    return RunResult(run_dir=out, model=trained, metrics=metrics, report=report)
+    return trained.to(device).eval()
 
 
 __all__ = ["DataConfig", "RunResult", "TrainConfig", "learning_rate", "load_splits", "train"]
