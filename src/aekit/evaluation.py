@@ -7,6 +7,7 @@ outputs; each model names the suites that apply to it (``model.suites``):
   ``mse``, ``psnr`` and, for data in [0, 1], ``bce`` of the reconstruction E[x | z] (any data shape);
 - ``variational``: ``elbo``, ``kl_per_dim``, ``active_units`` (Burda et al. 2016) and, with ``nll_samples``,
   the importance-sampled ``nll`` with its standard error and ``bits_per_dim``;
+- ``masked``: a masked model's pixel errors on the hidden and on the visible patches, and the share hidden;
 - ``representation``: linear-probe and k-NN accuracy of the point embeddings (labels needed) and, for a model
   without a posterior, the number of latent dimensions with variance over 0.01.
 
@@ -91,8 +92,8 @@ def _one_pass(model, ctx: EvalContext) -> None:
         values = {k: v for k, v in out.terms.items() if v.dim() == 1}
         if "kl" in values:
             values["elbo"] = -(values["recon"] + values["kl"])
-        if "kl_per_dim" in out.latent.stats:
-            kl_dims.append(out.latent.stats["kl_per_dim"].cpu())
+        if "kl_per_dim" in out.stats:
+            kl_dims.append(out.stats["kl_per_dim"].cpu())
         if x.is_floating_point():
             x_hat = model.reconstruct(batch)
             values["mse"], values["psnr"] = mse(x, x_hat), psnr(x, x_hat)
@@ -101,7 +102,7 @@ def _one_pass(model, ctx: EvalContext) -> None:
                 values["bce"] = bce(x, x_hat)
         for key, value in values.items():
             ctx.sums[key] = ctx.sums.get(key, 0.0) + float(value.sum())
-        means.append(out.latent.mean.cpu().flatten(1))
+        means.append(model.embed(batch).cpu().flatten(1))  # the embeddings the probes read
         ctx.count += len(batch)
     ctx.means = torch.cat(means)
     ctx.kl_dims = torch.cat(kl_dims) if kl_dims else None
@@ -143,7 +144,7 @@ def variational_suite(model, ctx: EvalContext) -> dict[str, Any]:
 def representation_suite(model, ctx: EvalContext) -> dict[str, Any]:
     split = ctx.split
     metrics: dict[str, Any] = {}
-    if "variational" not in model.suites:  # the spread of the codes, where there is no posterior to read
+    if "variational" not in model.suites and hasattr(model, "bottleneck"):  # the codes' spread, without a posterior
         metrics[f"{split}/active_units"] = int((ctx.means.var(0) > 0.01).sum()) if len(ctx.means) > 1 else 0
     splits = ctx.splits
     if splits is not None and ctx.test.y is not None and splits.train.y is not None:
@@ -153,6 +154,23 @@ def representation_suite(model, ctx: EvalContext) -> dict[str, Any]:
             metrics[f"{split}/linear_probe_acc"] = linear_probe_accuracy(z_train, y_train, ctx.means, ctx.test.y)
             metrics[f"{split}/knn_acc"] = knn_accuracy(z_train, y_train, ctx.means, ctx.test.y)
     return metrics
+
+
+@register_suite("masked")
+def masked_suite(model, ctx: EvalContext) -> dict[str, Any]:
+    """A masked model's errors in pixels, on the hidden and on the visible patches (the loss reads only the
+    hidden ones; with norm_pix_loss it is in normalised units), and the share of patches hidden."""
+    device = next(model.parameters()).device
+    sums = {"masked_mse": 0.0, "visible_mse": 0.0, "mask_ratio": 0.0}
+    for batch in _batches(ctx.test, ctx.batch_size):
+        x = batch.inputs.to(device)
+        out = model(x)
+        per_patch = (model.predicted_pixels(x, out) - model.patchify(x)).pow(2).mean(-1)  # [B, L]
+        hidden = out.mask
+        sums["masked_mse"] += float(((per_patch * hidden).sum(1) / hidden.sum(1).clamp(min=1)).sum())
+        sums["visible_mse"] += float(((per_patch * (1 - hidden)).sum(1) / (1 - hidden).sum(1).clamp(min=1)).sum())
+        sums["mask_ratio"] += float(hidden.mean(1).sum())
+    return {f"{ctx.split}/{k}": v / ctx.count for k, v in sums.items()}
 
 
 @torch.no_grad()

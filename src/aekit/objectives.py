@@ -75,8 +75,8 @@ def batch_mean(term: torch.Tensor, batch=None) -> torch.Tensor:
 
 
 def scalar_stats(out) -> dict[str, torch.Tensor]:
-    """The bottleneck's 0-dim statistics (codebook perplexity, sparsity, ...), to be logged."""
-    return {k: v for k, v in out.latent.stats.items() if torch.is_tensor(v) and v.dim() == 0}
+    """The output's 0-dim statistics (codebook perplexity, sparsity, mask ratio, ...), to be logged."""
+    return {k: v for k, v in out.stats.items() if torch.is_tensor(v) and v.dim() == 0}
 
 
 class Objective:
@@ -129,7 +129,7 @@ class ELBO(Objective):
         beta = self.beta(step)
         kl_term = kl
         if self.free_bits > 0:
-            kl_per_dim = out.latent.stats.get("kl_per_dim")
+            kl_per_dim = out.stats.get("kl_per_dim")
             require(kl_per_dim is not None, "free_bits needs a closed-form KL per dimension; this prior has none")
             kl_term = kl_per_dim.mean(0).clamp(min=self.free_bits).sum()
         loss = recon + beta * kl_term

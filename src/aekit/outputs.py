@@ -14,17 +14,23 @@ from aekit.io import atomic_write_text
 
 
 def write_figures(model, splits: Splits, run_dir: Path, seed: int = 0) -> list[Path]:
-    """The figures of the model's suites: inputs vs reconstructions (reconstruction), samples from the prior,
+    """The figures of the model's suites: inputs vs reconstructions (reconstruction; original, masked and
+    reconstruction rows for a masked model), samples from the prior,
     one row per class for a model conditioned on labels (models with a prior), the latent map (representation),
     and the training curves."""
-    from aekit.report import plot_latent_map, plot_reconstructions, plot_samples, plot_training_curves
+    from aekit.report import plot_image_rows, plot_latent_map, plot_reconstructions, plot_samples, plot_training_curves
 
     figures = run_dir / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     device = next(model.parameters()).device
     batch = splits.test.batch(slice(0, 16)).to(device)
     written = []
-    if "reconstruction" in model.suites and batch.inputs.is_floating_point():
+    if "masked" in model.suites:
+        views = model.masked_views(batch)
+        rows = {k: views[k].cpu() for k in ("original", "masked", "reconstruction")}
+        written.append(plot_image_rows(rows, figures / "masked.png", title=f"masker={model.config.masker}, "
+                                       f"ratio {model.config.mask_ratio}"))
+    elif "reconstruction" in model.suites and batch.inputs.is_floating_point():
         x = batch.inputs
         written.append(plot_reconstructions(x.cpu(), model.reconstruct(batch).cpu(), figures / "reconstructions.png"))
     if model.has_prior:

@@ -2,13 +2,14 @@
 
 from aekit.models.aae import AAE, AAEConfig
 from aekit.models.ae import AE, AEConfig, DAEConfig
-from aekit.models.base import Autoencoder, AutoencoderConfig, AutoencoderOutput
+from aekit.models.base import Autoencoder, AutoencoderConfig, AutoencoderOutput, Model
 from aekit.models.cvae import CVAE, CVAEConfig
 from aekit.models.iwae import IWAEBound, IWAEConfig
+from aekit.models.mae import MAE, MAEConfig
 from aekit.models.vae import VAE, BetaVAEConfig, VAEConfig
 
 __all__ = [
     "AAE", "AAEConfig", "AE", "AEConfig", "Autoencoder", "AutoencoderConfig", "AutoencoderOutput", "BetaVAEConfig",
-    "CVAE", "CVAEConfig", "DAEConfig",
-    "IWAEBound", "IWAEConfig", "VAE", "VAEConfig",
+    "CVAE", "CVAEConfig", "DAEConfig", "Model",
+    "IWAEBound", "IWAEConfig", "MAE", "MAEConfig", "VAE", "VAEConfig",
 ]

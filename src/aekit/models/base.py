@@ -87,6 +87,11 @@ class AutoencoderOutput:
     terms: dict[str, torch.Tensor]
     log_px_z: torch.Tensor
 
+    @property
+    def stats(self) -> dict[str, torch.Tensor]:
+        """The bottleneck's statistics (codebook perplexity, sparsity, KL per dimension)."""
+        return self.latent.stats
+
 
 def _numpy_in_numpy_out(method):
     """Let a user method take numpy arrays (and Batches): arrays go to the model's device as float32 (integer
@@ -106,14 +111,95 @@ def _numpy_in_numpy_out(method):
     return wrapper
 
 
-class Autoencoder(nn.Module):
+class Model(nn.Module):
+    """What every family shares: a frozen config and a registered name, the objective part, named optimiser
+    groups, frozen parts (a teacher network: out of the optimisers and the saved weights), conditioning checks
+    and numpy-in/numpy-out user methods. :class:`Autoencoder` composes encoder -> bottleneck -> decoder on it;
+    a masked model (:mod:`aekit.models.mae`) composes masker -> encoder -> decoder."""
+
+    default_objective = "reconstruction"
+    suites: tuple[str, ...] = ("reconstruction", "representation")
+
+    def __init__(self, config, name: str) -> None:
+        super().__init__()
+        self.config, self.name = config, name
+        self.frozen: set[str] = set()
+
+    def objective(self):
+        """The training objective: the config's ``objective`` part, or the model's own."""
+        return build_part("objectives", getattr(self.config, "objective", "") or self.default_objective, self.config)
+
+    def parameter_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
+        """Trainable parameters by optimiser name: everything in ``model``; models with an adversary add theirs."""
+        return {"model": [(n, p) for n, p in self.named_parameters() if p.requires_grad]}
+
+    @classmethod
+    def fit_to_data(cls, values: dict[str, Any], splits) -> tuple[dict[str, Any], list[str]]:
+        """Config values completed from the data (its shape); returns ``(values, notes)``."""
+        return {**values, "data_shape": list(splits.shape)}, []
+
+    # Frozen parts (a teacher network): out of the optimisers, the weight average and the saved weights.
+    def freeze(self, part: str) -> None:
+        module = self.get_submodule(part)
+        module.requires_grad_(False)
+        self.frozen.add(part)
+
+    def state_dict(self, *args, **kwargs):
+        state = super().state_dict(*args, **kwargs)
+        prefix = kwargs.get("prefix", "")
+        for part in self.frozen:
+            for key in [k for k in state if k.startswith(f"{prefix}{part}.")]:
+                del state[key]
+        return state
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        missing = [k for k in result.missing_keys if not any(k.startswith(f"{p}.") for p in self.frozen)]
+        if strict and (missing or result.unexpected_keys):
+            raise RuntimeError(f"Error(s) in loading state_dict: missing keys {missing}, unexpected keys "
+                               f"{result.unexpected_keys}")
+        return result
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def condition_of(self, batch: Batch) -> torch.Tensor | None:
+        """The conditioning vector of a batch: ``batch.condition`` (conditional models may derive one from the
+        labels)."""
+        return batch.condition
+
+    def check_condition(self, condition: torch.Tensor | None, n: int) -> torch.Tensor | None:
+        c_dim = getattr(self.config, "condition_dim", 0)
+        if c_dim == 0:
+            if condition is not None:
+                raise DataError(f"{self.name} is not conditional; build it with condition_dim > 0 to pass a condition")
+            return None
+        if condition is None or tuple(condition.shape) != (n, c_dim):
+            got = None if condition is None else tuple(condition.shape)
+            raise DataError(f"{self.name} needs a condition of shape ({n}, {c_dim}), got {got}; pass condition= or "
+                            "data with labels")
+        return condition.to(self.device, torch.get_default_dtype())
+
+    def make_condition(self, condition: Any, n: int) -> torch.Tensor | None:
+        """``condition`` repeated for ``n`` samples: a vector ``[C]`` or a batch ``[n, C]`` as given."""
+        if condition is None:
+            return None
+        c = torch.as_tensor(condition, dtype=torch.get_default_dtype())
+        return c.expand(n, -1) if c.dim() == 1 else c
+
+    has_prior = False  # a prior to sample from (Autoencoder: its bottleneck's)
+
+    def sample(self, n: int, generator: torch.Generator | None = None, condition: Any = None) -> torch.Tensor:
+        raise DataError(f"{self.name} has no prior to sample from; use a variational model such as vae")
+
+
+class Autoencoder(Model):
     """encoder -> bottleneck -> decoder with likelihood p(x|z); subclasses choose parts and the objective."""
 
     config_class = AutoencoderConfig
     default_bottleneck = "deterministic"
-    default_objective = "reconstruction"
     needs_prior = False  # a prior p(z) to regularise towards and sample from
-    suites: tuple[str, ...] = ("reconstruction", "representation")
 
     def __init__(
         self,
@@ -124,9 +210,7 @@ class Autoencoder(nn.Module):
         bottleneck: Bottleneck | None = None,
         likelihood: Likelihood | None = None,
     ) -> None:
-        super().__init__()
-        self.config, self.name = config, name
-        self.frozen: set[str] = set()
+        super().__init__(config, name)
         shape = tuple(config.data_shape)
         options = config.options
         self.likelihood = likelihood or make_likelihood(config.likelihood, shape, config.sigma,
@@ -155,20 +239,11 @@ class Autoencoder(nn.Module):
     def make_corruption(self) -> nn.Module | None:
         return None
 
-    def objective(self):
-        """The training objective: the config's ``objective`` part, or the model's own."""
-        return build_part("objectives", self.config.objective or self.default_objective, self.config)
-
-    def parameter_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
-        """Trainable parameters by optimiser name: everything in ``model``; models with an adversary add theirs."""
-        return {"model": [(n, p) for n, p in self.named_parameters() if p.requires_grad]}
-
     @classmethod
     def fit_to_data(cls, values: dict[str, Any], splits) -> tuple[dict[str, Any], list[str]]:
         """Config values completed from the data: the shape, and a likelihood when none was chosen (said in a
         note, one line); returns ``(values, notes)``."""
-        values = {**values, "data_shape": list(splits.shape)}
-        notes = []
+        values, notes = super().fit_to_data(values, splits)
         if "likelihood" not in values:
             train = splits.train
             x = train.inputs(slice(0, 2048)) if hasattr(train, "inputs") else next(iter(train)).inputs
@@ -177,32 +252,6 @@ class Autoencoder(nn.Module):
             notes.append(f"likelihood={values['likelihood']} (the data lie {'in' if unit else 'outside'} [0, 1]; "
                          "set likelihood= to choose another)")
         return values, notes
-
-    # Frozen parts (a teacher network): out of the optimisers, the weight average and the saved weights.
-    def freeze(self, part: str) -> None:
-        module = self.get_submodule(part)
-        module.requires_grad_(False)
-        self.frozen.add(part)
-
-    def state_dict(self, *args, **kwargs):
-        state = super().state_dict(*args, **kwargs)
-        prefix = kwargs.get("prefix", "")
-        for part in self.frozen:
-            for key in [k for k in state if k.startswith(f"{prefix}{part}.")]:
-                del state[key]
-        return state
-
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        result = super().load_state_dict(state_dict, strict=False, assign=assign)
-        missing = [k for k in result.missing_keys if not any(k.startswith(f"{p}.") for p in self.frozen)]
-        if strict and (missing or result.unexpected_keys):
-            raise RuntimeError(f"Error(s) in loading state_dict: missing keys {missing}, unexpected keys "
-                               f"{result.unexpected_keys}")
-        return result
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
 
     # The forward pass.
     def check_input(self, x: torch.Tensor) -> None:
@@ -214,23 +263,6 @@ class Autoencoder(nn.Module):
             )
         if not x.is_floating_point():
             raise DataError(f"input dtype {x.dtype} is not floating point; scale the data to float32 in [0, 1]")
-
-    def condition_of(self, batch: Batch) -> torch.Tensor | None:
-        """The conditioning vector of a batch: ``batch.condition`` (conditional models may derive one from the
-        labels)."""
-        return batch.condition
-
-    def check_condition(self, condition: torch.Tensor | None, n: int) -> torch.Tensor | None:
-        c_dim = self.config.condition_dim
-        if c_dim == 0:
-            if condition is not None:
-                raise DataError(f"{self.name} is not conditional; build it with condition_dim > 0 to pass a condition")
-            return None
-        if condition is None or tuple(condition.shape) != (n, c_dim):
-            got = None if condition is None else tuple(condition.shape)
-            raise DataError(f"{self.name} needs a condition of shape ({n}, {c_dim}), got {got}; pass condition= or "
-                            "data with labels")
-        return condition.to(self.device, torch.get_default_dtype())
 
     def encode(self, x: torch.Tensor, n_samples: int = 1, eps: torch.Tensor | None = None,
                condition: torch.Tensor | None = None) -> BottleneckOutput:
@@ -301,13 +333,6 @@ class Autoencoder(nn.Module):
         z = prior.sample(n, generator=generator).to(self.device)
         condition = self.check_condition(self.make_condition(condition, n), n)
         return self.likelihood.mean(self.decode(z, condition))
-
-    def make_condition(self, condition: Any, n: int) -> torch.Tensor | None:
-        """``condition`` repeated for ``n`` samples: a vector ``[C]`` or a batch ``[n, C]`` as given."""
-        if condition is None:
-            return None
-        c = torch.as_tensor(condition, dtype=torch.get_default_dtype())
-        return c.expand(n, -1) if c.dim() == 1 else c
 
     @property
     def has_prior(self) -> bool:

@@ -6,13 +6,20 @@ matplotlib is imported only when a figure is drawn.
 """
 
 from aekit.report.compare import write_comparison
-from aekit.report.figures import plot_latent_map, plot_reconstructions, plot_samples, plot_training_curves
+from aekit.report.figures import (
+    plot_image_rows,
+    plot_latent_map,
+    plot_reconstructions,
+    plot_samples,
+    plot_training_curves,
+)
 from aekit.report.html import FIGURE_CAPTIONS, METRIC_EXPLANATIONS, explain_metric, write_report
 
 __all__ = [
     "FIGURE_CAPTIONS",
     "METRIC_EXPLANATIONS",
     "explain_metric",
+    "plot_image_rows",
     "plot_latent_map",
     "plot_reconstructions",
     "plot_samples",

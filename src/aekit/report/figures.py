@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["plot_latent_map", "plot_reconstructions", "plot_samples", "plot_training_curves"]
+__all__ = ["plot_image_rows", "plot_latent_map", "plot_reconstructions", "plot_samples", "plot_training_curves"]
 
 _IMAGE_GRID_COLUMNS = 8
 _TABLE_LINE_PLOTS = 4
@@ -65,6 +65,30 @@ def plot_reconstructions(x: Any, x_hat: Any, path: str | os.PathLike[str], n: in
         top, bottom = fig.subplots(2, 1)
         _show_image_grid(top, inputs, columns, "Inputs" + note)
         _show_image_grid(bottom, outputs, columns, "Reconstructions")
+    return _save(fig, path)
+
+
+def plot_image_rows(rows: dict[str, Any], path: str | os.PathLike[str], n: int = 8, title: str = "") -> Path:
+    """Draw the first ``n`` images of each entry of ``rows`` (name -> ``[B, C, H, W]``, all of one shape) as one
+    titled row each, top to bottom: ``original | masked | reconstruction`` for a masked model."""
+    if not rows:
+        raise DataError("plot_image_rows: no rows to draw; pass a dict of name -> [B, C, H, W] images")
+    arrays = {name: _as_float_array(x, name) for name, x in rows.items()}
+    shapes = {tuple(a.shape) for a in arrays.values()}
+    first = next(iter(arrays.values()))
+    if len(shapes) != 1 or first.ndim != 4:
+        raise DataError(f"plot_image_rows: rows have shapes {sorted(shapes)}; pass [B, C, H, W] images of one shape")
+    n = _check_count(n, "n")
+    shown = {name: _images_for_display(a[:n]) for name, a in arrays.items()}
+    images = next(iter(shown.values()))[0]
+    columns = len(images)
+    width, height = _grid_size_inches(images, columns)
+    fig = _new_figure((width, len(shown) * (height + 0.4) + (0.3 if title else 0)))
+    axes = fig.subplots(len(shown), 1, squeeze=False)[:, 0]
+    for ax, (name, (row, note)) in zip(axes, shown.items(), strict=True):
+        _show_image_grid(ax, row, columns, name.capitalize() + note)
+    if title:
+        fig.suptitle(title)
     return _save(fig, path)
 
 

@@ -28,6 +28,7 @@ __all__ = ["FIGURE_CAPTIONS", "METRIC_EXPLANATIONS", "explain_metric", "metric_d
 # The figures every run may have, in the order the report shows them; other PNGs follow, by name.
 FIGURE_CAPTIONS = {
     "reconstructions.png": "Inputs (top) and reconstructions (bottom)",
+    "masked.png": "Originals, the masker's masks (hidden patches grey), and reconstructions from the visible patches",
     "samples.png": "Samples from the prior",
     "samples_per_class.png": "Samples from the prior, one row per class",
     "latent_map.png": "Latent means, coloured by label",

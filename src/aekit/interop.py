@@ -1,0 +1,237 @@
+"""Weights to and from other libraries: Hugging Face ``ViTMAEForPreTraining`` <-> aekit ``mae``.
+
+With the same weights and the same masking noise the two give the same predictions and loss (to 1e-5; the test
+runs both). Conversion needs no ``transformers`` when it goes through files: :func:`load_vitmae` reads a Hugging
+Face model folder (``config.json`` + ``model.safetensors``) and :func:`save_vitmae` writes one that
+``ViTMAEForPreTraining.from_pretrained`` loads. The in-memory forms take and give the modules themselves.
+
+ViTMAE keeps MAE's position-embedding layout (the column half first), so a converted model has
+``pos_order="wh"``; its layer norms use ViTMAE's epsilon (1e-12 by default). Both are checked, not assumed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from aekit.errors import ConfigError, DataError
+
+_ENCODER = "vit"
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def mae_config_from_vitmae(hf: dict[str, Any]):
+    """The ``mae`` config of a ViTMAE config (a dict, as in its ``config.json``); settings aekit's MAE does not
+    have (another activation, dropout, a non-square position table) are errors that name them."""
+    from aekit.models.mae import MAEConfig
+
+    def get(key, default=None):
+        return hf.get(key, default)
+
+    size = get("image_size", 224)
+    height, width = (size, size) if isinstance(size, int) else tuple(size)
+    patch = get("patch_size", 16)
+    _check(isinstance(patch, int), f"patch_size={patch}: only square patches convert")
+    _check(get("hidden_act", "gelu") == "gelu", f"hidden_act={get('hidden_act')!r}: aekit's ViT uses gelu")
+    for key in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+        _check(float(get(key, 0.0)) == 0.0, f"{key}={get(key)}: aekit's MAE has no dropout; set it to 0")
+    hidden, decoder_hidden = get("hidden_size", 768), get("decoder_hidden_size", 512)
+    ratio = get("intermediate_size", 3072) / hidden
+    decoder_ratio = get("decoder_intermediate_size", 2048) / decoder_hidden
+    _check(abs(ratio - decoder_ratio) < 1e-9, f"intermediate sizes {get('intermediate_size')} and "
+           f"{get('decoder_intermediate_size')} are not the same multiple of the widths; aekit shares one mlp_ratio")
+    return MAEConfig(
+        data_shape=(get("num_channels", 3), height, width), patch_size=patch, width=hidden,
+        depth=get("num_hidden_layers", 12), heads=get("num_attention_heads", 12), mlp_ratio=ratio,
+        decoder_width=decoder_hidden, decoder_depth=get("decoder_num_hidden_layers", 8),
+        decoder_heads=get("decoder_num_attention_heads", 16), class_token=True, qkv_bias=get("qkv_bias", True),
+        norm_eps=get("layer_norm_eps", 1e-12), pos_order="wh", mask_ratio=get("mask_ratio", 0.75),
+        norm_pix_loss=bool(get("norm_pix_loss", False)),
+    )
+
+
+def vitmae_config_from_mae(config) -> dict[str, Any]:
+    """The ViTMAE config (a dict) of a ``mae`` config; what ViTMAE cannot hold is an error."""
+    _check(config.class_token, "ViTMAE always has a class token; this mae has class_token=false")
+    _check(config.pos_order == "wh", "ViTMAE builds MAE's position layout (pos_order=wh); this mae has "
+           f"pos_order={config.pos_order}, whose weights would see shuffled positions there")
+    _check(config.masker == "random", f"ViTMAE masks at random only; this mae uses masker={config.masker}")
+    c, h, w = config.data_shape
+    _check(h == w, f"ViTMAE takes square images; this mae takes {h}x{w}")
+    return {
+        "model_type": "vit_mae", "architectures": ["ViTMAEForPreTraining"], "image_size": h,
+        "patch_size": config.patch_size, "num_channels": c, "hidden_size": config.width,
+        "num_hidden_layers": config.depth, "num_attention_heads": config.heads,
+        "intermediate_size": int(config.width * config.mlp_ratio), "decoder_hidden_size": config.decoder_width,
+        "decoder_num_hidden_layers": config.decoder_depth, "decoder_num_attention_heads": config.decoder_heads,
+        "decoder_intermediate_size": int(config.decoder_width * config.mlp_ratio), "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0, "layer_norm_eps": config.norm_eps,
+        "qkv_bias": config.qkv_bias, "mask_ratio": config.mask_ratio, "norm_pix_loss": config.norm_pix_loss,
+        "initializer_range": 0.02,
+    }
+
+
+# Older transformers (4.x) name the layers differently; their keys are renamed to the current ones first.
+_LEGACY = [
+    (r"^vit\.encoder\.layer\.", "vit.layers."),
+    (r"\.attention\.attention\.query\.", ".attention.q_proj."),
+    (r"\.attention\.attention\.key\.", ".attention.k_proj."),
+    (r"\.attention\.attention\.value\.", ".attention.v_proj."),
+    (r"\.attention\.output\.dense\.", ".attention.o_proj."),
+    (r"\.intermediate\.dense\.", ".mlp.fc1."),
+    (r"\.output\.dense\.", ".mlp.fc2."),
+]
+
+# (aekit block key, ViTMAE layer key) within one Transformer block; qkv is split three ways.
+_BLOCK = [("norm1", "layernorm_before"), ("norm2", "layernorm_after"), ("attn.proj", "attention.o_proj"),
+          ("mlp.0", "mlp.fc1"), ("mlp.2", "mlp.fc2")]
+_TOP = [("encoder.patch_embed.proj", "vit.embeddings.patch_embeddings.projection"), ("encoder.norm", "vit.layernorm"),
+        ("decoder.embed", "decoder.decoder_embed"), ("decoder.norm", "decoder.decoder_norm"),
+        ("decoder.pred", "decoder.decoder_pred")]
+
+
+def _key_pairs(config) -> list[tuple[str, str]]:
+    """(aekit key, ViTMAE key) for every weight but q/k/v and the tokens."""
+    pairs = []
+    for ours, theirs in _TOP:
+        pairs += [(f"{ours}.weight", f"{theirs}.weight"), (f"{ours}.bias", f"{theirs}.bias")]
+    for part, prefix, depth in (("encoder", "vit.layers", config.depth),
+                                ("decoder", "decoder.decoder_layers", config.decoder_depth)):
+        for i in range(depth):
+            for ours, theirs in _BLOCK:
+                for kind in ("weight", "bias"):
+                    pairs.append((f"{part}.blocks.{i}.{ours}.{kind}", f"{prefix}.{i}.{theirs}.{kind}"))
+    return pairs
+
+
+def _qkv_prefixes(config):
+    for part, prefix, depth in (("encoder", "vit.layers", config.depth),
+                                ("decoder", "decoder.decoder_layers", config.decoder_depth)):
+        for i in range(depth):
+            yield f"{part}.blocks.{i}.attn.qkv", f"{prefix}.{i}.attention"
+
+
+def state_from_vitmae(state: dict[str, torch.Tensor], config) -> dict[str, torch.Tensor]:
+    """A ViTMAE state dict as the weights of ``mae`` model ``config``; a missing weight or one of another shape
+    is an error naming it (weights of another configuration)."""
+    renamed = {}
+    for key, value in state.items():
+        for pattern, new in _LEGACY:
+            key = re.sub(pattern, new, key)
+        renamed[key] = value
+    state = renamed
+
+    def take(key: str) -> torch.Tensor:
+        if key not in state:
+            raise DataError(f"the ViTMAE weights have no {key}; they are not a ViTMAEForPreTraining of this "
+                            "configuration")
+        return state[key]
+
+    out = {ours: take(theirs) for ours, theirs in _key_pairs(config)}
+    for ours, theirs in _qkv_prefixes(config):
+        for kind in ("weight", "bias") if config.qkv_bias else ("weight",):
+            out[f"{ours}.{kind}"] = torch.cat([take(f"{theirs}.{n}_proj.{kind}") for n in "qkv"])
+    out["encoder.cls_token"] = take("vit.embeddings.cls_token")
+    out["decoder.mask_token"] = take("decoder.mask_token")
+    _check_positions(state, config)
+    return out
+
+
+def _check_positions(state: dict[str, torch.Tensor], config) -> None:
+    """ViTMAE stores its fixed position tables; aekit rebuilds them, so they must be the ones it would build."""
+    from aekit.nn.vit import sincos_position_embedding
+
+    for key, width in (("vit.embeddings.position_embeddings", config.width),
+                       ("decoder.decoder_pos_embed", config.decoder_width)):
+        if key not in state:
+            continue
+        table = state[key].float().reshape(-1, state[key].shape[-1])[1:]  # [L, D] without the class row
+        ours = sincos_position_embedding(*config.grid, width, config.pos_order)
+        if table.shape == ours.shape and not table.any():
+            raise DataError(f"{key}: the position table is all zeros (transformers 5 leaves it unset in a "
+                            "ViTMAEForPreTraining built from a config, so that model sees no positions); convert "
+                            "pretrained weights, or fill the table with MAE's sine-cosine one first")
+        if table.shape != ours.shape or not torch.allclose(table, ours, atol=1e-4):
+            raise DataError(f"{key}: the weights hold a position table of shape {tuple(table.shape)} that is not "
+                            f"the fixed sine-cosine table for a {config.grid[0]}x{config.grid[1]} grid; aekit "
+                            "rebuilds that table, so these weights do not convert")
+
+
+def state_to_vitmae(model) -> dict[str, torch.Tensor]:
+    """The weights of ``mae`` model ``model`` as a ViTMAEForPreTraining state dict (position tables included)."""
+    from aekit.nn.vit import sincos_position_embedding
+
+    config = model.config
+    vitmae_config_from_mae(config)  # what ViTMAE cannot hold is an error before any work
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    out = {theirs: state[ours] for ours, theirs in _key_pairs(config)}
+    for ours, theirs in _qkv_prefixes(config):
+        for kind in ("weight", "bias") if config.qkv_bias else ("weight",):
+            for name, chunk in zip("qkv", state[f"{ours}.{kind}"].chunk(3), strict=True):
+                out[f"{theirs}.{name}_proj.{kind}"] = chunk.clone()
+    out["vit.embeddings.cls_token"] = state["encoder.cls_token"]
+    out["decoder.mask_token"] = state["decoder.mask_token"]
+    for key, width in (("vit.embeddings.position_embeddings", config.width),
+                       ("decoder.decoder_pos_embed", config.decoder_width)):
+        table = sincos_position_embedding(*config.grid, width, config.pos_order)
+        out[key] = torch.cat([torch.zeros(1, width), table])[None]  # [1, 1 + L, D], the class row is 0
+    return out
+
+
+def from_vitmae(hf_model) -> Any:
+    """An aekit ``mae`` with the weights of a ``transformers.ViTMAEForPreTraining``."""
+    from aekit.models.mae import MAE
+
+    config = mae_config_from_vitmae(hf_model.config.to_dict())
+    model = MAE(config)
+    model.load_state_dict(state_from_vitmae(hf_model.state_dict(), config))
+    return model.eval()
+
+
+def to_vitmae(model):
+    """A ``transformers.ViTMAEForPreTraining`` with the weights of aekit ``mae`` model ``model``."""
+    from transformers import ViTMAEConfig, ViTMAEForPreTraining
+
+    hf = ViTMAEForPreTraining(ViTMAEConfig(**vitmae_config_from_mae(model.config)))
+    hf.load_state_dict(state_to_vitmae(model), strict=True)
+    return hf.eval()
+
+
+def load_vitmae(path: str | os.PathLike) -> Any:
+    """An aekit ``mae`` from a Hugging Face ViTMAE folder (``config.json`` + ``model.safetensors``)."""
+    from aekit.io import load_tensors
+    from aekit.models.mae import MAE
+
+    path = Path(path)
+    for name in ("config.json", "model.safetensors"):
+        if not (path / name).is_file():
+            raise DataError(f"{path}: has no {name}; pass a Hugging Face model folder saved with save_pretrained "
+                            "(safetensors weights; pickled .bin weights are not read)")
+    hf = json.loads((path / "config.json").read_text())
+    if hf.get("model_type") != "vit_mae":
+        raise DataError(f"{path / 'config.json'}: model_type={hf.get('model_type')!r}, not vit_mae")
+    config = mae_config_from_vitmae(hf)
+    model = MAE(config)
+    model.load_state_dict(state_from_vitmae(load_tensors(path / "model.safetensors"), config))
+    return model.eval()
+
+
+def save_vitmae(model, path: str | os.PathLike) -> Path:
+    """Write ``model`` as a Hugging Face ViTMAE folder that ``ViTMAEForPreTraining.from_pretrained`` loads."""
+    from aekit.io import atomic_write_text, save_tensors
+
+    path = Path(path)
+    state = state_to_vitmae(model)
+    path.mkdir(parents=True, exist_ok=True)
+    save_tensors({k: v.contiguous() for k, v in state.items()}, path / "model.safetensors", metadata={"format": "pt"})
+    atomic_write_text(path / "config.json", json.dumps(vitmae_config_from_mae(model.config), indent=2) + "\n")
+    return path

@@ -1,0 +1,285 @@
+"""Masked autoencoder (He et al. 2022, "Masked Autoencoders Are Scalable Vision Learners").
+
+An image is cut into L patches; a masker hides a share r of them (r = 0.75), the ViT encoder runs on the K
+visible patches only, and a light Transformer decoder, given the encoded visible tokens and a shared learned
+[MASK] token at every hidden position (each with its position embedding), predicts the pixels of every patch.
+The loss is the mean squared error on the hidden patches only:
+
+    L(x) = (1 / |M|) sum_{i in M} (1 / P) || x_hat_i - t_i ||^2,    t_i = x_i, or with norm_pix_loss
+    t_i = (x_i - mean(x_i)) / sqrt(var(x_i) + 1e-6), each patch normalised by its own pixels' statistics.
+
+The masker is a part (``masker=random|block|grid|red-noise|...``, :mod:`aekit.nn.maskers`), as is the ViT
+(:mod:`aekit.nn.vit`). ``embed`` gives the class token (or the mean patch token) of the unmasked image: what the
+linear probe and k-NN read.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from aekit.config import require
+from aekit.data.batch import Batch
+from aekit.errors import DataError
+from aekit.models.base import Model, _numpy_in_numpy_out
+from aekit.nn.maskers import RATIO_SCHEDULES, Masking, make_masker
+from aekit.nn.vit import (
+    PRESETS,
+    Block,
+    ViTEncoder,
+    block_flops,
+    default_patch,
+    init_weights,
+    patch_grid,
+    sincos_position_embedding,
+)
+from aekit.parts import part_names
+from aekit.registry import register_model
+
+_FROM_PRESET = ("width", "depth", "heads", "decoder_width", "decoder_depth", "decoder_heads")
+
+
+@dataclass(frozen=True)
+class MAEConfig:
+    """``preset`` (tiny, small, base) fills the sizes left at 0; ``patch_size=0``: 16 for images of 128 pixels or
+    more, else 4. ``pos_order="wh"`` reproduces MAE's (and ViTMAE's) position-embedding layout for their weights.
+    ``pool``: what ``embed`` returns (``cls``, or ``mean`` of the patch tokens; default cls when there is one).
+    ``options``: the masker's own settings (``masker.min_patches=4``)."""
+
+    data_shape: tuple[int, ...] = (3, 32, 32)
+    preset: str = "tiny"
+    patch_size: int = 0
+    width: int = 0
+    depth: int = 0
+    heads: int = 0
+    mlp_ratio: float = 4.0
+    decoder_width: int = 0
+    decoder_depth: int = 0
+    decoder_heads: int = 0
+    class_token: bool = True
+    qkv_bias: bool = True
+    norm_eps: float = 1e-6
+    pos_order: str = "hw"
+    mask_ratio: float = 0.75
+    masker: str = "random"
+    ratio_schedule: str = "constant"
+    ratio_start: float = -1.0
+    ratio_steps: int = 0
+    norm_pix_loss: bool = False
+    pool: str = ""
+    objective: str = ""
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        require(self.preset in PRESETS, f"preset={self.preset!r} is unknown; choose one of {', '.join(PRESETS)}")
+        preset = PRESETS[self.preset]
+        for key in _FROM_PRESET:  # frozen: fill the sizes left at 0 once, so the saved config holds them
+            if getattr(self, key) == 0:
+                object.__setattr__(self, key, getattr(preset, key))
+        if self.patch_size == 0:
+            object.__setattr__(self, "patch_size", default_patch(self.data_shape))
+        if not self.pool:
+            object.__setattr__(self, "pool", "cls" if self.class_token else "mean")
+        patch_grid(self.data_shape, self.patch_size)  # images divisible by the patch, or a clear error
+        require(all(getattr(self, k) > 0 for k in _FROM_PRESET), f"{', '.join(_FROM_PRESET)} must be positive")
+        require(self.mlp_ratio > 0, f"mlp_ratio={self.mlp_ratio} must be positive")
+        require(0.0 <= self.mask_ratio < 1.0, f"mask_ratio={self.mask_ratio} must be in [0, 1); 0.75 is MAE's")
+        require(self.masker in part_names("maskers"),
+                f"masker={self.masker!r} is unknown; choose one of {', '.join(part_names('maskers'))}")
+        require(self.ratio_schedule in RATIO_SCHEDULES,
+                f"ratio_schedule={self.ratio_schedule!r} is unknown; choose one of {', '.join(RATIO_SCHEDULES)}")
+        require(self.pool in ("cls", "mean"), f"pool={self.pool!r} is unknown; choose cls or mean")
+        require(self.pool == "mean" or self.class_token, "pool=cls needs class_token=true; use pool=mean")
+        unknown = sorted(set(self.options) - {"masker"})
+        require(not unknown, f"options for {', '.join(unknown)}: the part with settings here is the masker")
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return patch_grid(self.data_shape, self.patch_size)
+
+
+@dataclass
+class MAEOutput:
+    """pred ``[B, L, p*p*C]``: every patch's predicted pixels (normalised ones with norm_pix_loss); mask ``[B, L]``
+    (1 = hidden); latent ``[B, 1 + K, D]``: the encoded visible tokens; terms: ``recon`` ``[B]``, the loss on
+    the hidden patches; stats: ``mask_ratio``."""
+
+    pred: torch.Tensor
+    mask: torch.Tensor
+    ids_restore: torch.Tensor
+    latent: torch.Tensor
+    terms: dict[str, torch.Tensor]
+    stats: dict[str, torch.Tensor]
+
+
+class MAEDecoder(nn.Module):
+    """Embed the encoder's tokens to the decoder width, put the [MASK] token at each hidden position, undo the
+    shuffle, add position embeddings, run the blocks and predict each patch's pixels."""
+
+    def __init__(self, config: MAEConfig, out_dim: int) -> None:
+        super().__init__()
+        c = config
+        self.class_token = c.class_token
+        self.embed = nn.Linear(c.width, c.decoder_width)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, c.decoder_width))
+        self.register_buffer("pos_embed", sincos_position_embedding(*c.grid, c.decoder_width, c.pos_order)[None],
+                             persistent=False)  # [1, L, D']
+        self.blocks = nn.ModuleList(Block(c.decoder_width, c.decoder_heads, c.mlp_ratio, c.qkv_bias, c.norm_eps)
+                                    for _ in range(c.decoder_depth))
+        self.norm = nn.LayerNorm(c.decoder_width, eps=c.norm_eps)
+        self.pred = nn.Linear(c.decoder_width, out_dim)
+        self.apply(init_weights)
+        nn.init.normal_(self.mask_token, std=0.02)
+
+    def forward(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
+        h = self.embed(latent)  # [B, (1 +) K, D']
+        cls, visible = (h[:, :1], h[:, 1:]) if self.class_token else (None, h)
+        b, length = ids_restore.shape
+        tokens = torch.cat([visible, self.mask_token.expand(b, length - visible.shape[1], -1)], 1)  # [B, L, D']
+        tokens = torch.gather(tokens, 1, ids_restore.unsqueeze(-1).expand(-1, -1, h.shape[-1]))  # original order
+        tokens = tokens + self.pos_embed
+        if cls is not None:
+            tokens = torch.cat([cls, tokens], 1)  # [B, 1 + L, D'], the class token's position embedding is 0
+        for block in self.blocks:
+            tokens = block(tokens)
+        out = self.pred(self.norm(tokens))  # [B, (1 +) L, p*p*C]
+        return out[:, 1:] if cls is not None else out
+
+
+@register_model("mae", config=MAEConfig,
+                description="Masked autoencoder on a ViT that encodes only the visible patches (He et al. 2022)")
+class MAE(Model):
+    config_class = MAEConfig
+    suites = ("reconstruction", "masked", "representation")
+
+    def __init__(self, config: MAEConfig, name: str = "mae") -> None:
+        super().__init__(config, name)
+        c = config
+        self.encoder = ViTEncoder(c.data_shape, c.patch_size, c.width, c.depth, c.heads, c.mlp_ratio,
+                                  c.class_token, c.qkv_bias, c.norm_eps, c.pos_order)
+        self.decoder = MAEDecoder(c, c.patch_size**2 * c.data_shape[0])
+        self.masker = make_masker(c.masker, c.mask_ratio, c.options.get("masker", {}), c.ratio_schedule,
+                                  None if c.ratio_start < 0 else c.ratio_start, c.ratio_steps)
+
+    # The paper's steps.
+    def patchify(self, x: torch.Tensor) -> torch.Tensor:
+        """``x [B, C, H, W] -> [B, L, p*p*C]``, each patch's pixels row by row with the channels last."""
+        p, (h, w) = self.config.patch_size, self.config.grid
+        b, c = x.shape[:2]
+        x = x.reshape(b, c, h, p, w, p).permute(0, 2, 4, 3, 5, 1)  # [B, h, w, p, p, C]
+        return x.reshape(b, h * w, p * p * c)
+
+    def unpatchify(self, patches: torch.Tensor) -> torch.Tensor:
+        """``[B, L, p*p*C] -> [B, C, H, W]``, the inverse of :meth:`patchify`."""
+        p, (h, w) = self.config.patch_size, self.config.grid
+        b, c = patches.shape[0], self.config.data_shape[0]
+        x = patches.reshape(b, h, w, p, p, c).permute(0, 5, 1, 3, 2, 4)  # [B, C, h, p, w, p]
+        return x.reshape(b, c, h * p, w * p)
+
+    def random_masking(self, tokens: torch.Tensor, noise: torch.Tensor | None = None) -> Masking:
+        """The masker's choice of visible tokens (``noise [B, L]`` makes it exact)."""
+        return self.masker(tokens, self.config.grid, noise)
+
+    def forward_encoder(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, Masking]:
+        tokens = self.encoder.patch_tokens(x)  # [B, L, D]
+        masking = self.random_masking(tokens, noise)
+        return self.encoder(masking.visible(tokens)), masking  # [B, 1 + K, D]
+
+    def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
+        return self.decoder(latent, ids_restore)  # [B, L, p*p*C]
+
+    def target(self, x: torch.Tensor) -> torch.Tensor:
+        """The pixels to predict ``[B, L, p*p*C]``, normalised per patch with norm_pix_loss."""
+        t = self.patchify(x)
+        if self.config.norm_pix_loss:
+            t = (t - t.mean(-1, keepdim=True)) / (t.var(-1, keepdim=True) + 1e-6).sqrt()
+        return t
+
+    def forward_loss(self, x: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Per example ``[B]``: the mean over hidden patches of each patch's mean squared error."""
+        per_patch = (pred - self.target(x)).pow(2).mean(-1)  # [B, L]
+        return (per_patch * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+    def check_input(self, x: torch.Tensor) -> None:
+        expected = tuple(self.config.data_shape)
+        if tuple(x.shape[1:]) != expected:
+            raise DataError(f"input of shape {tuple(x.shape[1:])} per example does not fit {self.name}'s data_shape "
+                            f"{expected}; train a model for this image size or resize the images")
+        if not x.is_floating_point():
+            raise DataError(f"input dtype {x.dtype} is not floating point; scale the images to float32")
+
+    def forward(self, x: torch.Tensor | Batch, noise: torch.Tensor | None = None) -> MAEOutput:
+        """Mask, encode the visible patches, decode every patch, score the hidden ones."""
+        if isinstance(x, Batch):
+            x = x.inputs
+        self.check_input(x)
+        latent, masking = self.forward_encoder(x, noise)
+        pred = self.forward_decoder(latent, masking.ids_restore)
+        loss = self.forward_loss(x, pred, masking.mask)
+        return MAEOutput(pred=pred, mask=masking.mask, ids_restore=masking.ids_restore, latent=latent,
+                         terms={"recon": loss}, stats={"mask_ratio": masking.mask.mean()})
+
+    # What a user calls.
+    @_numpy_in_numpy_out
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor, condition: Any = None) -> torch.Tensor:
+        """Features of the whole (unmasked) image ``[B, D]``: the class token, or the mean patch token."""
+        self.check_input(x)
+        self.check_condition(condition, x.shape[0])
+        h = self.encoder(self.encoder.patch_tokens(x))  # [B, (1 +) L, D]
+        if self.config.pool == "cls":
+            return h[:, 0]
+        return h[:, 1:].mean(1) if self.config.class_token else h.mean(1)
+
+    def predicted_pixels(self, x: torch.Tensor, out: MAEOutput) -> torch.Tensor:
+        """The predictions in pixel space ``[B, L, p*p*C]``: with norm_pix_loss, each patch is un-normalised with
+        its own statistics (those of the true patch, as MAE's visualisation does)."""
+        if not self.config.norm_pix_loss:
+            return out.pred
+        t = self.patchify(x)
+        return out.pred * (t.var(-1, keepdim=True) + 1e-6).sqrt() + t.mean(-1, keepdim=True)
+
+    @torch.no_grad()
+    def masked_views(self, x: torch.Tensor | Batch, noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """``original``, ``masked`` (hidden patches set to 0.5 grey), ``prediction`` (every patch predicted) and
+        ``reconstruction`` (visible patches pasted over the prediction), each ``[B, C, H, W]``."""
+        x = x.inputs if isinstance(x, Batch) else x
+        out = self(x, noise=noise)
+        patches, hidden = self.patchify(x), out.mask.unsqueeze(-1)  # [B, L, P], [B, L, 1]
+        pred = self.predicted_pixels(x, out)
+        return {"original": x, "masked": self.unpatchify(patches * (1 - hidden) + 0.5 * hidden),
+                "prediction": self.unpatchify(pred),
+                "reconstruction": self.unpatchify(patches * (1 - hidden) + pred * hidden)}
+
+    @_numpy_in_numpy_out
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, condition: Any = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """The image from its visible patches: those patches as they are, the hidden ones predicted."""
+        self.check_condition(condition, x.shape[0])
+        return self.masked_views(x, noise)["reconstruction"]
+
+    def no_weight_decay(self) -> tuple[str, ...]:
+        return ("encoder.cls_token", "decoder.mask_token")
+
+    def flops(self, visible_only: bool = True) -> dict[str, int]:
+        """Matrix-product FLOPs of one forward pass per image (2 per multiply-add): the patch embedding, the
+        encoder on ``K + 1`` tokens (all ``L + 1`` with ``visible_only=False``), the decoder on ``L + 1`` and the
+        prediction head. Training costs about 3x (forward + backward)."""
+        return mae_flops(self.config, visible_only)
+
+
+def mae_flops(c: MAEConfig, visible_only: bool = True) -> dict[str, int]:
+    from aekit.nn.maskers import visible_count
+
+    length, cls = math.prod(c.grid), int(c.class_token)
+    patch_dim = c.patch_size**2 * c.data_shape[0]
+    kept = visible_count(length, c.mask_ratio) if visible_only else length
+    encoder = c.depth * block_flops(kept + cls, c.width, c.mlp_ratio) + 2 * length * patch_dim * c.width
+    decoder = (c.decoder_depth * block_flops(length + cls, c.decoder_width, c.mlp_ratio)
+               + 2 * (kept + cls) * c.width * c.decoder_width + 2 * (length + cls) * c.decoder_width * patch_dim)
+    return {"encoder": encoder, "decoder": decoder, "total": encoder + decoder}
+
