@@ -80,9 +80,11 @@ def vitmae_config_from_mae(config) -> dict[str, Any]:
     }
 
 
-# Older transformers (4.x) name the layers differently; their keys are renamed to the current ones first.
+# Files (those of transformers 4, and those transformers 5 still writes) name the layers as transformers 4 did;
+# their keys are renamed to the in-memory names first.
 _LEGACY = [
     (r"^vit\.encoder\.layer\.", "vit.layers."),
+    (r"^decoder\.decoder_encoder\.layer\.", "decoder.decoder_layers."),
     (r"\.attention\.attention\.query\.", ".attention.q_proj."),
     (r"\.attention\.attention\.key\.", ".attention.k_proj."),
     (r"\.attention\.attention\.value\.", ".attention.v_proj."),
@@ -90,6 +92,12 @@ _LEGACY = [
     (r"\.intermediate\.dense\.", ".mlp.fc1."),
     (r"\.output\.dense\.", ".mlp.fc2."),
 ]
+
+def _renamed(key: str) -> str:
+    for pattern, new in _LEGACY:
+        key = re.sub(pattern, new, key)
+    return key
+
 
 # (aekit block key, ViTMAE layer key) within one Transformer block; qkv is split three ways.
 _BLOCK = [("norm1", "layernorm_before"), ("norm2", "layernorm_after"), ("attn.proj", "attention.o_proj"),
@@ -123,12 +131,7 @@ def _qkv_prefixes(config):
 def state_from_vitmae(state: dict[str, torch.Tensor], config) -> dict[str, torch.Tensor]:
     """A ViTMAE state dict as the weights of ``mae`` model ``config``; a missing weight or one of another shape
     is an error naming it (weights of another configuration)."""
-    renamed = {}
-    for key, value in state.items():
-        for pattern, new in _LEGACY:
-            key = re.sub(pattern, new, key)
-        renamed[key] = value
-    state = renamed
+    state = {_renamed(k): v for k, v in state.items()}
 
     def take(key: str) -> torch.Tensor:
         if key not in state:
@@ -142,7 +145,6 @@ def state_from_vitmae(state: dict[str, torch.Tensor], config) -> dict[str, torch
             out[f"{ours}.{kind}"] = torch.cat([take(f"{theirs}.{n}_proj.{kind}") for n in "qkv"])
     out["encoder.cls_token"] = take("vit.embeddings.cls_token")
     out["decoder.mask_token"] = take("decoder.mask_token")
-    _check_positions(state, config)
     return out
 
 
@@ -187,14 +189,27 @@ def state_to_vitmae(model) -> dict[str, torch.Tensor]:
     return out
 
 
+def load_vitmae_state(model, state: dict[str, torch.Tensor]) -> Any:
+    """Load ViTMAE weights into an aekit ``mae`` built for them; weights of another configuration (a width, depth
+    or image size that differs) are an error naming the first weight that does not fit, before anything loads."""
+    converted = state_from_vitmae(state, model.config)
+    expected = model.state_dict()
+    for key, value in converted.items():
+        if key in expected and tuple(expected[key].shape) != tuple(value.shape):
+            raise DataError(f"the ViTMAE weight for {key} has shape {tuple(value.shape)} but this mae needs "
+                            f"{tuple(expected[key].shape)}: the weights are of another configuration; build the model "
+                            "from their config (aekit.interop.load_vitmae reads it)")
+    _check_positions({_renamed(k): v for k, v in state.items()}, model.config)
+    model.load_state_dict(converted)
+    return model.eval()
+
+
 def from_vitmae(hf_model) -> Any:
     """An aekit ``mae`` with the weights of a ``transformers.ViTMAEForPreTraining``."""
     from aekit.models.mae import MAE
 
     config = mae_config_from_vitmae(hf_model.config.to_dict())
-    model = MAE(config)
-    model.load_state_dict(state_from_vitmae(hf_model.state_dict(), config))
-    return model.eval()
+    return load_vitmae_state(MAE(config), hf_model.state_dict())
 
 
 def to_vitmae(model):
@@ -219,10 +234,7 @@ def load_vitmae(path: str | os.PathLike) -> Any:
     hf = json.loads((path / "config.json").read_text())
     if hf.get("model_type") != "vit_mae":
         raise DataError(f"{path / 'config.json'}: model_type={hf.get('model_type')!r}, not vit_mae")
-    config = mae_config_from_vitmae(hf)
-    model = MAE(config)
-    model.load_state_dict(state_from_vitmae(load_tensors(path / "model.safetensors"), config))
-    return model.eval()
+    return load_vitmae_state(MAE(mae_config_from_vitmae(hf)), load_tensors(path / "model.safetensors"))
 
 
 def save_vitmae(model, path: str | os.PathLike) -> Path:
