@@ -21,6 +21,8 @@ EPILOG = """Examples:
   aekit evaluate runs/vae --data my-digits.npz  # the same model scored on other data of its shape
   aekit sample runs/vae -n 64
   aekit compare runs/vae runs/bvae --out runs/compare
+  aekit train mae --data cifar10 --out runs/mae --steps 3000 masker=block norm_pix_loss=true
+  aekit convert hf-vit-mae-base/ --out models/mae-base   # Hugging Face ViTMAE weights -> aekit
   aekit parts"""
 
 
@@ -187,6 +189,27 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from aekit.errors import DataError
+    from aekit.interop import load_vitmae, save_vitmae
+    from aekit.io import FORMAT, check_out_dir, load, save_model
+
+    out = check_out_dir(args.out)
+    if (out / "config.json").exists() or (out / "model.safetensors").exists():
+        raise DataError(f"{out}: already holds a model; choose another --out (nothing was overwritten)")
+    if args.to == "aekit":
+        source = Path(args.source)
+        if (source / "model" / "config.json").is_file() or (source / "config.json").is_file() and \
+                json.loads((source / "config.json").read_text()).get("format") == FORMAT:
+            raise DataError(f"{source}: is an aekit model or run already; pass --to vitmae to write it for "
+                            "Hugging Face")
+        path = save_model(load_vitmae(source), out)
+    else:
+        path = save_vitmae(load(args.source), out)
+    print(f"model: {path}")
+    return 0
+
+
 def cmd_parts(args: argparse.Namespace) -> int:
     from aekit.parts import KINDS, list_parts
 
@@ -275,6 +298,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories written by `aekit train`")
     p.add_argument("--out", required=True, help="folder for index.html (nothing else is written)")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("convert", help="convert weights: a Hugging Face ViTMAE folder to an aekit mae, or back",
+                       description="With --to aekit (the default), SOURCE is a Hugging Face ViTMAEForPreTraining "
+                                   "folder (config.json + model.safetensors); with --to vitmae, SOURCE is an aekit "
+                                   "mae model or run directory and OUT becomes a folder that "
+                                   "ViTMAEForPreTraining.from_pretrained loads.")
+    p.add_argument("source")
+    p.add_argument("--to", choices=["aekit", "vitmae"], default="aekit")
+    p.add_argument("--out", required=True, help="folder to write (it must not hold a model yet)")
+    p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("models", help="list the registered models, or one model's settings")
     p.add_argument("name", nargs="?", help="show this model's config keys and their defaults")

@@ -13,5 +13,10 @@ class ConfigError(AekitError):
     """A configuration value or key is invalid."""
 
 
+class ShapeConfigError(ConfigError):
+    """A configuration value that does not fit the data's shape (a patch that does not divide the image); before
+    the data is read it is not yet known to be wrong."""
+
+
 class TrainingDiverged(AekitError):
     """The loss became NaN or infinite during training."""

@@ -11,7 +11,7 @@ from typing import Any
 
 from aekit.config import config_fields, from_dict, require, to_dict
 from aekit.data.base import Splits
-from aekit.errors import ConfigError
+from aekit.errors import ConfigError, ShapeConfigError
 from aekit.io import read_json
 
 LR_SCHEDULES = ("cosine", "constant", "multistep")
@@ -100,7 +100,12 @@ class DataConfig:
 
     ``inputs``/``labels``: which arrays of an ``.npz`` (or tensors of a safetensors file) are the inputs and the
     labels (``labels`` beside a ``.npy``: the path of its labels ``.npy``); ``memmap``: read a ``.npy`` or
-    safetensors data set from disk batch by batch instead of into memory.
+    safetensors data set from disk batch by batch instead of into memory; ``image_size > 0``: read a folder of
+    images batch by batch, each resized (shorter side) and centre-cropped to ``image_size`` square.
+
+    ``augment``: the training batches' augmentations, ``crop`` (random resized crop of area share in
+    ``crop_scale``) and ``flip`` (left-right, probability 1/2), MAE's pre-training pair; validation and test
+    batches are never augmented.
 
     ``train_on_val``: train on the training and validation parts together, with no validation (the usual last
     step once the settings have been chosen on validation); the test part is unchanged.
@@ -115,6 +120,19 @@ class DataConfig:
     inputs: str | None = None
     labels: str | None = None
     memmap: bool = False
+    image_size: int = 0
+    augment: tuple[str, ...] = ()
+    crop_scale: tuple[float, ...] = (0.2, 1.0)
+
+    def __post_init__(self) -> None:
+        from aekit.data.images import AUGMENTATIONS
+
+        require(self.image_size >= 0, f"image_size={self.image_size} must be >= 0 (0: the images as they are)")
+        unknown = [a for a in self.augment if a not in AUGMENTATIONS]
+        require(not unknown, f"augment={unknown[0] if unknown else ''!r} is unknown; choose from "
+                f"{', '.join(AUGMENTATIONS)}")
+        require(len(self.crop_scale) == 2 and 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1,
+                f"crop_scale={self.crop_scale} must be two shares 0 < low <= high <= 1")
 
 
 NESTED = {"train": ("optimizers",)}  # dict-valued keys, set with dots: optimizers.discriminator.lr=1e-4
@@ -124,9 +142,9 @@ def split_overrides(overrides: dict[str, Any], model_name: str) -> tuple[dict, d
     """Sort ``key=value`` overrides into model, data and train config keys; ``model.x``/``data.x``/``train.x``
     name the section explicitly, and dotted keys set nested settings (``optimizers.discriminator.lr=1e-4``) and a
     model part's own (``likelihood.bins=32``, into the model's ``options``)."""
-    from aekit.models.base import PART_OPTIONS
     from aekit.registry import model_entry
 
+    part_options = getattr(model_entry(model_name).config_class, "part_options", ())
     sections = {
         "model": set(config_fields(model_entry(model_name).config_class)),
         "data": set(config_fields(DataConfig)) - {"name"},
@@ -139,7 +157,7 @@ def split_overrides(overrides: dict[str, Any], model_name: str) -> tuple[dict, d
         section_names = [path[0]] if explicit else ["train", "data", "model"]
         path = path[1:] if explicit else path
         candidates = [s for s in section_names if path[0] in sections[s]
-                      or (s == "model" and len(path) == 2 and path[0] in PART_OPTIONS)]
+                      or (s == "model" and len(path) == 2 and path[0] in part_options)]
         if not candidates:
             if explicit:
                 raise ConfigError(f"unknown key {key!r}: {path[0]!r} is not a {section_names[0]} key")
@@ -149,7 +167,7 @@ def split_overrides(overrides: dict[str, Any], model_name: str) -> tuple[dict, d
         if len(path) == 1:
             out[section][path[0]] = value
             continue
-        if section == "model" and path[0] in PART_OPTIONS and len(path) == 2:
+        if section == "model" and path[0] in part_options and len(path) == 2:
             out["model"].setdefault("options", {}).setdefault(path[0], {})[path[1]] = literal(value)
             continue
         if path[0] not in NESTED.get(section, ()):
@@ -192,7 +210,7 @@ def load_splits(data: DataConfig) -> Splits:
 
     if data.name == IN_MEMORY:
         raise ConfigError("this run was trained on data given in memory; pass the same data again (data=...)")
-    keys = {k: getattr(data, k) for k in ("inputs", "labels", "memmap") if getattr(data, k)}
+    keys = {k: getattr(data, k) for k in ("inputs", "labels", "memmap", "image_size") if getattr(data, k)}
     splits = load_data(data.name, root=data.root, seed=data.split_seed, val_fraction=data.val_fraction,
                        test_fraction=data.test_fraction, **keys)
     return splits.with_val_in_train() if data.train_on_val else splits
@@ -270,7 +288,11 @@ def resolve_run(model: str, data: str | DataConfig, out: Path | None, resume: bo
     if not resume:
         from aekit.registry import model_entry
 
-        make_config(model, **model_values)  # bad values fail here, before any data is read
+        try:
+            make_config(model, **model_values)  # bad values fail here, before any data is read
+        except ShapeConfigError:
+            if "data_shape" in model_values:
+                raise  # otherwise: checked again below, against the data's shape
         splits = load_splits(data_config) if given is None else splits_of(given, data_config)
         model_values, notes = model_entry(model).model_class.fit_to_data(model_values, splits)
         for note in [*getattr(splits, "notes", []), *notes]:

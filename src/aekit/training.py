@@ -28,6 +28,7 @@ import torch
 from aekit.config import from_dict
 from aekit.data.base import Splits
 from aekit.data.batch import Batch
+from aekit.data.images import augment
 from aekit.data.sources import StreamingSource
 from aekit.errors import ConfigError, TrainingDiverged
 from aekit.io import atomic_write_text, load_tensors, save_model
@@ -345,7 +346,8 @@ class Trainer:
         self.fabric, self.run, self.out, self.resume = fabric, run, out, resume
         self.config = from_dict(TrainConfig, run["train"])
         self.rank, self.world = fabric.global_rank, fabric.world_size
-        self.splits = splits or load_splits(from_dict(DataConfig, run["data"]))
+        self.data_config = from_dict(DataConfig, run["data"])
+        self.splits = splits or load_splits(self.data_config)
         self.instance = instance
 
     # -- set-up ------------------------------------------------------------------------------------------------
@@ -470,7 +472,8 @@ class Trainer:
         the stream's next items."""
         config = self.config
         if self.stream is not None:
-            return [b.to(self.fabric.device) for b in self.cursor.take(config.accumulate, step * config.accumulate)]
+            batches = [b.to(self.fabric.device) for b in self.cursor.take(config.accumulate, step * config.accumulate)]
+            return [augment(b, self.data_config.augment, self.data_config.crop_scale) for b in batches]
         epoch, in_epoch = divmod(step, self.steps_per_epoch)
         if epoch != self._perm_epoch:  # the data order of an epoch depends on (seed, epoch) alone
             self._perm_epoch = epoch
@@ -481,6 +484,8 @@ class Trainer:
             first = (in_epoch * config.accumulate + micro) * self.batch
             index = self._perm[first : first + self.batch][self.rank :: self.world]
             batches.append(self.splits.train.batch(index).to(self.fabric.device))
+        if self.data_config.augment:  # the step's seed drew the data order; it draws the augmentations too
+            batches = [augment(b, self.data_config.augment, self.data_config.crop_scale) for b in batches]
         return batches
 
     def active_optimizers(self, step: int) -> list[str]:

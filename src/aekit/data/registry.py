@@ -20,6 +20,7 @@ import numpy as np
 from aekit.data import formats
 from aekit.data.base import Splits, holdout_split, random_split
 from aekit.data.formats import Parts, PathLike
+from aekit.data.images import ImageFolderSource
 from aekit.data.sources import MemmapDataset
 from aekit.errors import DataError
 
@@ -70,6 +71,7 @@ def load_data(
     inputs: str | None = None,
     labels: str | PathLike | None = None,
     memmap: bool = False,
+    image_size: int = 0,
 ) -> Splits:
     """Train/val/test splits of a registered dataset (``spec`` a name) or of the files at path ``spec``.
 
@@ -81,12 +83,14 @@ def load_data(
     are chosen by their names instead, ``Splits.notes`` says which were taken.
     memmap: read a ``.npy`` file or safetensors shards row by row as batches ask for them instead of into
     memory (:class:`~aekit.data.sources.MemmapDataset`); the split is then a set of views, nothing is copied.
+    image_size: read a folder of images as batches ask for them, each resized and centre-cropped to
+    ``image_size`` square (:class:`~aekit.data.images.ImageFolderSource`; any sizes in the folder).
     """
     notes: list[str] = []
     if spec in _REGISTRY:
-        if memmap or inputs is not None or labels is not None:
-            raise DataError(f"{spec}: inputs=, labels= and memmap=True are for your own files; a registered dataset "
-                            "is read as it is, drop them")
+        if memmap or image_size or inputs is not None or labels is not None:
+            raise DataError(f"{spec}: inputs=, labels=, memmap=True and image_size= are for your own files; a "
+                            "registered dataset is read as it is, drop them")
         info = _REGISTRY[spec]
         parts = info.load(_dataset_folder(info, root)) if info.folder else info.load()
         name = spec
@@ -96,7 +100,12 @@ def load_data(
             raise DataError(
                 f"{spec}: no such file or folder; pass a registered name ({', '.join(_REGISTRY)}) or a path"
             )
-        if memmap:
+        if image_size:
+            if detect_format(path) != "image-folder":
+                raise DataError(f"{path}: image_size={image_size} reads a folder of images, but this is "
+                                f"{detect_format(path)}; drop image_size")
+            parts = {"all": ImageFolderSource(path, image_size)}
+        elif memmap:
             parts = {"all": _memmap_source(path, inputs, labels)}
         else:
             parts, notes = _read_path(path, inputs, labels)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -53,6 +53,7 @@ class AutoencoderConfig:
     objective: str = ""
     condition_dim: int = 0
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    part_options: ClassVar[tuple[str, ...]] = PART_OPTIONS  # the kinds ``options`` (dotted keys) may set
 
     def __post_init__(self) -> None:
         require(len(self.data_shape) >= 1 and all(s > 0 for s in self.data_shape),

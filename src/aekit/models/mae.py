@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -73,6 +73,7 @@ class MAEConfig:
     pool: str = ""
     objective: str = ""
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    part_options: ClassVar[tuple[str, ...]] = ("masker",)  # masker.KEY=VALUE sets options["masker"]
 
     def __post_init__(self) -> None:
         require(self.preset in PRESETS, f"preset={self.preset!r} is unknown; choose one of {', '.join(PRESETS)}")

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aekit.errors import ConfigError
+from aekit.errors import ConfigError, ShapeConfigError
 
 
 def sincos_position_embedding(h: int, w: int, dim: int, order: str = "hw", temperature: float = 10000.0
@@ -120,11 +120,11 @@ def init_weights(module: nn.Module) -> None:
 def patch_grid(data_shape: Sequence[int], patch: int) -> tuple[int, int]:
     """The ``(h, w)`` patch grid of images ``(C, H, W)``; a size the patch does not divide is an error."""
     if len(data_shape) != 3:
-        raise ConfigError(f"a Vision Transformer takes images [C, H, W], got data shape {tuple(data_shape)}; "
+        raise ShapeConfigError(f"a Vision Transformer takes images [C, H, W], got data shape {tuple(data_shape)}; "
                           "use a model with an mlp backbone for vectors")
     _, height, width = data_shape
     if patch < 1 or height % patch or width % patch:
-        raise ConfigError(f"image size {height}x{width} is not divisible by patch_size={patch}; choose a patch "
+        raise ShapeConfigError(f"image size {height}x{width} is not divisible by patch_size={patch}; choose a patch "
                           f"that divides both (e.g. {math.gcd(height, width)}) or crop the images")
     return height // patch, width // patch
 
