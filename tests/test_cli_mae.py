@@ -4,7 +4,6 @@ import json
 
 import pytest
 import torch
-
 from test_cli import aekit_here, assert_clean_error
 
 TINY = ["patch_size=2", "width=16", "depth=1", "heads=2", "decoder_width=8", "decoder_depth=1", "decoder_heads=2"]

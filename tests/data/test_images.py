@@ -6,10 +6,10 @@ import torch
 from PIL import Image
 
 import aekit
-from aekit.data import load_data
 from aekit.data import images as images_module
-from aekit.data.images import ImageFolderSource, augment, horizontal_flip, random_resized_crop
+from aekit.data import load_data
 from aekit.data.batch import Batch
+from aekit.data.images import ImageFolderSource, augment, horizontal_flip, random_resized_crop
 from aekit.errors import AekitError, ConfigError, DataError
 
 
@@ -17,7 +17,7 @@ from aekit.errors import AekitError, ConfigError, DataError
 def folder(tmp_path):
     """Two classes of RGB images of several sizes and aspects."""
     rng = np.random.default_rng(0)
-    for k, name in enumerate(("cats", "dogs")):
+    for name in ("cats", "dogs"):
         (tmp_path / "pics" / name).mkdir(parents=True)
         for i, (w, h) in enumerate([(20, 12), (16, 16), (9, 30), (40, 25), (12, 12)]):
             pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
