@@ -7,6 +7,7 @@ outputs; each model names the suites that apply to it (``model.suites``):
   ``mse``, ``psnr`` and, for data in [0, 1], ``bce`` of the reconstruction E[x | z] (any data shape);
 - ``variational``: ``elbo``, ``kl_per_dim``, ``active_units`` (Burda et al. 2016) and, with ``nll_samples``,
   the importance-sampled ``nll`` with its standard error and ``bits_per_dim``;
+- ``classification``: a classifier's accuracy and cross-entropy;
 - ``masked``: a masked model's pixel errors on the hidden and on the visible patches, and the share hidden;
 - ``representation``: linear-probe and k-NN accuracy of the point embeddings (labels needed) and, for a model
   without a posterior, the number of latent dimensions with variance over 0.01.
@@ -94,7 +95,7 @@ def _one_pass(model, ctx: EvalContext) -> None:
             values["elbo"] = -(values["recon"] + values["kl"])
         if "kl_per_dim" in out.stats:
             kl_dims.append(out.stats["kl_per_dim"].cpu())
-        if x.is_floating_point():
+        if x.is_floating_point() and "reconstruction" in model.suites:
             x_hat = model.reconstruct(batch)
             values["mse"], values["psnr"] = mse(x, x_hat), psnr(x, x_hat)
             ctx.in_unit_range = ctx.in_unit_range and bool(x.min() >= 0) and bool(x.max() <= 1)
@@ -102,9 +103,10 @@ def _one_pass(model, ctx: EvalContext) -> None:
                 values["bce"] = bce(x, x_hat)
         for key, value in values.items():
             ctx.sums[key] = ctx.sums.get(key, 0.0) + float(value.sum())
-        means.append(model.embed(batch).cpu().flatten(1))  # the embeddings the probes read
+        if {"representation", "variational"} & set(model.suites):
+            means.append(model.embed(batch).cpu().flatten(1))  # the embeddings the probes read
         ctx.count += len(batch)
-    ctx.means = torch.cat(means)
+    ctx.means = torch.cat(means) if means else None
     ctx.kl_dims = torch.cat(kl_dims) if kl_dims else None
     if not ctx.in_unit_range:
         ctx.sums.pop("bce", None)
@@ -154,6 +156,14 @@ def representation_suite(model, ctx: EvalContext) -> dict[str, Any]:
             metrics[f"{split}/linear_probe_acc"] = linear_probe_accuracy(z_train, y_train, ctx.means, ctx.test.y)
             metrics[f"{split}/knn_acc"] = knn_accuracy(z_train, y_train, ctx.means, ctx.test.y)
     return metrics
+
+
+@register_suite("classification")
+def classification_suite(model, ctx: EvalContext) -> dict[str, Any]:
+    """Top-1 accuracy and the mean cross-entropy (label smoothing included) of a classifier."""
+    if "correct" not in ctx.sums:
+        return {}
+    return {f"{ctx.split}/accuracy": ctx.sums["correct"] / ctx.count, f"{ctx.split}/ce": ctx.sums["ce"] / ctx.count}
 
 
 @register_suite("masked")

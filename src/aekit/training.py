@@ -377,6 +377,8 @@ class Trainer:
         self.name = name = self.run["model"]["name"]
         model = self.instance or build_model(
             name, make_config(name, **{k: v for k, v in self.run["model"].items() if k != "name"}))
+        if not self.resume:
+            model.initial_weights()
         self.objective = model.objective()
         model.to(self.fabric.device)
         optimizers, self.opt_settings = make_optimizers(model, self.config)

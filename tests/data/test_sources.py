@@ -235,7 +235,7 @@ def test_load_data_memmap_refuses_what_it_cannot_read_in_place(tmp_path, make, k
 
 
 def test_registered_dataset_takes_no_file_options():
-    with pytest.raises(DataError, match=r"digits: inputs=, labels= and memmap=True are for your own files"):
+    with pytest.raises(DataError, match=r"digits: inputs=, labels=, memmap=True and image_size= are for your own"):
         load_data("digits", memmap=True)
 
 

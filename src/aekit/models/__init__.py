@@ -3,6 +3,7 @@
 from aekit.models.aae import AAE, AAEConfig
 from aekit.models.ae import AE, AEConfig, DAEConfig
 from aekit.models.base import Autoencoder, AutoencoderConfig, AutoencoderOutput, Model
+from aekit.models.classifier import Classifier, ClassifierConfig
 from aekit.models.cvae import CVAE, CVAEConfig
 from aekit.models.iwae import IWAEBound, IWAEConfig
 from aekit.models.mae import MAE, MAEConfig
@@ -10,6 +11,6 @@ from aekit.models.vae import VAE, BetaVAEConfig, VAEConfig
 
 __all__ = [
     "AAE", "AAEConfig", "AE", "AEConfig", "Autoencoder", "AutoencoderConfig", "AutoencoderOutput", "BetaVAEConfig",
-    "CVAE", "CVAEConfig", "DAEConfig", "Model",
+    "CVAE", "CVAEConfig", "Classifier", "ClassifierConfig", "DAEConfig", "Model",
     "IWAEBound", "IWAEConfig", "MAE", "MAEConfig", "VAE", "VAEConfig",
 ]

@@ -139,6 +139,9 @@ class Model(nn.Module):
         """Config values completed from the data (its shape); returns ``(values, notes)``."""
         return {**values, "data_shape": list(splits.shape)}, []
 
+    def initial_weights(self) -> None:
+        """Weights to start a fresh run from (a pre-trained part); the loop calls it once, before the first step."""
+
     # Frozen parts (a teacher network): out of the optimisers, the weight average and the saved weights.
     def freeze(self, part: str) -> None:
         module = self.get_submodule(part)
@@ -164,6 +167,16 @@ class Model(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    def check_input(self, x: torch.Tensor) -> None:
+        expected = tuple(self.config.data_shape)
+        if tuple(x.shape[1:]) != expected:
+            raise DataError(
+                f"input of shape {tuple(x.shape[1:])} per example does not fit {self.name}'s data_shape {expected}; "
+                "train a model for this data or reshape the inputs"
+            )
+        if not x.is_floating_point():
+            raise DataError(f"input dtype {x.dtype} is not floating point; scale the data to float32 in [0, 1]")
 
     def condition_of(self, batch: Batch) -> torch.Tensor | None:
         """The conditioning vector of a batch: ``batch.condition`` (conditional models may derive one from the
@@ -255,16 +268,6 @@ class Autoencoder(Model):
         return values, notes
 
     # The forward pass.
-    def check_input(self, x: torch.Tensor) -> None:
-        expected = tuple(self.config.data_shape)
-        if tuple(x.shape[1:]) != expected:
-            raise DataError(
-                f"input of shape {tuple(x.shape[1:])} per example does not fit {self.name}'s data_shape {expected}; "
-                "train a model for this data or reshape the inputs"
-            )
-        if not x.is_floating_point():
-            raise DataError(f"input dtype {x.dtype} is not floating point; scale the data to float32 in [0, 1]")
-
     def encode(self, x: torch.Tensor, n_samples: int = 1, eps: torch.Tensor | None = None,
                condition: torch.Tensor | None = None) -> BottleneckOutput:
         self.check_input(x)

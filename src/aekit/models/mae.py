@@ -24,7 +24,6 @@ from torch import nn
 
 from aekit.config import require
 from aekit.data.batch import Batch
-from aekit.errors import DataError
 from aekit.models.base import Model, _numpy_in_numpy_out
 from aekit.nn.maskers import RATIO_SCHEDULES, Masking, make_masker
 from aekit.nn.vit import (
@@ -204,14 +203,6 @@ class MAE(Model):
         """Per example ``[B]``: the mean over hidden patches of each patch's mean squared error."""
         per_patch = (pred - self.target(x)).pow(2).mean(-1)  # [B, L]
         return (per_patch * mask).sum(1) / mask.sum(1).clamp(min=1)
-
-    def check_input(self, x: torch.Tensor) -> None:
-        expected = tuple(self.config.data_shape)
-        if tuple(x.shape[1:]) != expected:
-            raise DataError(f"input of shape {tuple(x.shape[1:])} per example does not fit {self.name}'s data_shape "
-                            f"{expected}; train a model for this image size or resize the images")
-        if not x.is_floating_point():
-            raise DataError(f"input dtype {x.dtype} is not floating point; scale the images to float32")
 
     def forward(self, x: torch.Tensor | Batch, noise: torch.Tensor | None = None) -> MAEOutput:
         """Mask, encode the visible patches, decode every patch, score the hidden ones."""
