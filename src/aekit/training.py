@@ -293,14 +293,16 @@ class WeightAverage:
 @dataclass
 class StepContext:
     """What a step hook is given: the step, the optimiser that just stepped (None at the start of a step), the
-    process's rank and the world size, and ``all_reduce(tensor, op)`` ("sum" or "mean" over the ranks), so that
-    a hook's state (an EMA codebook) stays identical on every rank."""
+    process's rank and the world size, ``all_reduce(tensor, op)`` ("sum" or "mean" over the ranks), so that
+    a hook's state (an EMA codebook) stays identical on every rank, and the run's total steps (for schedules that
+    span the run)."""
 
     step: int
     optimizer: str | None
     rank: int
     world_size: int
     all_reduce: Any
+    total_steps: int = 0
 
 
 def step_hooks(model: torch.nn.Module, name: str) -> list:
@@ -466,7 +468,7 @@ class Trainer:
         def all_reduce(tensor: torch.Tensor, op: str = "mean") -> torch.Tensor:
             return tensor if self.world == 1 else self.fabric.all_reduce(tensor, reduce_op=op)
 
-        return StepContext(step, optimizer, self.rank, self.world, all_reduce)
+        return StepContext(step, optimizer, self.rank, self.world, all_reduce, self.total_steps)
 
     # -- the train step ----------------------------------------------------------------------------------------
     def micro_batches(self, step: int) -> list[Batch]:

@@ -181,3 +181,34 @@ def test_trains_through_the_loop_and_writes_the_masked_figure(tmp_path):
     assert (tmp_path / "run" / "figures" / "masked.png").is_file()
     loaded = aekit.load(tmp_path / "run")
     assert isinstance(loaded, MAE) and loaded.config == result.model.config
+
+
+def test_hpm_ranking_loss_by_hand():
+    from aekit.models.mae import relative_loss
+
+    predicted = torch.tensor([[0.0, 1.0, 5.0]])
+    actual = torch.tensor([[1.0, 2.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0]])  # only patches 0 and 1 are hidden: pairs (0, 1) and (1, 0)
+    # pair (0, 1): p1 - p0 = 1, l1 > l0 -> -log sigmoid(1); pair (1, 0): p0 - p1 = -1, l0 < l1 -> -log(1 - sigmoid(-1))
+    expected = -torch.log(torch.sigmoid(torch.tensor(1.0)))
+    assert relative_loss(predicted, actual, mask).item() == pytest.approx(expected.item(), abs=1e-6)
+
+
+def test_hpm_trains_its_loss_predictor_and_masks_by_it_only_in_training():
+    torch.manual_seed(0)
+    model = tiny(data_shape=(1, 8, 8), patch_size=2, masker="hpm")
+    assert model.loss_predictor is not None
+    x = torch.rand(4, 1, 8, 8)
+    out = model(x)
+    loss = model.objective()(out, 0)
+    assert set(loss.logs) >= {"recon", "hpm"} and loss.total > loss.logs["recon"]
+    loss.total.backward()
+    assert all(p.grad is not None for p in model.loss_predictor.parameters())
+    called = []
+    original = model.predicted_difficulty
+    model.predicted_difficulty = lambda tokens: called.append(1) or original(tokens)
+    model(x)
+    model.eval()
+    model(x)
+    assert called == [1]  # predicted losses steer the mask in training only
+    assert "hpm" in model.objective()(model(x), None).logs

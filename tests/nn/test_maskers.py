@@ -137,3 +137,23 @@ def test_ratio_schedule_moves_in_training_and_evaluation_uses_the_final_ratio():
     assert cosine.ratio_at(2) == pytest.approx(0.6) and cosine.ratio_at(1) < 0.5
     with pytest.raises(ConfigError, match="ratio_schedule='step'"):
         make_masker("random", 0.75, {}, schedule="step")
+
+
+def test_hpm_hides_the_hardest_share_and_grows_it_over_the_run():
+    class Ctx:
+        def __init__(self, step, total):
+            self.step, self.total_steps = step, total
+
+    masker = make_masker("hpm", 0.5, {"hard_share": 0.5})
+    difficulty = torch.arange(16.0).expand(3, -1)  # patch 15 the hardest
+    noise = torch.rand(3, 16)
+    masker.on_train_step_start(Ctx(-1, 10))  # alpha = 0: random masking
+    assert torch.equal(masker(torch.zeros(3, 16, 1), None, noise, difficulty=difficulty).mask,
+                       make_masker("random", 0.5, {})(torch.zeros(3, 16, 1), None, noise).mask)
+    masker.on_train_step_start(Ctx(9, 10))  # the end of the run: alpha = 0.5, 4 of the 8 hidden are the hardest
+    mask = masker(torch.zeros(3, 16, 1), None, noise, difficulty=difficulty).mask
+    assert bool((mask[:, 12:] == 1).all()) and torch.equal(mask.sum(1), torch.full((3,), 8.0))
+    masker.on_train_step_start(Ctx(4, 10))
+    assert float(masker.alpha) == 0.25
+    with pytest.raises(ConfigError, match="hard_share=2"):
+        make_masker("hpm", 0.5, {"hard_share": 2})

@@ -36,7 +36,8 @@ from aekit.nn.vit import (
     patch_grid,
     sincos_position_embedding,
 )
-from aekit.parts import part_names
+from aekit.objectives import Loss, Objective, batch_mean, scalar_stats
+from aekit.parts import part_names, register_part
 from aekit.registry import register_model
 
 _FROM_PRESET = ("width", "depth", "heads", "decoder_width", "decoder_depth", "decoder_heads")
@@ -69,6 +70,7 @@ class MAEConfig:
     ratio_start: float = -1.0
     ratio_steps: int = 0
     norm_pix_loss: bool = False
+    hpm_weight: float = 1.0
     pool: str = ""
     objective: str = ""
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -94,6 +96,7 @@ class MAEConfig:
                 f"ratio_schedule={self.ratio_schedule!r} is unknown; choose one of {', '.join(RATIO_SCHEDULES)}")
         require(self.pool in ("cls", "mean"), f"pool={self.pool!r} is unknown; choose cls or mean")
         require(self.pool == "mean" or self.class_token, "pool=cls needs class_token=true; use pool=mean")
+        require(self.hpm_weight >= 0, f"hpm_weight={self.hpm_weight} must be >= 0")
         unknown = sorted(set(self.options) - {"masker"})
         require(not unknown, f"options for {', '.join(unknown)}: the part with settings here is the masker")
 
@@ -135,25 +138,60 @@ class MAEDecoder(nn.Module):
         self.apply(init_weights)
         nn.init.normal_(self.mask_token, std=0.02)
 
-    def forward(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
+    def tokens(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
+        """The decoder's input ``[B, (1 +) L, D']``: visible tokens and [MASK] tokens in the original order, with
+        their position embeddings."""
         h = self.embed(latent)  # [B, (1 +) K, D']
         cls, visible = (h[:, :1], h[:, 1:]) if self.class_token else (None, h)
         b, length = ids_restore.shape
         tokens = torch.cat([visible, self.mask_token.expand(b, length - visible.shape[1], -1)], 1)  # [B, L, D']
         tokens = torch.gather(tokens, 1, ids_restore.unsqueeze(-1).expand(-1, -1, h.shape[-1]))  # original order
         tokens = tokens + self.pos_embed
-        if cls is not None:
-            tokens = torch.cat([cls, tokens], 1)  # [B, 1 + L, D'], the class token's position embedding is 0
+        return tokens if cls is None else torch.cat([cls, tokens], 1)  # the class token's position embedding: 0
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
             tokens = block(tokens)
         out = self.pred(self.norm(tokens))  # [B, (1 +) L, p*p*C]
-        return out[:, 1:] if cls is not None else out
+        return out[:, 1:] if self.class_token else out
+
+
+class LossPredictor(nn.Module):
+    """HPM's auxiliary branch: blocks of the decoder's width on the decoder's input, then one number per patch,
+    the predicted reconstruction loss ``[B, L]`` (only its ranking is trained)."""
+
+    def __init__(self, config: MAEConfig) -> None:
+        super().__init__()
+        c = config
+        self.class_token = c.class_token
+        self.blocks = nn.ModuleList(Block(c.decoder_width, c.decoder_heads, c.mlp_ratio, c.qkv_bias, c.norm_eps)
+                                    for _ in range(c.decoder_depth))
+        self.norm = nn.LayerNorm(c.decoder_width, eps=c.norm_eps)
+        self.head = nn.Linear(c.decoder_width, 1)
+        self.apply(init_weights)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            tokens = block(tokens)
+        out = self.head(self.norm(tokens))[..., 0]  # [B, (1 +) L]
+        return out[:, 1:] if self.class_token else out
+
+
+def relative_loss(predicted: torch.Tensor, actual: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """HPM's ranking objective per example ``[B]``: over ordered pairs (i, j) of hidden patches whose true losses
+    differ, the binary cross-entropy of sigmoid(p_j - p_i) against 1[l_j > l_i], averaged over those pairs."""
+    diff = predicted.unsqueeze(1) - predicted.unsqueeze(2)  # [B, L, L]: p_j - p_i at (i, j)
+    greater = actual.unsqueeze(1) > actual.unsqueeze(2)  # l_j > l_i
+    valid = (mask.unsqueeze(1) * mask.unsqueeze(2)).bool() & (actual.unsqueeze(1) != actual.unsqueeze(2))
+    bce = nn.functional.binary_cross_entropy_with_logits(diff, greater.to(diff.dtype), reduction="none")
+    return (bce * valid).sum((1, 2)) / valid.sum((1, 2)).clamp(min=1)
 
 
 @register_model("mae", config=MAEConfig,
                 description="Masked autoencoder on a ViT that encodes only the visible patches (He et al. 2022)")
 class MAE(Model):
     config_class = MAEConfig
+    default_objective = "masked"
     suites = ("reconstruction", "masked", "representation")
 
     def __init__(self, config: MAEConfig, name: str = "mae") -> None:
@@ -164,6 +202,7 @@ class MAE(Model):
         self.decoder = MAEDecoder(c, c.patch_size**2 * c.data_shape[0])
         self.masker = make_masker(c.masker, c.mask_ratio, c.options.get("masker", {}), c.ratio_schedule,
                                   None if c.ratio_start < 0 else c.ratio_start, c.ratio_steps)
+        self.loss_predictor = LossPredictor(c) if self.masker.needs_difficulty else None
 
     # The paper's steps.
     def patchify(self, x: torch.Tensor) -> torch.Tensor:
@@ -180,17 +219,28 @@ class MAE(Model):
         x = patches.reshape(b, h, w, p, p, c).permute(0, 5, 1, 3, 2, 4)  # [B, C, h, p, w, p]
         return x.reshape(b, c, h * p, w * p)
 
-    def random_masking(self, tokens: torch.Tensor, noise: torch.Tensor | None = None) -> Masking:
+    def random_masking(self, tokens: torch.Tensor, noise: torch.Tensor | None = None,
+                       difficulty: torch.Tensor | None = None) -> Masking:
         """The masker's choice of visible tokens (``noise [B, L]`` makes it exact)."""
-        return self.masker(tokens, self.config.grid, noise)
+        return self.masker(tokens, self.config.grid, noise, difficulty=difficulty)
+
+    @torch.no_grad()
+    def predicted_difficulty(self, tokens: torch.Tensor) -> torch.Tensor:
+        """HPM: the loss predictor's view of the whole image ``[B, L]`` (every patch visible, no gradient)."""
+        b, length = tokens.shape[:2]
+        order = torch.arange(length, device=tokens.device).expand(b, -1)
+        return self.loss_predictor(self.decoder.tokens(self.encoder(tokens), order))
 
     def forward_encoder(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, Masking]:
         tokens = self.encoder.patch_tokens(x)  # [B, L, D]
-        masking = self.random_masking(tokens, noise)
+        difficulty = self.predicted_difficulty(tokens) if self.loss_predictor is not None and self.training else None
+        masking = self.random_masking(tokens, noise, difficulty)
         return self.encoder(masking.visible(tokens)), masking  # [B, 1 + K, D]
 
-    def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
-        return self.decoder(latent, ids_restore)  # [B, L, p*p*C]
+    def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pixels of every patch ``[B, L, p*p*C]``, and the decoder's input tokens."""
+        tokens = self.decoder.tokens(latent, ids_restore)
+        return self.decoder(tokens), tokens
 
     def target(self, x: torch.Tensor) -> torch.Tensor:
         """The pixels to predict ``[B, L, p*p*C]``, normalised per patch with norm_pix_loss."""
@@ -199,10 +249,18 @@ class MAE(Model):
             t = (t - t.mean(-1, keepdim=True)) / (t.var(-1, keepdim=True) + 1e-6).sqrt()
         return t
 
+    def patch_errors(self, x: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+        """Each patch's mean squared error ``[B, L]``."""
+        return (pred - self.target(x)).pow(2).mean(-1)
+
+    @staticmethod
+    def hidden_mean(per_patch: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The mean of ``per_patch [B, L]`` over each example's hidden patches ``[B]``."""
+        return (per_patch * mask).sum(1) / mask.sum(1).clamp(min=1)
+
     def forward_loss(self, x: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Per example ``[B]``: the mean over hidden patches of each patch's mean squared error."""
-        per_patch = (pred - self.target(x)).pow(2).mean(-1)  # [B, L]
-        return (per_patch * mask).sum(1) / mask.sum(1).clamp(min=1)
+        return self.hidden_mean(self.patch_errors(x, pred), mask)
 
     def forward(self, x: torch.Tensor | Batch, noise: torch.Tensor | None = None) -> MAEOutput:
         """Mask, encode the visible patches, decode every patch, score the hidden ones."""
@@ -210,10 +268,13 @@ class MAE(Model):
             x = x.inputs
         self.check_input(x)
         latent, masking = self.forward_encoder(x, noise)
-        pred = self.forward_decoder(latent, masking.ids_restore)
-        loss = self.forward_loss(x, pred, masking.mask)
-        return MAEOutput(pred=pred, mask=masking.mask, ids_restore=masking.ids_restore, latent=latent,
-                         terms={"recon": loss}, stats={"mask_ratio": masking.mask.mean()})
+        pred, tokens = self.forward_decoder(latent, masking.ids_restore)
+        per_patch, mask = self.patch_errors(x, pred), masking.mask  # [B, L] each
+        terms = {"recon": self.hidden_mean(per_patch, mask)}
+        if self.loss_predictor is not None:  # HPM: learn to rank the hidden patches by their loss
+            terms["hpm"] = relative_loss(self.loss_predictor(tokens), per_patch.detach(), mask)
+        return MAEOutput(pred=pred, mask=mask, ids_restore=masking.ids_restore, latent=latent, terms=terms,
+                         stats={"mask_ratio": mask.mean()})
 
     # What a user calls.
     @_numpy_in_numpy_out
@@ -275,3 +336,20 @@ def mae_flops(c: MAEConfig, visible_only: bool = True) -> dict[str, int]:
                + 2 * (kept + cls) * c.width * c.decoder_width + 2 * (length + cls) * c.decoder_width * patch_dim)
     return {"encoder": encoder, "decoder": decoder, "total": encoder + decoder}
 
+
+
+@register_part("objectives", "masked", "a masked model's loss on hidden patches, plus HPM's ranking loss when present")
+class MaskedReconstruction(Objective):
+    """L = E_batch[loss on hidden patches] + hpm_weight * E_batch[ranking loss of the loss predictor]."""
+
+    def __init__(self, config=None) -> None:
+        self.hpm_weight = getattr(config, "hpm_weight", 1.0)
+
+    def __call__(self, out, step: int | None, batch=None) -> Loss:
+        recon = batch_mean(out.terms["recon"], batch)
+        logs = {"recon": recon, **scalar_stats(out)}
+        loss = recon
+        if "hpm" in out.terms:
+            logs["hpm"] = hpm = batch_mean(out.terms["hpm"], batch)
+            loss = recon + self.hpm_weight * hpm
+        return Loss(losses={"model": loss}, logs={"loss": loss, **logs})

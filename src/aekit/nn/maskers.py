@@ -100,12 +100,15 @@ class Masker(nn.Module):
         """The scheduled ratio while training; the final one in evaluation."""
         return float(self.ratio) if self.training else self.final_ratio
 
+    needs_difficulty = False  # a masker that hides what the model finds hard (hpm) is given its predicted losses
+
     def scores(self, noise: torch.Tensor, grid: tuple[int, ...], ratio: float) -> torch.Tensor:
         return noise
 
     def forward(self, tokens: torch.Tensor, grid: tuple[int, ...] | None = None, noise: torch.Tensor | None = None,
-                ratio: float | None = None) -> Masking:
-        """Mask ``tokens [B, L, D]`` on ``grid`` (default ``(L,)``) with ``noise [B, L]`` (uniform when None)."""
+                ratio: float | None = None, difficulty: torch.Tensor | None = None) -> Masking:
+        """Mask ``tokens [B, L, D]`` on ``grid`` (default ``(L,)``) with ``noise [B, L]`` (uniform when None);
+        ``difficulty [B, L]``: the model's predicted loss of each token, for maskers that read it."""
         b, length = tokens.shape[:2]
         grid = tuple(grid or (length,))
         require(math.prod(grid) == length, f"grid {grid} holds {math.prod(grid)} tokens, not {length}")
@@ -116,7 +119,13 @@ class Masker(nn.Module):
         elif tuple(noise.shape) != (b, length):
             raise ConfigError(f"noise of shape {tuple(noise.shape)} does not fit {b} examples of {length} tokens; "
                               f"pass noise [{b}, {length}]")
-        return Masking.from_scores(self.scores(noise.to(tokens.device), grid, ratio), keep)
+        scores = self.scores(noise.to(tokens.device), grid, ratio)
+        if difficulty is not None:
+            scores = self.with_difficulty(scores, difficulty, length - keep)
+        return Masking.from_scores(scores, keep)
+
+    def with_difficulty(self, scores: torch.Tensor, difficulty: torch.Tensor, hidden: int) -> torch.Tensor:
+        return scores
 
 
 def _image_grid(grid: tuple[int, ...], name: str) -> tuple[int, int]:
@@ -183,6 +192,35 @@ class GridMasker(Masker):
         cols = torch.arange(w, device=noise.device).repeat(h)  # [L]
         on_grid = ((rows[None] % s) == offset[:, :1]) & ((cols[None] % s) == offset[:, 1:])  # [B, L]
         return (~on_grid).to(noise.dtype) + noise
+
+
+@register_part("maskers", "hpm", "hard patches mining: hide the patches a loss predictor finds hardest (HPM)")
+class HardPatchesMasker(Masker):
+    """Wang et al. 2023 (HPM): an auxiliary head predicts each patch's reconstruction loss; of the L - K hidden
+    patches, a share alpha(t) are those with the highest predicted loss and the rest are drawn at random, with
+    alpha(t) = ``hard_share`` * min(1, (t + 1) / T) growing over the T steps of the run (``hard_steps``, 0: the
+    whole run), from random masking to hard patches. Without predicted losses (evaluation) it masks at random."""
+
+    needs_difficulty = True
+
+    def __init__(self, ratio: float = 0.75, hard_share: float = 0.5, hard_steps: int = 0) -> None:
+        super().__init__(ratio)
+        require(0 <= hard_share <= 1, f"masker.hard_share={hard_share} must be in [0, 1]")
+        require(hard_steps >= 0, f"masker.hard_steps={hard_steps} must be >= 0 (0: the whole run)")
+        self.hard_share, self.hard_steps = hard_share, hard_steps
+        self.register_buffer("alpha", torch.tensor(0.0), persistent=False)
+
+    def on_train_step_start(self, ctx) -> None:
+        super().on_train_step_start(ctx)
+        span = self.hard_steps or max(ctx.total_steps, 1)
+        self.alpha.fill_(self.hard_share * min(1.0, (ctx.step + 1) / span))
+
+    def with_difficulty(self, scores: torch.Tensor, difficulty: torch.Tensor, hidden: int) -> torch.Tensor:
+        hard = int(hidden * float(self.alpha))
+        if hard == 0:
+            return scores
+        top = difficulty.topk(hard, dim=1).indices  # [B, hard] the hardest patches
+        return scores.scatter_add(1, top, torch.full_like(top, 2, dtype=scores.dtype))  # ranked first to hide
 
 
 # ColorMAE's noise colours: the part of the spectrum each keeps, as a Gaussian low-pass of the white noise
