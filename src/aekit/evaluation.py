@@ -168,14 +168,19 @@ def classification_suite(model, ctx: EvalContext) -> dict[str, Any]:
 
 @register_suite("masked")
 def masked_suite(model, ctx: EvalContext) -> dict[str, Any]:
-    """A masked model's errors in pixels, on the hidden and on the visible patches (the loss reads only the
-    hidden ones; with norm_pix_loss it is in normalised units), and the share of patches hidden."""
+    """A masked model's loss (``recon``) and its errors on the hidden and on the visible patches, in pixels (with
+    norm_pix_loss un-normalised) or, for a feature target, in the target's units; and the share hidden."""
     device = next(model.parameters()).device
-    sums = {"masked_mse": 0.0, "visible_mse": 0.0, "mask_ratio": 0.0}
+    sums = {"recon": 0.0, "masked_mse": 0.0, "visible_mse": 0.0, "mask_ratio": 0.0}
+    pixels = model.config.target == "pixels"
     for batch in _batches(ctx.test, ctx.batch_size):
         x = batch.inputs.to(device)
         out = model(x)
-        per_patch = (model.predicted_pixels(x, out) - model.patchify(x)).pow(2).mean(-1)  # [B, L]
+        sums["recon"] += float(out.terms["recon"].sum())
+        if pixels:
+            per_patch = (model.predicted_pixels(x, out) - model.patchify(x)).pow(2).mean(-1)  # [B, L]
+        else:
+            per_patch = model.patch_errors(x, out.pred)
         hidden = out.mask
         sums["masked_mse"] += float(((per_patch * hidden).sum(1) / hidden.sum(1).clamp(min=1)).sum())
         sums["visible_mse"] += float(((per_patch * (1 - hidden)).sum(1) / (1 - hidden).sum(1).clamp(min=1)).sum())

@@ -27,7 +27,7 @@ def write_figures(model, splits: Splits, run_dir: Path, seed: int = 0) -> list[P
     written = []
     if "masked" in model.suites:
         views = model.masked_views(batch)
-        rows = {k: views[k].cpu() for k in ("original", "masked", "reconstruction")}
+        rows = {k: views[k].cpu() for k in ("original", "masked", "reconstruction") if k in views}
         written.append(plot_image_rows(rows, figures / "masked.png", title=f"masker={model.config.masker}, "
                                        f"ratio {model.config.mask_ratio}"))
     elif "reconstruction" in model.suites and batch.inputs.is_floating_point():

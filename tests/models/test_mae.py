@@ -212,3 +212,24 @@ def test_hpm_trains_its_loss_predictor_and_masks_by_it_only_in_training():
     model(x)
     assert called == [1]  # predicted losses steer the mask in training only
     assert "hpm" in model.objective()(model(x), None).logs
+
+
+def test_hog_target_by_hand_and_as_the_decoders_output():
+    from aekit.nn.targets import HOGTarget
+
+    hog = HOGTarget(1, 4, cell=4, bins=4)
+    x = torch.zeros(1, 1, 4, 8)
+    x[..., 4:] = 1.0  # a vertical edge between the two patches: horizontal gradients only
+    t = hog(x)  # [1, 2, 4]
+    assert t.shape == (1, 2, 4)
+    assert torch.allclose(t[..., 1:], torch.zeros(1, 2, 3))  # every vote in the 0-orientation bin
+    assert torch.allclose(t[..., 0], torch.ones(1, 2))  # L2-normalised
+    model = tiny(target="hog", options={"target": {"cell": 2}})
+    assert model.target_part.dim == 3 * 9 * 4 and model.suites == ("masked", "representation")
+    out = model(torch.rand(2, 3, 8, 8))
+    assert out.pred.shape == (2, 4, 108) and out.terms["recon"].shape == (2,)
+    assert set(model.masked_views(torch.rand(2, 3, 8, 8))) == {"original", "masked"}
+    with pytest.raises(ConfigError, match="target.cell=3 must divide"):
+        tiny(target="hog", options={"target": {"cell": 3}})
+    with pytest.raises(ConfigError, match="target='sift' is unknown"):
+        tiny(target="sift")

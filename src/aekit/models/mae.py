@@ -24,8 +24,10 @@ from torch import nn
 
 from aekit.config import require
 from aekit.data.batch import Batch
+from aekit.errors import DataError
 from aekit.models.base import Model, _numpy_in_numpy_out
 from aekit.nn.maskers import RATIO_SCHEDULES, Masking, make_masker
+from aekit.nn.targets import make_target, patchify
 from aekit.nn.vit import (
     PRESETS,
     Block,
@@ -70,11 +72,12 @@ class MAEConfig:
     ratio_start: float = -1.0
     ratio_steps: int = 0
     norm_pix_loss: bool = False
+    target: str = "pixels"
     hpm_weight: float = 1.0
     pool: str = ""
     objective: str = ""
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    part_options: ClassVar[tuple[str, ...]] = ("masker",)  # masker.KEY=VALUE sets options["masker"]
+    part_options: ClassVar[tuple[str, ...]] = ("masker", "target")  # masker.KEY=VALUE: options["masker"]
 
     def __post_init__(self) -> None:
         require(self.preset in PRESETS, f"preset={self.preset!r} is unknown; choose one of {', '.join(PRESETS)}")
@@ -97,8 +100,11 @@ class MAEConfig:
         require(self.pool in ("cls", "mean"), f"pool={self.pool!r} is unknown; choose cls or mean")
         require(self.pool == "mean" or self.class_token, "pool=cls needs class_token=true; use pool=mean")
         require(self.hpm_weight >= 0, f"hpm_weight={self.hpm_weight} must be >= 0")
-        unknown = sorted(set(self.options) - {"masker"})
-        require(not unknown, f"options for {', '.join(unknown)}: the part with settings here is the masker")
+        require(self.target in part_names("targets"),
+                f"target={self.target!r} is unknown; choose one of {', '.join(part_names('targets'))}")
+        unknown = sorted(set(self.options) - set(self.part_options))
+        require(not unknown, f"options for {', '.join(unknown)}: the parts with settings here are "
+                f"{', '.join(self.part_options)}")
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -192,14 +198,15 @@ def relative_loss(predicted: torch.Tensor, actual: torch.Tensor, mask: torch.Ten
 class MAE(Model):
     config_class = MAEConfig
     default_objective = "masked"
-    suites = ("reconstruction", "masked", "representation")
 
     def __init__(self, config: MAEConfig, name: str = "mae") -> None:
         super().__init__(config, name)
         c = config
         self.encoder = ViTEncoder(c.data_shape, c.patch_size, c.width, c.depth, c.heads, c.mlp_ratio,
                                   c.class_token, c.qkv_bias, c.norm_eps, c.pos_order)
-        self.decoder = MAEDecoder(c, c.patch_size**2 * c.data_shape[0])
+        self.target_part = make_target(c.target, c.data_shape[0], c.patch_size, c.norm_pix_loss,
+                                       c.options.get("target", {}))
+        self.decoder = MAEDecoder(c, self.target_part.dim)
         self.masker = make_masker(c.masker, c.mask_ratio, c.options.get("masker", {}), c.ratio_schedule,
                                   None if c.ratio_start < 0 else c.ratio_start, c.ratio_steps)
         self.loss_predictor = LossPredictor(c) if self.masker.needs_difficulty else None
@@ -207,10 +214,7 @@ class MAE(Model):
     # The paper's steps.
     def patchify(self, x: torch.Tensor) -> torch.Tensor:
         """``x [B, C, H, W] -> [B, L, p*p*C]``, each patch's pixels row by row with the channels last."""
-        p, (h, w) = self.config.patch_size, self.config.grid
-        b, c = x.shape[:2]
-        x = x.reshape(b, c, h, p, w, p).permute(0, 2, 4, 3, 5, 1)  # [B, h, w, p, p, C]
-        return x.reshape(b, h * w, p * p * c)
+        return patchify(x, self.config.patch_size)
 
     def unpatchify(self, patches: torch.Tensor) -> torch.Tensor:
         """``[B, L, p*p*C] -> [B, C, H, W]``, the inverse of :meth:`patchify`."""
@@ -243,11 +247,14 @@ class MAE(Model):
         return self.decoder(tokens), tokens
 
     def target(self, x: torch.Tensor) -> torch.Tensor:
-        """The pixels to predict ``[B, L, p*p*C]``, normalised per patch with norm_pix_loss."""
-        t = self.patchify(x)
-        if self.config.norm_pix_loss:
-            t = (t - t.mean(-1, keepdim=True)) / (t.var(-1, keepdim=True) + 1e-6).sqrt()
-        return t
+        """What to predict at each patch ``[B, L, T]``: its pixels (normalised per patch with norm_pix_loss), or
+        its HOG features (``target=hog``)."""
+        return self.target_part(x)
+
+    @property
+    def suites(self) -> tuple[str, ...]:
+        pixels = self.config.target == "pixels"
+        return ("reconstruction", "masked", "representation") if pixels else ("masked", "representation")
 
     def patch_errors(self, x: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
         """Each patch's mean squared error ``[B, L]``."""
@@ -291,6 +298,8 @@ class MAE(Model):
     def predicted_pixels(self, x: torch.Tensor, out: MAEOutput) -> torch.Tensor:
         """The predictions in pixel space ``[B, L, p*p*C]``: with norm_pix_loss, each patch is un-normalised with
         its own statistics (those of the true patch, as MAE's visualisation does)."""
+        if self.config.target != "pixels":
+            raise DataError(f"target={self.config.target}: this mae predicts features, not pixels")
         if not self.config.norm_pix_loss:
             return out.pred
         t = self.patchify(x)
@@ -303,10 +312,12 @@ class MAE(Model):
         x = x.inputs if isinstance(x, Batch) else x
         out = self(x, noise=noise)
         patches, hidden = self.patchify(x), out.mask.unsqueeze(-1)  # [B, L, P], [B, L, 1]
-        pred = self.predicted_pixels(x, out)
-        return {"original": x, "masked": self.unpatchify(patches * (1 - hidden) + 0.5 * hidden),
-                "prediction": self.unpatchify(pred),
-                "reconstruction": self.unpatchify(patches * (1 - hidden) + pred * hidden)}
+        views = {"original": x, "masked": self.unpatchify(patches * (1 - hidden) + 0.5 * hidden)}
+        if self.config.target == "pixels":  # feature targets have no image to show
+            pred = self.predicted_pixels(x, out)
+            views["prediction"] = self.unpatchify(pred)
+            views["reconstruction"] = self.unpatchify(patches * (1 - hidden) + pred * hidden)
+        return views
 
     @_numpy_in_numpy_out
     @torch.no_grad()
