@@ -12,7 +12,7 @@ patch embedding at lr * d^(L + 1); the head and the final norm at lr.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -23,44 +23,29 @@ from aekit.config import require
 from aekit.data.batch import Batch
 from aekit.errors import DataError
 from aekit.models.base import Model, _numpy_in_numpy_out
-from aekit.nn.vit import ViTEncoder, default_patch, patch_grid
+from aekit.nn.vit import ViTConfig, ViTEncoder, pooled
 from aekit.objectives import Loss, Objective, batch_mean
 from aekit.parts import register_part
 from aekit.registry import register_model
 
 # The encoder's settings, taken from the ``init`` model's config.
-ENCODER_KEYS = ("patch_size", "width", "depth", "heads", "mlp_ratio", "class_token", "qkv_bias", "norm_eps",
-                "pos_order")
+ENCODER_KEYS = tuple(f.name for f in fields(ViTConfig) if f.name not in ("data_shape", "pool"))
 
 
 @dataclass(frozen=True)
-class ClassifierConfig:
+class ClassifierConfig(ViTConfig):
     """``classes``: the number of classes (0: from the data). ``pool``: ``mean`` of the patch tokens (MAE's
     fine-tuning) or the ``cls`` token."""
 
-    data_shape: tuple[int, ...] = (3, 32, 32)
+    pool: str = "mean"
     classes: int = 0
     init: str = ""
-    patch_size: int = 0
-    width: int = 192
-    depth: int = 12
-    heads: int = 3
-    mlp_ratio: float = 4.0
-    class_token: bool = True
-    qkv_bias: bool = True
-    norm_eps: float = 1e-6
-    pos_order: str = "hw"
-    pool: str = "mean"
     label_smoothing: float = 0.1
     objective: str = ""
 
     def __post_init__(self) -> None:
-        if self.patch_size == 0:
-            object.__setattr__(self, "patch_size", default_patch(self.data_shape))
-        patch_grid(self.data_shape, self.patch_size)
+        super().__post_init__()
         require(self.classes >= 0, f"classes={self.classes} must be >= 0 (0: from the data's labels)")
-        require(self.pool in ("cls", "mean"), f"pool={self.pool!r} is unknown; choose cls or mean")
-        require(self.pool == "mean" or self.class_token, "pool=cls needs class_token=true; use pool=mean")
         require(0 <= self.label_smoothing < 1, f"label_smoothing={self.label_smoothing} must be in [0, 1)")
 
 
@@ -82,8 +67,7 @@ class Classifier(Model):
         super().__init__(config, name)
         c = config
         require(c.classes > 0, "classes=0: set the number of classes, or train on labelled data to take it from")
-        self.encoder = ViTEncoder(c.data_shape, c.patch_size, c.width, c.depth, c.heads, c.mlp_ratio, c.class_token,
-                                  c.qkv_bias, c.norm_eps, c.pos_order)
+        self.encoder = c.encoder()
         self.head = nn.Linear(c.width, c.classes)
         nn.init.trunc_normal_(self.head.weight, std=2e-5)  # MAE's fine-tuning head: near zero
         nn.init.zeros_(self.head.bias)
@@ -136,9 +120,7 @@ class Classifier(Model):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         h = self.encoder(self.encoder.patch_tokens(x))  # [B, (1 +) L, D], every token
-        if self.config.pool == "cls":
-            return h[:, 0]
-        return h[:, 1:].mean(1) if self.config.class_token else h.mean(1)
+        return pooled(h, self.config.pool, self.config.class_token)
 
     def forward(self, x: torch.Tensor | Batch) -> ClassifierOutput:
         labels = None

@@ -28,16 +28,7 @@ from aekit.errors import DataError
 from aekit.models.base import Model, _numpy_in_numpy_out
 from aekit.nn.maskers import RATIO_SCHEDULES, Masking, make_masker
 from aekit.nn.targets import make_target, patchify
-from aekit.nn.vit import (
-    PRESETS,
-    Block,
-    ViTEncoder,
-    block_flops,
-    default_patch,
-    init_weights,
-    patch_grid,
-    sincos_position_embedding,
-)
+from aekit.nn.vit import PRESETS, Block, ViTConfig, block_flops, init_weights, pooled, sincos_position_embedding
 from aekit.objectives import Loss, Objective, batch_mean, scalar_stats
 from aekit.parts import part_names, register_part
 from aekit.registry import register_model
@@ -46,26 +37,19 @@ _FROM_PRESET = ("width", "depth", "heads", "decoder_width", "decoder_depth", "de
 
 
 @dataclass(frozen=True)
-class MAEConfig:
+class MAEConfig(ViTConfig):
     """``preset`` (tiny, small, base) fills the sizes left at 0; ``patch_size=0``: 16 for images of 128 pixels or
     more, else 4. ``pos_order="wh"`` reproduces MAE's (and ViTMAE's) position-embedding layout for their weights.
     ``pool``: what ``embed`` returns (``cls``, or ``mean`` of the patch tokens; default cls when there is one).
     ``options``: the masker's own settings (``masker.min_patches=4``)."""
 
-    data_shape: tuple[int, ...] = (3, 32, 32)
-    preset: str = "tiny"
-    patch_size: int = 0
     width: int = 0
     depth: int = 0
     heads: int = 0
-    mlp_ratio: float = 4.0
+    preset: str = "tiny"
     decoder_width: int = 0
     decoder_depth: int = 0
     decoder_heads: int = 0
-    class_token: bool = True
-    qkv_bias: bool = True
-    norm_eps: float = 1e-6
-    pos_order: str = "hw"
     mask_ratio: float = 0.75
     masker: str = "random"
     ratio_schedule: str = "constant"
@@ -74,7 +58,6 @@ class MAEConfig:
     norm_pix_loss: bool = False
     target: str = "pixels"
     hpm_weight: float = 1.0
-    pool: str = ""
     objective: str = ""
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     part_options: ClassVar[tuple[str, ...]] = ("masker", "target")  # masker.KEY=VALUE: options["masker"]
@@ -85,30 +68,19 @@ class MAEConfig:
         for key in _FROM_PRESET:  # frozen: fill the sizes left at 0 once, so the saved config holds them
             if getattr(self, key) == 0:
                 object.__setattr__(self, key, getattr(preset, key))
-        if self.patch_size == 0:
-            object.__setattr__(self, "patch_size", default_patch(self.data_shape))
-        if not self.pool:
-            object.__setattr__(self, "pool", "cls" if self.class_token else "mean")
-        patch_grid(self.data_shape, self.patch_size)  # images divisible by the patch, or a clear error
+        super().__post_init__()
         require(all(getattr(self, k) > 0 for k in _FROM_PRESET), f"{', '.join(_FROM_PRESET)} must be positive")
-        require(self.mlp_ratio > 0, f"mlp_ratio={self.mlp_ratio} must be positive")
         require(0.0 <= self.mask_ratio < 1.0, f"mask_ratio={self.mask_ratio} must be in [0, 1); 0.75 is MAE's")
         require(self.masker in part_names("maskers"),
                 f"masker={self.masker!r} is unknown; choose one of {', '.join(part_names('maskers'))}")
         require(self.ratio_schedule in RATIO_SCHEDULES,
                 f"ratio_schedule={self.ratio_schedule!r} is unknown; choose one of {', '.join(RATIO_SCHEDULES)}")
-        require(self.pool in ("cls", "mean"), f"pool={self.pool!r} is unknown; choose cls or mean")
-        require(self.pool == "mean" or self.class_token, "pool=cls needs class_token=true; use pool=mean")
         require(self.hpm_weight >= 0, f"hpm_weight={self.hpm_weight} must be >= 0")
         require(self.target in part_names("targets"),
                 f"target={self.target!r} is unknown; choose one of {', '.join(part_names('targets'))}")
         unknown = sorted(set(self.options) - set(self.part_options))
         require(not unknown, f"options for {', '.join(unknown)}: the parts with settings here are "
                 f"{', '.join(self.part_options)}")
-
-    @property
-    def grid(self) -> tuple[int, int]:
-        return patch_grid(self.data_shape, self.patch_size)
 
 
 @dataclass
@@ -202,8 +174,7 @@ class MAE(Model):
     def __init__(self, config: MAEConfig, name: str = "mae") -> None:
         super().__init__(config, name)
         c = config
-        self.encoder = ViTEncoder(c.data_shape, c.patch_size, c.width, c.depth, c.heads, c.mlp_ratio,
-                                  c.class_token, c.qkv_bias, c.norm_eps, c.pos_order)
+        self.encoder = c.encoder()
         self.target_part = make_target(c.target, c.data_shape[0], c.patch_size, c.norm_pix_loss,
                                        c.options.get("target", {}))
         self.decoder = MAEDecoder(c, self.target_part.dim)
@@ -291,9 +262,7 @@ class MAE(Model):
         self.check_input(x)
         self.check_condition(condition, x.shape[0])
         h = self.encoder(self.encoder.patch_tokens(x))  # [B, (1 +) L, D]
-        if self.config.pool == "cls":
-            return h[:, 0]
-        return h[:, 1:].mean(1) if self.config.class_token else h.mean(1)
+        return pooled(h, self.config.pool, self.config.class_token)
 
     def predicted_pixels(self, x: torch.Tensor, out: MAEOutput) -> torch.Tensor:
         """The predictions in pixel space ``[B, L, p*p*C]``: with norm_pix_loss, each patch is un-normalised with

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aekit.config import require
 from aekit.errors import ConfigError, ShapeConfigError
 
 
@@ -165,6 +166,50 @@ class ViTEncoder(nn.Module):
         for block in self.blocks:
             tokens = block(tokens)
         return self.norm(tokens)
+
+
+@dataclass(frozen=True)
+class ViTConfig:
+    """The ViT encoder's settings, shared by the configs of the models built on it (``mae``, ``classifier``).
+    ``patch_size=0``: :func:`default_patch`; ``pool``: what the model's features are, the ``cls`` token or the
+    ``mean`` patch token (default: cls where there is a class token)."""
+
+    data_shape: tuple[int, ...] = (3, 32, 32)
+    patch_size: int = 0
+    width: int = 192
+    depth: int = 12
+    heads: int = 3
+    mlp_ratio: float = 4.0
+    class_token: bool = True
+    qkv_bias: bool = True
+    norm_eps: float = 1e-6
+    pos_order: str = "hw"
+    pool: str = ""
+
+    def __post_init__(self) -> None:
+        if self.patch_size == 0:  # frozen: filled once, so the saved config holds it
+            object.__setattr__(self, "patch_size", default_patch(self.data_shape))
+        if not self.pool:
+            object.__setattr__(self, "pool", "cls" if self.class_token else "mean")
+        patch_grid(self.data_shape, self.patch_size)  # images divisible by the patch, or a clear error
+        require(self.mlp_ratio > 0, f"mlp_ratio={self.mlp_ratio} must be positive")
+        require(self.pool in ("cls", "mean"), f"pool={self.pool!r} is unknown; choose cls or mean")
+        require(self.pool == "mean" or self.class_token, "pool=cls needs class_token=true; use pool=mean")
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return patch_grid(self.data_shape, self.patch_size)
+
+    def encoder(self) -> ViTEncoder:
+        return ViTEncoder(self.data_shape, self.patch_size, self.width, self.depth, self.heads, self.mlp_ratio,
+                          self.class_token, self.qkv_bias, self.norm_eps, self.pos_order)
+
+
+def pooled(h: torch.Tensor, pool: str, class_token: bool) -> torch.Tensor:
+    """Features ``[B, D]`` of encoded tokens ``h [B, (1 +) L, D]``: the class token, or the mean patch token."""
+    if pool == "cls":
+        return h[:, 0]
+    return h[:, 1:].mean(1) if class_token else h.mean(1)
 
 
 @dataclass(frozen=True)
