@@ -182,8 +182,8 @@ def masked_suite(model, ctx: EvalContext) -> dict[str, Any]:
         else:
             per_patch = model.patch_errors(x, out.pred)
         hidden = out.mask
-        sums["masked_mse"] += float(((per_patch * hidden).sum(1) / hidden.sum(1).clamp(min=1)).sum())
-        sums["visible_mse"] += float(((per_patch * (1 - hidden)).sum(1) / (1 - hidden).sum(1).clamp(min=1)).sum())
+        sums["masked_mse"] += float(model.hidden_mean(per_patch, hidden).sum())
+        sums["visible_mse"] += float(model.hidden_mean(per_patch, 1 - hidden).sum())
         sums["mask_ratio"] += float(hidden.mean(1).sum())
     return {f"{ctx.split}/{k}": v / ctx.count for k, v in sums.items()}
 

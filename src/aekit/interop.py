@@ -19,14 +19,10 @@ from typing import Any
 
 import torch
 
-from aekit.errors import ConfigError, DataError
+from aekit.config import require
+from aekit.errors import DataError
 
 _ENCODER = "vit"
-
-
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
 
 
 def mae_config_from_vitmae(hf: dict[str, Any]):
@@ -34,39 +30,36 @@ def mae_config_from_vitmae(hf: dict[str, Any]):
     have (another activation, dropout, a non-square position table) are errors that name them."""
     from aekit.models.mae import MAEConfig
 
-    def get(key, default=None):
-        return hf.get(key, default)
-
-    size = get("image_size", 224)
+    size = hf.get("image_size", 224)
     height, width = (size, size) if isinstance(size, int) else tuple(size)
-    patch = get("patch_size", 16)
-    _check(isinstance(patch, int), f"patch_size={patch}: only square patches convert")
-    _check(get("hidden_act", "gelu") == "gelu", f"hidden_act={get('hidden_act')!r}: aekit's ViT uses gelu")
+    patch = hf.get("patch_size", 16)
+    require(isinstance(patch, int), f"patch_size={patch}: only square patches convert")
+    require(hf.get("hidden_act", "gelu") == "gelu", f"hidden_act={hf.get('hidden_act')!r}: aekit's ViT uses gelu")
     for key in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
-        _check(float(get(key, 0.0)) == 0.0, f"{key}={get(key)}: aekit's MAE has no dropout; set it to 0")
-    hidden, decoder_hidden = get("hidden_size", 768), get("decoder_hidden_size", 512)
-    ratio = get("intermediate_size", 3072) / hidden
-    decoder_ratio = get("decoder_intermediate_size", 2048) / decoder_hidden
-    _check(abs(ratio - decoder_ratio) < 1e-9, f"intermediate sizes {get('intermediate_size')} and "
-           f"{get('decoder_intermediate_size')} are not the same multiple of the widths; aekit shares one mlp_ratio")
+        require(float(hf.get(key, 0.0)) == 0.0, f"{key}={hf.get(key)}: aekit's MAE has no dropout; set it to 0")
+    hidden, decoder_hidden = hf.get("hidden_size", 768), hf.get("decoder_hidden_size", 512)
+    ratio = hf.get("intermediate_size", 3072) / hidden
+    decoder_ratio = hf.get("decoder_intermediate_size", 2048) / decoder_hidden
+    require(abs(ratio - decoder_ratio) < 1e-9, f"intermediate sizes {hf.get('intermediate_size')} and "
+           f"{hf.get('decoder_intermediate_size')} are not the same multiple of the widths; aekit shares one mlp_ratio")
     return MAEConfig(
-        data_shape=(get("num_channels", 3), height, width), patch_size=patch, width=hidden,
-        depth=get("num_hidden_layers", 12), heads=get("num_attention_heads", 12), mlp_ratio=ratio,
-        decoder_width=decoder_hidden, decoder_depth=get("decoder_num_hidden_layers", 8),
-        decoder_heads=get("decoder_num_attention_heads", 16), class_token=True, qkv_bias=get("qkv_bias", True),
-        norm_eps=get("layer_norm_eps", 1e-12), pos_order="wh", mask_ratio=get("mask_ratio", 0.75),
-        norm_pix_loss=bool(get("norm_pix_loss", False)),
+        data_shape=(hf.get("num_channels", 3), height, width), patch_size=patch, width=hidden,
+        depth=hf.get("num_hidden_layers", 12), heads=hf.get("num_attention_heads", 12), mlp_ratio=ratio,
+        decoder_width=decoder_hidden, decoder_depth=hf.get("decoder_num_hidden_layers", 8),
+        decoder_heads=hf.get("decoder_num_attention_heads", 16), class_token=True, qkv_bias=hf.get("qkv_bias", True),
+        norm_eps=hf.get("layer_norm_eps", 1e-12), pos_order="wh", mask_ratio=hf.get("mask_ratio", 0.75),
+        norm_pix_loss=bool(hf.get("norm_pix_loss", False)),
     )
 
 
 def vitmae_config_from_mae(config) -> dict[str, Any]:
     """The ViTMAE config (a dict) of a ``mae`` config; what ViTMAE cannot hold is an error."""
-    _check(config.class_token, "ViTMAE always has a class token; this mae has class_token=false")
-    _check(config.pos_order == "wh", "ViTMAE builds MAE's position layout (pos_order=wh); this mae has "
+    require(config.class_token, "ViTMAE always has a class token; this mae has class_token=false")
+    require(config.pos_order == "wh", "ViTMAE builds MAE's position layout (pos_order=wh); this mae has "
            f"pos_order={config.pos_order}, whose weights would see shuffled positions there")
-    _check(config.masker == "random", f"ViTMAE masks at random only; this mae uses masker={config.masker}")
+    require(config.masker == "random", f"ViTMAE masks at random only; this mae uses masker={config.masker}")
     c, h, w = config.data_shape
-    _check(h == w, f"ViTMAE takes square images; this mae takes {h}x{w}")
+    require(h == w, f"ViTMAE takes square images; this mae takes {h}x{w}")
     return {
         "model_type": "vit_mae", "architectures": ["ViTMAEForPreTraining"], "image_size": h,
         "patch_size": config.patch_size, "num_channels": c, "hidden_size": config.width,
