@@ -24,6 +24,8 @@ _LAZY = {
     "save_model": "aekit.io",
     "load_data": "aekit.data",
     "list_datasets": "aekit.data",
+    "Batch": "aekit.data",
+    "Graph": "aekit.data.graphs",
     "train": "aekit.training",
     "TrainConfig": "aekit.training",
     "evaluate": "aekit.evaluation",

@@ -12,7 +12,10 @@ outputs; each model names the suites that apply to it (``model.suites``):
 - ``representation``: linear-probe and k-NN accuracy of the point embeddings (labels needed) and, for a model
   without a posterior, the number of latent dimensions with variance over 0.01.
 
-Later families add theirs (link prediction, codebook, sparsity, disentanglement, anomaly) with
+- ``link-prediction``: a graph model's ROC-AUC and average precision on the test edges;
+- ``node-classification``: a linear probe on frozen node embeddings over the node split, mean and std over seeds.
+
+Later families add theirs (codebook, sparsity, disentanglement, anomaly) with
 :func:`register_suite`.
 """
 
@@ -62,6 +65,7 @@ class EvalContext:
     nll_examples: int | None
     batch_size: int
     probe_examples: int
+    probe_seeds: int = 10
     count: int = 0
     sums: dict[str, float] = field(default_factory=dict)
     means: torch.Tensor | None = None
@@ -186,6 +190,39 @@ def masked_suite(model, ctx: EvalContext) -> dict[str, Any]:
         sums["visible_mse"] += float(model.hidden_mean(per_patch, 1 - hidden).sum())
         sums["mask_ratio"] += float(hidden.mean(1).sum())
     return {f"{ctx.split}/{k}": v / ctx.count for k, v in sums.items()}
+
+
+@register_suite("link-prediction")
+def link_prediction_suite(model, ctx: EvalContext) -> dict[str, Any]:
+    """ROC-AUC and average precision of the held-out edges against as many non-edges (Kipf & Welling 2016)."""
+    from aekit.metrics.graph import link_scores
+
+    batch = ctx.test.batch()
+    if batch.pos_edges is None or batch.neg_edges is None:
+        return {}
+    device = next(model.parameters()).device
+    z = model.embed(batch)
+    edges = (batch.pos_edges.to(device), batch.neg_edges.to(device))
+    scores = link_scores(model.decoder(z, edges[0]), model.decoder(z, edges[1]))
+    return {f"{ctx.split}/{k}": v for k, v in scores.items()} | {f"{ctx.split}/edges": int(edges[0].shape[1])}
+
+
+@register_suite("node-classification")
+def node_classification_suite(model, ctx: EvalContext) -> dict[str, Any]:
+    """Linear probe on the frozen node embeddings over the data's node split, GraphMAE's protocol
+    (:func:`aekit.metrics.graph.node_probe_accuracy`): mean and std over ``probe_seeds`` seeds."""
+    from aekit.metrics.graph import node_probe_accuracy
+
+    splits = ctx.splits
+    if splits is None or ctx.test.y is None or ctx.test.batch().node_mask is None:
+        return {}
+    masks = [getattr(splits, part).batch().node_mask for part in ("train", "val", "test")]
+    if any(m is None for m in masks):
+        return {}
+    z = model.embed(ctx.test.batch()).cpu()
+    result = node_probe_accuracy(z, ctx.test.y, *masks, seeds=ctx.probe_seeds)
+    return {f"{ctx.split}/node_acc": result["acc"], f"{ctx.split}/node_acc_std": result["acc_std"],
+            f"{ctx.split}/node_val_acc": result["val_acc"], f"{ctx.split}/node_accs": result["accs"]}
 
 
 @torch.no_grad()

@@ -1,5 +1,5 @@
 """Named optimisers: a model declares its trainable parameters by optimiser name (``model``, and e.g.
-``discriminator``); each name gets its own AdamW with its own lr, betas, weight decay and update period.
+``discriminator``); each name gets its own AdamW (or Adam with L2 weight decay: ``optimizer=adam``) with its own lr, betas, weight decay and update period.
 
 Within an optimiser, parameter groups carry an ``lr_scale`` (layer-wise lr decay, Clark et al. 2020, as used
 to fine-tune MAE encoders) and may take no weight decay (``no_decay_1d``: biases, norms and the tokens a model
@@ -99,10 +99,11 @@ def make_optimizers(model: torch.nn.Module, config) -> tuple[dict[str, torch.opt
         s = settings[name]
         param_groups = _param_groups(model, params, s.weight_decay, config.no_decay_1d, config.layer_decay)
         kwargs = dict(lr=s.lr, betas=tuple(s.betas), weight_decay=s.weight_decay)
+        kind = torch.optim.Adam if getattr(config, "optimizer", "adamw") == "adam" else torch.optim.AdamW
         try:
-            optimizers[name] = torch.optim.AdamW(param_groups, fused=True, **kwargs)
+            optimizers[name] = kind(param_groups, fused=True, **kwargs)
         except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
-            optimizers[name] = torch.optim.AdamW(param_groups, **kwargs)
+            optimizers[name] = kind(param_groups, **kwargs)
     return optimizers, settings
 
 

@@ -16,8 +16,8 @@ from aekit.io import atomic_write_text
 def write_figures(model, splits: Splits, run_dir: Path, seed: int = 0) -> list[Path]:
     """The figures of the model's suites: inputs vs reconstructions (reconstruction; original, masked and
     reconstruction rows for a masked model), samples from the prior,
-    one row per class for a model conditioned on labels (models with a prior), the latent map (representation),
-    and the training curves."""
+    one row per class for a model conditioned on labels (models with a prior), the latent map (representation;
+    a graph model's node embeddings by class), and the training curves."""
     from aekit.report import plot_image_rows, plot_latent_map, plot_reconstructions, plot_samples, plot_training_curves
 
     figures = run_dir / "figures"
@@ -49,6 +49,10 @@ def write_figures(model, splits: Splits, run_dir: Path, seed: int = 0) -> list[P
         y = splits.test.labels(slice(0, n))
         y = None if y is None else y.numpy()
         written.append(plot_latent_map(z, y, figures / "latent_map.png", class_names=splits.test.classes))
+    if {"link-prediction", "node-classification"} & set(model.suites):  # a graph: its node embeddings
+        y = splits.test.y
+        written.append(plot_latent_map(model.embed(splits.test.batch()).cpu(), None if y is None else y.numpy(),
+                                       figures / "node_embeddings.png", class_names=splits.test.classes))
     if (run_dir / "log.csv").is_file():
         written.append(plot_training_curves(run_dir / "log.csv", figures / "training_curves.png"))
     return written

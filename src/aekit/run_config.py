@@ -41,6 +41,8 @@ class TrainConfig:
     val_examples: int = 2000
     patience: int = 0
     keep_best: bool = False
+    monitor: str = "loss"
+    monitor_mode: str = "min"
     checkpoint_every: int = 0
     keep_checkpoints: int = 2
     seed: int = 0
@@ -59,6 +61,7 @@ class TrainConfig:
     nll_samples: int = 1000
     nll_examples: int = 0
     figures: bool = True
+    optimizer: str = "adamw"
     optimizers: dict[str, dict[str, Any]] = field(default_factory=dict)
     imports: tuple[str, ...] = ()
     no_decay_1d: bool = False
@@ -83,6 +86,9 @@ class TrainConfig:
                 f"lr_schedule={self.lr_schedule!r} is unknown; choose one of {', '.join(LR_SCHEDULES)}")
         require(self.precision in PRECISIONS,
                 f"precision={self.precision!r} is unknown; choose one of {', '.join(PRECISIONS)}")
+        require(self.optimizer in ("adamw", "adam"),
+                f"optimizer={self.optimizer!r} is unknown; choose adamw (decoupled weight decay) or adam (L2)")
+        require(self.monitor_mode in ("min", "max"), f"monitor_mode={self.monitor_mode!r} must be min or max")
         require(self.on_nan in ON_NAN, f"on_nan={self.on_nan!r} is unknown; choose one of {', '.join(ON_NAN)}")
         require(self.threads >= 0, f"threads={self.threads} must be >= 0 (0: one per idle core)")
         require(0 < self.layer_decay <= 1, f"layer_decay={self.layer_decay} must lie in (0, 1] (1: off)")
@@ -107,6 +113,10 @@ class DataConfig:
     ``crop_scale``) and ``flip`` (left-right, probability 1/2), MAE's pre-training pair; validation and test
     batches are never augmented.
 
+    A graph (``cora``, a Planetoid folder, a graph ``.npz``) is split by ``graph_task``: ``link`` holds out
+    ``edge_split`` (validation, test) shares of its edges, ``node`` keeps every edge and the data's node split;
+    ``row_normalize`` divides each node's features by their sum.
+
     ``train_on_val``: train on the training and validation parts together, with no validation (the usual last
     step once the settings have been chosen on validation); the test part is unchanged.
     """
@@ -123,9 +133,18 @@ class DataConfig:
     image_size: int = 0
     augment: tuple[str, ...] = ()
     crop_scale: tuple[float, ...] = (0.2, 1.0)
+    graph_task: str = "link"
+    edge_split: tuple[float, ...] = (0.05, 0.10)
+    row_normalize: bool = False
 
     def __post_init__(self) -> None:
+        from aekit.data.graphs import GRAPH_TASKS
         from aekit.data.images import AUGMENTATIONS
+
+        require(self.graph_task in GRAPH_TASKS,
+                f"graph_task={self.graph_task!r} is unknown; choose one of {', '.join(GRAPH_TASKS)}")
+        require(len(self.edge_split) == 2 and all(0 <= f < 1 for f in self.edge_split) and sum(self.edge_split) < 1,
+                f"edge_split={self.edge_split} must be two shares (validation, test) in [0, 1) summing below 1")
 
         require(self.image_size >= 0, f"image_size={self.image_size} must be >= 0 (0: the images as they are)")
         unknown = [a for a in self.augment if a not in AUGMENTATIONS]
@@ -211,8 +230,9 @@ def load_splits(data: DataConfig) -> Splits:
     if data.name == IN_MEMORY:
         raise ConfigError("this run was trained on data given in memory; pass the same data again (data=...)")
     keys = {k: getattr(data, k) for k in ("inputs", "labels", "memmap", "image_size") if getattr(data, k)}
+    graph = {"graph_task": data.graph_task, "edge_split": tuple(data.edge_split), "row_normalize": data.row_normalize}
     splits = load_data(data.name, root=data.root, seed=data.split_seed, val_fraction=data.val_fraction,
-                       test_fraction=data.test_fraction, **keys)
+                       test_fraction=data.test_fraction, graph=graph, **keys)
     return splits.with_val_in_train() if data.train_on_val else splits
 
 
@@ -227,8 +247,15 @@ def splits_of(data: Any, config: DataConfig) -> Splits:
     from aekit.data.formats import as_dataset
     from aekit.data.sources import StreamingSource
 
+    from aekit.data.graphs import Graph, graph_splits
+
     if isinstance(data, Splits):
         return data
+    if hasattr(data, "edge_index") and hasattr(data, "x") and not isinstance(data, Graph):  # a PyG Data
+        data = Graph.from_pyg(data, name=IN_MEMORY)
+    if isinstance(data, Graph):
+        graph = data.row_normalized() if config.row_normalize else data
+        return graph_splits(graph, config.graph_task, tuple(config.edge_split), config.split_seed)
     if isinstance(data, (np.ndarray, torch.Tensor)) or (isinstance(data, tuple) and len(data) == 2):
         x, y = data if isinstance(data, tuple) else (data, None)
         x, y = (np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v) if v is not None else None
@@ -266,7 +293,11 @@ def resolve_run(model: str, data: str | DataConfig, out: Path | None, resume: bo
     else:
         if out is not None and ((out / "checkpoints").exists() or (out / "model").exists()):
             raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-        base = {"model": {"name": model}, "data": {}, "train": {}}
+        from aekit.registry import model_entry
+
+        model_class = model_entry(model).model_class
+        base = {"model": {"name": model}, "data": dict(getattr(model_class, "data_defaults", {})),
+                "train": dict(getattr(model_class, "train_defaults", {}))}  # the model's recipe, then the user's
         for section in ("model", "data", "train"):
             base[section].update((config_file or {}).get(section, {}))
         base["data"].setdefault("name", data.name if isinstance(data, DataConfig) else data)

@@ -126,6 +126,7 @@ def validation_logs(
     val = splits.val
     n = len(val) if config.val_examples == 0 else min(len(val), config.val_examples)
     totals: dict[str, float] = {}
+    seen = 0
     with torch.random.fork_rng(devices=[]):
         reseed(step_seed(config.seed, step) + 1, torch.device(device))
         for start in range(0, n, config.batch_size):
@@ -133,8 +134,9 @@ def validation_logs(
             logs = _float_logs(objective(forward(batch), None, batch).logs)  # the objective after every warm-up
             for k, v in logs.items():
                 totals[k] = totals.get(k, 0.0) + v * len(batch)
+            seen += len(batch)  # examples (a graph source: one graph of N nodes)
     model.train(was_training)
-    return {k: v / max(n, 1) for k, v in totals.items()}
+    return {k: v / max(seen, 1) for k, v in totals.items()}
 
 
 def idle_cores(interval: float = 0.05) -> float | None:
@@ -594,7 +596,8 @@ class Trainer:
         with averaged():
             val = validation_logs(self.module, self.objective, self.splits, self.config, step,
                                   self.fabric.device, self.val_forward)
-            improved = val["loss"] < self.state["best_val"]
+            monitored = self.monitored(val)
+            improved = monitored < self.state["best_val"]
             if improved and self.keep_best and self.rank == 0:
                 if self.out is None:  # a run in memory keeps its best weights in memory
                     self.best_state = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
@@ -605,12 +608,21 @@ class Trainer:
                             "time_s": self.state["train_time_s"], **val})
         self.fabric.log_dict({f"val/{k}": v for k, v in val.items()}, step=step)
         if improved:
-            self.state["best_val"], self.state["evals_since_best"] = val["loss"], 0
+            self.state["best_val"], self.state["evals_since_best"] = monitored, 0
         else:
             self.state["evals_since_best"] += 1
         if self.config.patience and self.state["evals_since_best"] >= self.config.patience:
             self.stop_reason = "early_stopping"
             self.total_steps = step
+
+    def monitored(self, val: dict[str, float]) -> float:
+        """The validation value that decides the best weights and early stopping, as a number to minimise."""
+        config = self.config
+        if config.monitor not in val:
+            raise ConfigError(f"monitor={config.monitor!r} is not among the validation logs "
+                              f"({', '.join(val)}); choose one of them")
+        value = val[config.monitor]
+        return value if config.monitor_mode == "min" else -value
 
     # -- checkpoints and the end -------------------------------------------------------------------------------
     def save(self, step: int) -> Path | None:
@@ -646,7 +658,13 @@ class Trainer:
         return {"train/steps": step, "train/stop_reason": self.stop_reason, "train/skipped_steps": state["skipped"],
                 "train/wall_time_s": round(state["train_time_s"], 3),
                 "train/samples_per_s": round(state["examples"] / max(state["train_time_s"], 1e-9), 1),
-                "train/best_val_loss": state["best_val"] if math.isfinite(state["best_val"]) else None}
+                **self.best_summary()}
+
+    def best_summary(self) -> dict[str, Any]:
+        best = self.state["best_val"]
+        if not math.isfinite(best):
+            return {"train/best_val_loss": None} if self.config.monitor == "loss" else {}
+        return {f"train/best_val_{self.config.monitor}": best if self.config.monitor_mode == "min" else -best}
 
     def fit(self) -> dict[str, Any]:
         self.setup()

@@ -9,7 +9,7 @@ from aekit.errors import ConfigError, DataError
 from aekit.models import Autoencoder
 from aekit.registry import list_models, model_entry
 
-NAMES = [entry.name for entry in list_models()]
+NAMES = [entry.name for entry in list_models() if entry.model_class.data_kind != "graph"]  # graphs: their own
 SHAPES = [
     ((1, 8, 8), "conv", "bernoulli"),
     ((1, 28, 28), "mlp", "bernoulli"),

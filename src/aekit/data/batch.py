@@ -45,8 +45,8 @@ class Batch:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
-        return Batch(**{k: None if v is None else v.to(device, non_blocking=non_blocking)
-                        for k, v in self.fields().items()})
+        return type(self)(**{k: None if v is None else v.to(device, non_blocking=non_blocking)
+                             for k, v in self.fields().items()})
 
     def select(self, index: torch.Tensor | slice) -> Batch:
         """The examples at ``index`` (a DDP rank's share of a batch)."""

@@ -318,23 +318,25 @@ _PICKLE_ALLOWED: dict[tuple[str, str], object] = {
 class _ArrayUnpickler(pickle.Unpickler):
     """Builds numpy arrays and plain containers only: any other class or function is refused unrun."""
 
-    def __init__(self, data: bytes, path: PathLike) -> None:
+    def __init__(self, data: bytes, path: PathLike, extra: dict[tuple[str, str], object] | None = None) -> None:
         super().__init__(io.BytesIO(data), encoding="latin1")  # latin1 reads Python-2 numpy pickles
-        self.path = path
+        self.path, self.allowed = path, {**_PICKLE_ALLOWED, **(extra or {})}
 
     def find_class(self, module: str, name: str) -> object:
-        if (module, name) not in _PICKLE_ALLOWED:
+        if (module, name) not in self.allowed:
+            extra = sorted({n for (m, n) in self.allowed if (m, n) not in _PICKLE_ALLOWED} - {"list"})
             raise DataError(
-                f"{self.path}: the pickle asks for {module}.{name}, which is refused; "
-                "only numpy arrays, numbers, strings, lists and dicts are read from pickles"
+                f"{self.path}: the pickle asks for {module}.{name}, which is refused; only numpy arrays, numbers, "
+                f"strings, lists, dicts{''.join(', ' + k for k in extra)} are read from pickles"
             )
-        return _PICKLE_ALLOWED[(module, name)]
+        return self.allowed[(module, name)]
 
 
-def read_pickle(path: PathLike) -> object:
-    """A pickle holding only numpy arrays and plain Python containers (no code is ever run)."""
+def read_pickle(path: PathLike, extra: dict[tuple[str, str], object] | None = None) -> object:
+    """A pickle holding only numpy arrays and plain Python containers, plus the classes in ``extra`` (keyed by
+    ``(module, name)``), which no code is ever run to find: anything else is refused before it is built."""
     try:
-        return _ArrayUnpickler(read_bytes(path), path).load()
+        return _ArrayUnpickler(read_bytes(path), path, extra).load()
     except DataError:
         raise
     except Exception as err:  # a corrupt pickle can fail in many ways

@@ -72,6 +72,7 @@ def load_data(
     labels: str | PathLike | None = None,
     memmap: bool = False,
     image_size: int = 0,
+    graph: dict | None = None,
 ) -> Splits:
     """Train/val/test splits of a registered dataset (``spec`` a name) or of the files at path ``spec``.
 
@@ -86,6 +87,14 @@ def load_data(
     image_size: read a folder of images as batches ask for them, each resized and centre-cropped to
     ``image_size`` square (:class:`~aekit.data.images.ImageFolderSource`; any sizes in the folder).
     """
+    graph_data = _read_graph(spec, root)
+    if graph_data is not None:
+        from aekit.data.graphs import graph_splits
+
+        settings = {"graph_task": "link", "edge_split": (0.05, 0.10), "row_normalize": False, **(graph or {})}
+        if settings["row_normalize"]:
+            graph_data = graph_data.row_normalized()
+        return graph_splits(graph_data, settings["graph_task"], tuple(settings["edge_split"]), seed)
     notes: list[str] = []
     if spec in _REGISTRY:
         if memmap or image_size or inputs is not None or labels is not None:
@@ -113,6 +122,31 @@ def load_data(
     splits = _split(parts, name, val_fraction, test_fraction, seed)
     splits.notes = notes
     return splits
+
+
+GRAPH_DATASETS = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}  # Planetoid names, in planetoid/
+
+
+def _read_graph(spec: str, root: PathLike | None):
+    """The graph ``spec`` names (a Planetoid name, a folder of Planetoid files, a graph ``.npz`` holding
+    ``edge_index`` and ``x``), or None when it is no graph."""
+    from aekit.data.graphs import read_graph_files, read_planetoid, stochastic_block_graph
+
+    if spec in GRAPH_DATASETS:
+        return read_planetoid(_dataset_folder(_REGISTRY[spec], root), spec)
+    if spec == "sbm":
+        return stochastic_block_graph()
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        found = sorted(path.glob("ind.*.graph"))
+        if found:
+            return read_planetoid(path, found[0].name.split(".")[1])
+    elif path.suffix == ".npz" and path.is_file():
+        with np.load(path, allow_pickle=False) as data:
+            is_graph = ("edge_index" in data.files or "edges" in data.files) and "x" in data.files
+        if is_graph:
+            return read_graph_files(path)
+    return None
 
 
 def _read_path(path: Path, inputs: str | None, labels: str | PathLike | None) -> tuple[Parts, list[str]]:
@@ -324,5 +358,20 @@ for _info in (
         "cifar10_train.npz or cifar-10-batches-py/",
         _with_classes(_load_cifar10, CIFAR10_CLASSES),
     ),
+    DatasetInfo(
+        "sbm",
+        "a generated citation-like graph (stochastic block model): 600 nodes in 4 classes, 64 binary features",
+        None,
+        "nothing (generated)",
+        lambda: {},
+    ),
+    *(DatasetInfo(
+        name,
+        f"{title} citation graph (Planetoid files; Sen et al. 2008, split of Yang et al. 2016): link prediction or "
+        "node classification",
+        "planetoid",
+        f"ind.{name}.{{x,tx,allx,y,ty,ally,graph,test.index}}",
+        lambda folder: {},
+    ) for name, title in GRAPH_DATASETS.items()),
 ):
     register_dataset(_info)

@@ -54,6 +54,19 @@ class LatentDiscriminator(nn.Module):
         return self.net(z).squeeze(-1)
 
 
+def adversarial_terms(discriminator: nn.Module, z_q: torch.Tensor, z_prior: torch.Tensor):
+    """``(adv, disc, accuracy)``: the encoder's term -log D(z_q) and the discriminator's -log D(z_p) -
+    log(1 - D(z_q)) per example ``[B]`` (the discriminator's side sees z_q detached), and its accuracy."""
+    d_fake = discriminator(z_q)  # [B], the encoder's side of the game
+    d_fake_detached = discriminator(z_q.detach())
+    d_real = discriminator(z_prior)
+    adv = F.softplus(-d_fake)  # -log sigmoid(D(z_q))
+    disc = F.softplus(-d_real) + F.softplus(d_fake_detached)  # -log D(z_p) - log(1 - D(z_q))
+    with torch.no_grad():
+        accuracy = 0.5 * ((d_real > 0).float().mean() + (d_fake_detached < 0).float().mean())
+    return adv, disc, accuracy
+
+
 @register_model("aae", config=AAEConfig,
                 description="Adversarial autoencoder: a latent discriminator matches q(z) to p(z) (Makhzani 2016)")
 class AAE(Autoencoder):
@@ -63,12 +76,8 @@ class AAE(Autoencoder):
         super().__init__(config, *args, **kwargs)
         self.discriminator = LatentDiscriminator(config.latent_dim, tuple(config.disc_hidden), config.activation)
 
-    def parameter_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
-        groups: dict[str, list[tuple[str, nn.Parameter]]] = {"model": [], "discriminator": []}
-        for name, p in self.named_parameters():
-            if p.requires_grad:
-                groups["discriminator" if name.startswith("discriminator.") else "model"].append((name, p))
-        return groups
+    def own_optimizers(self) -> tuple[str, ...]:
+        return ("discriminator",)
 
     def forward(self, x, n_samples: int = 1, eps=None, noise=None, target=None, condition=None,
                 z_prior: torch.Tensor | None = None) -> AutoencoderOutput:
@@ -78,28 +87,28 @@ class AAE(Autoencoder):
         z_q = out.latent.z[0]  # [B, D], the encoder's code (its first sample for a Gaussian posterior)
         if z_prior is None:
             z_prior = self.bottleneck.prior.sample(z_q.shape[0], device=z_q.device).to(z_q.dtype)
-        d_fake = self.discriminator(z_q)  # [B], the encoder's side of the game
-        d_fake_detached = self.discriminator(z_q.detach())
-        d_real = self.discriminator(z_prior)
-        out.terms["adv"] = F.softplus(-d_fake)  # -log sigmoid(D(z_q))
-        out.terms["disc"] = F.softplus(-d_real) + F.softplus(d_fake_detached)  # -log D(z_p) - log(1 - D(z_q))
-        with torch.no_grad():
-            accuracy = 0.5 * ((d_real > 0).float().mean() + (d_fake_detached < 0).float().mean())
-        out.latent.stats["disc_accuracy"] = accuracy
+        out.terms["adv"], out.terms["disc"], out.latent.stats["disc_accuracy"] = adversarial_terms(
+            self.discriminator, z_q, z_prior)
         return out
 
 
 @register_part("objectives", "adversarial", "reconstruction + adv_weight * adversarial; the discriminator's loss")
 class AdversarialObjective(Objective):
-    """``model``: E[-log p(x|z)] + adv_weight * E[-log D(enc(x))]; ``discriminator``: its cross-entropy."""
+    """``model``: E[-log p(x|z)] + adv_weight * E[-log D(enc(x))] (+ kl_weight * KL for a variational encoder);
+    ``discriminator``: its cross-entropy."""
 
     def __init__(self, config) -> None:
         self.adv_weight = getattr(config, "adv_weight", 1.0)
+        self.kl_weight = getattr(config, "kl_weight", 0.0)  # > 0: a variational encoder keeps its KL (ARGVA)
 
     def __call__(self, out, step: int | None, batch=None) -> Loss:
         recon = batch_mean(out.terms["recon"], batch)
         adv = batch_mean(out.terms["adv"], batch)
         disc = batch_mean(out.terms["disc"], batch)
         loss = recon + self.adv_weight * adv
+        logs = {"recon": recon, "adv": adv, "disc": disc}
+        if self.kl_weight > 0:
+            logs["kl"] = kl = batch_mean(out.terms["kl"], batch)
+            loss = loss + self.kl_weight * kl
         return Loss(losses={"model": loss, "discriminator": disc},
-                    logs={"loss": loss, "recon": recon, "adv": adv, "disc": disc, **scalar_stats(out)})
+                    logs={"loss": loss, **logs, **scalar_stats(out)})

@@ -120,6 +120,9 @@ class Model(nn.Module):
 
     default_objective = "reconstruction"
     suites: tuple[str, ...] = ("reconstruction", "representation")
+    data_kind = "array"  # what it trains on: arrays of examples, or one ``graph`` (:mod:`aekit.data.graphs`)
+    data_defaults: ClassVar[dict[str, Any]] = {}  # data settings of the model's recipe (under the user's)
+    train_defaults: ClassVar[dict[str, Any]] = {}  # training settings of the model's recipe (under the user's)
 
     def __init__(self, config, name: str) -> None:
         super().__init__()
@@ -130,9 +133,19 @@ class Model(nn.Module):
         """The training objective: the config's ``objective`` part, or the model's own."""
         return build_part("objectives", getattr(self.config, "objective", "") or self.default_objective, self.config)
 
+    def own_optimizers(self) -> tuple[str, ...]:
+        """Parts trained by an optimiser of their own, named after the part (an adversary: ``discriminator``)."""
+        return ()
+
     def parameter_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
-        """Trainable parameters by optimiser name: everything in ``model``; models with an adversary add theirs."""
-        return {"model": [(n, p) for n, p in self.named_parameters() if p.requires_grad]}
+        """Trainable parameters by optimiser name: each part of :meth:`own_optimizers` in its own, the rest in
+        ``model``."""
+        own = self.own_optimizers()
+        groups: dict[str, list[tuple[str, nn.Parameter]]] = {"model": [], **{part: [] for part in own}}
+        for name, p in self.named_parameters():
+            if p.requires_grad:
+                groups[next((part for part in own if name.startswith(f"{part}.")), "model")].append((name, p))
+        return groups
 
     @classmethod
     def fit_to_data(cls, values: dict[str, Any], splits) -> tuple[dict[str, Any], list[str]]:

@@ -51,7 +51,16 @@ METRIC_EXPLANATIONS = {
     "test/active_units": "latent dimensions whose posterior mean varies over the data (Cov > 0.01); count",
     "test/linear_probe_acc": "accuracy of a logistic regression on the latent means, fit on train; fraction",
     "test/knn_acc": "accuracy of 5 nearest neighbours in latent-mean space, fit on train; fraction",
-    "test/examples": "test examples scored; count",
+    "test/auc": "ROC-AUC of the held-out edges against as many sampled non-edges; fraction",
+    "test/ap": "average precision of the held-out edges against as many sampled non-edges; fraction",
+    "test/edges": "held-out edges scored (as many non-edges besides); count",
+    "test/node_acc": "test-node accuracy of a linear probe on the frozen node embeddings, the probe's epoch "
+                     "chosen on the validation nodes; mean over probe seeds, fraction",
+    "test/node_acc_std": "standard deviation of test/node_acc over the probe seeds; fraction",
+    "test/node_val_acc": "validation-node accuracy of that probe; fraction",
+    "test/node_accs": "test/node_acc of each probe seed",
+    "train/best_val_auc": "highest validation ROC-AUC of the run (the epoch whose weights are kept); fraction",
+    "test/examples": "test examples scored (a graph: its nodes); count",
     "train/steps": "optimiser steps taken; count",
     "train/stop_reason": "why training ended",
     "train/skipped_steps": "batches skipped for a NaN or Inf loss (on_nan=skip); count",
@@ -61,7 +70,7 @@ METRIC_EXPLANATIONS = {
 }
 # Metric names (the key after its split prefix) for which one direction is better; others have none.
 _LOWER_IS_BETTER = {"nll", "recon", "mse", "bce", "kl", "bits_per_dim", "best_val_loss"}
-_HIGHER_IS_BETTER = {"elbo", "psnr", "active_units"}
+_HIGHER_IS_BETTER = {"elbo", "psnr", "active_units", "auc", "ap", "node_acc", "best_val_auc"}
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _CONFIG_SECTIONS = ("model", "data", "train")
 
