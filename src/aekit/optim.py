@@ -1,5 +1,6 @@
 """Named optimisers: a model declares its trainable parameters by optimiser name (``model``, and e.g.
-``discriminator``); each name gets its own AdamW (or Adam with L2 weight decay: ``optimizer=adam``) with its own lr, betas, weight decay and update period.
+``discriminator``); each name gets its own AdamW (or Adam with L2 weight decay: ``optimizer=adam``) with its own
+lr, betas, weight decay and update period.
 
 Within an optimiser, parameter groups carry an ``lr_scale`` (layer-wise lr decay, Clark et al. 2020, as used
 to fine-tune MAE encoders) and may take no weight decay (``no_decay_1d``: biases, norms and the tokens a model

@@ -245,9 +245,8 @@ def splits_of(data: Any, config: DataConfig) -> Splits:
 
     from aekit.data.base import MapSource, random_split
     from aekit.data.formats import as_dataset
-    from aekit.data.sources import StreamingSource
-
     from aekit.data.graphs import Graph, graph_splits
+    from aekit.data.sources import StreamingSource
 
     if isinstance(data, Splits):
         return data

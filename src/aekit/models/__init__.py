@@ -13,6 +13,7 @@ from aekit.models.vae import VAE, BetaVAEConfig, VAEConfig
 
 __all__ = [
     "AAE", "AAEConfig", "AE", "AEConfig", "Autoencoder", "AutoencoderConfig", "AutoencoderOutput", "BetaVAEConfig",
-    "CVAE", "CVAEConfig", "Classifier", "ClassifierConfig", "DAEConfig", "GAE", "GAEConfig", "GraphMAE", "GraphMAEConfig", "Model",
+    "CVAE", "CVAEConfig", "Classifier", "ClassifierConfig", "DAEConfig", "GAE", "GAEConfig", "GraphMAE",
+    "GraphMAEConfig", "Model",
     "IWAEBound", "IWAEConfig", "MAE", "MAEConfig", "VAE", "VAEConfig",
 ]

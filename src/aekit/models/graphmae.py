@@ -11,8 +11,8 @@ Autoencoders").
 
 The embedding used downstream is the encoder's output H on the unmasked graph. The defaults are the paper's Cora
 configuration (its ``configs.yml``): hidden 512 with 4 heads, 2 layers, mask rate 0.5, replace rate 0.05,
-gamma 3, feature / attention dropout 0.2 / 0.1, Adam with lr 0.001, cosine decay and L2 weight decay 2e-4, 1500 epochs, on
-row-normalised features; ``configs/graphmae-citeseer.yaml`` and ``-pubmed.yaml`` hold the other two.
+gamma 3, feature / attention dropout 0.2 / 0.1, Adam with lr 0.001, cosine decay and L2 weight decay 2e-4,
+1500 epochs, on row-normalised features; ``configs/graphmae-citeseer.yaml`` and ``-pubmed.yaml`` hold the other two.
 """
 
 from __future__ import annotations
@@ -78,8 +78,8 @@ class GraphMAEConfig:
 
 @dataclass
 class GraphMAEOutput:
-    """pred: ``[M, F]`` the decoded features of the M hidden nodes (in node order); mask: ``[N]`` 1 = hidden; latent: ``[N, hidden]`` the encoder's
-    output; terms: ``recon`` (the SCE, 0-dim); stats: ``mask_ratio``."""
+    """pred: ``[M, F]`` the decoded features of the M hidden nodes (in node order); mask: ``[N]`` 1 = hidden;
+    latent: ``[N, hidden]`` the encoder's output; terms: ``recon`` (the SCE, 0-dim); stats: ``mask_ratio``."""
 
     pred: torch.Tensor
     mask: torch.Tensor
@@ -101,9 +101,9 @@ class GraphMAE(Model):
     default_objective = "reconstruction"
     data_kind = "graph"
     suites = ("node-classification",)
-    train_defaults: ClassVar[dict[str, Any]] = {"steps": 1500, "lr": 0.001, "weight_decay": 2e-4,
-                                                "optimizer": "adam", "lr_schedule": "cosine", "log_every": 50, "eval_every": 50,
-                                                "batch_size": 1}
+    train_defaults: ClassVar[dict[str, Any]] = {
+        "steps": 1500, "lr": 0.001, "weight_decay": 2e-4, "optimizer": "adam", "lr_schedule": "cosine",
+        "log_every": 50, "eval_every": 50, "batch_size": 1}
     data_defaults: ClassVar[dict[str, Any]] = {"graph_task": "node", "row_normalize": True}
     check_batch = GAE.check_batch
     fit_to_data = GAE.fit_to_data
