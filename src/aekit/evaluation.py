@@ -220,8 +220,11 @@ def node_classification_suite(model, ctx: EvalContext) -> dict[str, Any]:
     if any(m is None for m in masks):
         return {}
     z = model.embed(ctx.test.batch()).cpu()
-    result = node_probe_accuracy(z, ctx.test.y, *masks, seeds=ctx.probe_seeds)
+    c = model.config
+    result = node_probe_accuracy(z, ctx.test.y, *masks, seeds=ctx.probe_seeds, epochs=getattr(c, "probe_epochs", 300),
+                                 lr=getattr(c, "probe_lr", 0.01), weight_decay=getattr(c, "probe_weight_decay", 1e-4))
     return {f"{ctx.split}/node_acc": result["acc"], f"{ctx.split}/node_acc_std": result["acc_std"],
+            f"{ctx.split}/node_acc_last": result["acc_last"],
             f"{ctx.split}/node_val_acc": result["val_acc"], f"{ctx.split}/node_accs": result["accs"]}
 
 

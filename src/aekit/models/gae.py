@@ -38,6 +38,7 @@ from aekit.parts import build_part
 from aekit.registry import register_model
 
 RECON = ("dense", "sampled")
+DENSE_LIMIT = 40_000  # nodes: the dense N x N logits take 6.4 GB of float32 at this size
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,9 @@ class GAE(Model):
 
         so no dense target or weight matrix is built."""
         n = z.shape[0]
+        if n > DENSE_LIMIT:
+            raise DataError(f"recon=dense scores all {n}^2 node pairs, too many for {n} nodes; use recon=sampled "
+                            f"(non-edges drawn each step) on graphs of more than {DENSE_LIMIT} nodes")
         edges = graph.edge_index.shape[1]  # |E|: the directed edges, without the self-loops
         pos_weight = (n * n - edges) / edges
         norm = n * n / (2.0 * (n * n - edges))

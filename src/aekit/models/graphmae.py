@@ -39,7 +39,9 @@ DECODERS = ("gat", "gcn", "linear")
 @dataclass(frozen=True)
 class GraphMAEConfig:
     """``encoder`` (a ``graph_encoders`` part) of width ``hidden``; ``decoder``: one ``gat`` (the paper's), ``gcn``
-    or ``linear`` layer (no re-masking for ``linear``, as in the reference); ``gamma``: the SCE exponent."""
+    or ``linear`` layer (no re-masking for ``linear``, as in the reference); ``gamma``: the SCE exponent;
+    ``probe_*``: the node-classification probe's Adam lr, L2 weight decay and epochs (the paper's lr_f,
+    weight_decay_f and max_epoch_f)."""
 
     data_shape: tuple[int, ...] = (1433,)
     encoder: str = "gat"
@@ -57,6 +59,9 @@ class GraphMAEConfig:
     replace_rate: float = 0.05
     masker: str = "random"
     gamma: float = 3.0
+    probe_lr: float = 0.01
+    probe_weight_decay: float = 1e-4
+    probe_epochs: int = 300
     objective: str = ""
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     part_options: ClassVar[tuple[str, ...]] = ("encoder", "masker")
@@ -69,6 +74,8 @@ class GraphMAEConfig:
         require(self.decoder in DECODERS, f"decoder={self.decoder!r} is unknown; choose one of {', '.join(DECODERS)}")
         require(0 < self.mask_rate < 1, f"mask_rate={self.mask_rate} must lie in (0, 1); the paper's is 0.5")
         require(0 <= self.replace_rate < 1, f"replace_rate={self.replace_rate} must lie in [0, 1)")
+        require(self.probe_lr > 0 and self.probe_weight_decay >= 0 and self.probe_epochs >= 1,
+                "probe_lr must be > 0, probe_weight_decay >= 0 and probe_epochs >= 1")
         require(self.gamma >= 1, f"gamma={self.gamma} must be >= 1 (the paper's is 1 to 3)")
         require(self.hidden > 0 and self.heads > 0 and self.out_heads > 0 and self.layers > 0,
                 "hidden, heads, out_heads and layers must be positive")

@@ -58,6 +58,7 @@ METRIC_EXPLANATIONS = {
                      "chosen on the validation nodes; mean over probe seeds, fraction",
     "test/node_acc_std": "standard deviation of test/node_acc over the probe seeds; fraction",
     "test/node_val_acc": "validation-node accuracy of that probe; fraction",
+    "test/node_acc_last": "test-node accuracy of the probe after its last epoch; mean over probe seeds, fraction",
     "test/node_accs": "test/node_acc of each probe seed",
     "train/best_val_auc": "highest validation ROC-AUC of the run (the epoch whose weights are kept); fraction",
     "test/examples": "test examples scored (a graph: its nodes); count",
