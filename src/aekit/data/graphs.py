@@ -342,26 +342,37 @@ def stochastic_block_graph(nodes: int = 600, classes: int = 4, features: int = 6
 
 
 def sample_non_edges(num_nodes: int, count: int, forbidden: torch.Tensor, generator: torch.Generator | None = None,
-                     exclude_pairs: torch.Tensor | None = None) -> torch.Tensor:
-    """``count`` distinct node pairs ``[2, count]`` (``i < j``) that are not edges: keys ``i * N + j`` of
-    ``forbidden`` (sorted) are refused, as are ``exclude_pairs`` (sorted keys). Drawn by rejection."""
+                     distinct: bool = True) -> torch.Tensor:
+    """``count`` node pairs ``[2, count]`` (``i < j``) that are not edges: keys ``i * N + j`` found in the sorted
+    ``forbidden`` are refused and drawn again (rejection sampling). ``distinct``: no pair twice (held-out negatives);
+    training negatives, drawn anew each step, may repeat, as PyTorch Geometric's do."""
     n = num_nodes
     possible = n * (n - 1) // 2 - len(forbidden)
     if count > possible:
         raise DataError(f"a graph of {n} nodes has {possible} non-edges; {count} cannot be drawn")
-    chosen = torch.empty(0, dtype=torch.int64)
-    refuse = forbidden if exclude_pairs is None else torch.sort(torch.cat([forbidden, exclude_pairs]))[0]
+    chosen = torch.empty(0, dtype=torch.int64, device=forbidden.device)
     while len(chosen) < count:
-        draw = max(2 * (count - len(chosen)), 64)
-        i = torch.randint(0, n, (draw,), generator=generator)
-        j = torch.randint(0, n, (draw,), generator=generator)
+        draw = max(2 * (count - len(chosen)), 64) if distinct else count - len(chosen)
+        i = torch.randint(0, n, (draw,), generator=generator, device=forbidden.device)
+        j = torch.randint(0, n, (draw,), generator=generator, device=forbidden.device)
         lo, hi = torch.minimum(i, j), torch.maximum(i, j)
         keys = (lo * n + hi)[lo != hi]
-        keys = keys[~torch.isin(keys, refuse)]
-        keys = keys[~torch.isin(keys, chosen)]
-        _, first = np.unique(keys.numpy(), return_index=True)  # distinct, in draw order
-        chosen = torch.cat([chosen, keys[np.sort(first)]])[:count]
+        keys = keys[~_contains(forbidden, keys)]
+        if distinct:
+            seen = torch.sort(chosen)[0]
+            keys = keys[~_contains(seen, keys)]
+            _, first = np.unique(keys.cpu().numpy(), return_index=True)  # distinct, in draw order
+            keys = keys[torch.as_tensor(np.sort(first), device=keys.device)]
+        chosen = torch.cat([chosen, keys])[:count]
     return torch.stack([chosen // n, chosen % n])
+
+
+def _contains(sorted_keys: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """Which of ``keys`` are in ``sorted_keys`` (a binary search each; no sort of either)."""
+    if len(sorted_keys) == 0:
+        return torch.zeros_like(keys, dtype=torch.bool)
+    at = torch.searchsorted(sorted_keys, keys).clamp(max=len(sorted_keys) - 1)
+    return sorted_keys[at] == keys
 
 
 @dataclass

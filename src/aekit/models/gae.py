@@ -164,8 +164,8 @@ class GAE(Model):
         if neg_edges is None:
             neg_edges = batch.neg_edges
         if neg_edges is None:
-            neg_edges = sample_non_edges(z.shape[0], pos.shape[1] * self.config.neg_ratio,
-                                         batch.graph.edge_keys().cpu()).to(z.device)
+            neg_edges = sample_non_edges(z.shape[0], pos.shape[1] * self.config.neg_ratio, batch.graph.edge_keys(),
+                                         distinct=False)
         pos_logits, neg_logits = self.decoder(z, pos), self.decoder(z, neg_edges)
         return F.softplus(-pos_logits).mean() + F.softplus(neg_logits).mean()  # -log s(pos) - log(1 - s(neg))
 

@@ -275,7 +275,7 @@ class InnerProductDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
         """Logits of the pairs ``edges [2, P]``: ``[P]``."""
-        return (z[edges[0]] * z[edges[1]]).sum(-1)
+        return (z.index_select(0, edges[0]) * z.index_select(0, edges[1])).sum(-1)  # backward: index_add
 
     def dense(self, z: torch.Tensor) -> torch.Tensor:
         """Logits of every pair: ``[N, N]``."""
