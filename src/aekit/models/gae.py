@@ -41,6 +41,15 @@ RECON = ("dense", "sampled")
 DENSE_LIMIT = 40_000  # nodes: the dense N x N logits take 6.4 GB of float32 at this size
 
 
+def check_graph_config(config) -> None:
+    """What every graph model's config checks: node features ``(F,)``, its encoder and objective parts."""
+    require(len(config.data_shape) == 1 and config.data_shape[0] > 0,
+            f"data_shape={config.data_shape}: a graph model takes node features (F,)")
+    _check_part("graph_encoders", config.encoder, "encoder")
+    if config.objective:
+        _check_part("objectives", config.objective, "objective")
+
+
 @dataclass(frozen=True)
 class GAEConfig:
     """``data_shape``: ``(F,)`` node features; ``encoder``: a ``graph_encoders`` part with widths ``hidden``;
@@ -65,17 +74,13 @@ class GAEConfig:
     part_options: ClassVar[tuple[str, ...]] = ("encoder", "bottleneck")
 
     def __post_init__(self) -> None:
-        require(len(self.data_shape) == 1 and self.data_shape[0] > 0,
-                f"data_shape={self.data_shape}: a graph model takes node features (F,)")
+        check_graph_config(self)
         require(self.latent_dim > 0, f"latent_dim={self.latent_dim} must be a positive integer")
-        _check_part("graph_encoders", self.encoder, "encoder")
         _check_part("bottlenecks", self.bottleneck, "bottleneck")
         require(self.recon in RECON, f"recon={self.recon!r} is unknown; choose one of {', '.join(RECON)}")
         require(self.neg_ratio >= 1, f"neg_ratio={self.neg_ratio} must be >= 1")
         require(self.beta >= 0 and self.adv_weight >= 0, "beta and adv_weight must be >= 0")
         require(0 <= self.dropout < 1, f"dropout={self.dropout} must lie in [0, 1)")
-        if self.objective:
-            _check_part("objectives", self.objective, "objective")
 
     @property
     def kl_weight(self) -> float:

@@ -27,7 +27,7 @@ from torch import nn
 from aekit.config import require
 from aekit.data.graphs import GraphBatch
 from aekit.models.base import Model, _check_part
-from aekit.models.gae import GAE, _as_batch
+from aekit.models.gae import GAE, _as_batch, check_graph_config
 from aekit.nn.graph import GATLayer, GCNLayer, graph_activation
 from aekit.nn.maskers import make_masker
 from aekit.parts import build_part
@@ -67,9 +67,7 @@ class GraphMAEConfig:
     part_options: ClassVar[tuple[str, ...]] = ("encoder", "masker")
 
     def __post_init__(self) -> None:
-        require(len(self.data_shape) == 1 and self.data_shape[0] > 0,
-                f"data_shape={self.data_shape}: a graph model takes node features (F,)")
-        _check_part("graph_encoders", self.encoder, "encoder")
+        check_graph_config(self)
         _check_part("maskers", self.masker, "masker")
         require(self.decoder in DECODERS, f"decoder={self.decoder!r} is unknown; choose one of {', '.join(DECODERS)}")
         require(0 < self.mask_rate < 1, f"mask_rate={self.mask_rate} must lie in (0, 1); the paper's is 0.5")
@@ -79,8 +77,6 @@ class GraphMAEConfig:
         require(self.gamma >= 1, f"gamma={self.gamma} must be >= 1 (the paper's is 1 to 3)")
         require(self.hidden > 0 and self.heads > 0 and self.out_heads > 0 and self.layers > 0,
                 "hidden, heads, out_heads and layers must be positive")
-        if self.objective:
-            _check_part("objectives", self.objective, "objective")
 
 
 @dataclass
