@@ -179,7 +179,7 @@ def bench_large(args) -> dict:
     from aekit.data.graphs import stochastic_block_graph
 
     t0 = time.perf_counter()
-    graph = stochastic_block_graph(nodes=100_000, classes=10, features=64, degree=20.0, seed=0)
+    graph = stochastic_block_graph(nodes=100_000, classes=10, features=64, degree=20.03, seed=0)
     built = time.perf_counter() - t0
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result = aekit.train("vgae", data=graph, out=None, steps=args.epochs, recon="sampled", threads=args.threads,

@@ -131,6 +131,13 @@ def test_graph_files_npz_and_edge_list_with_features(tmp_path):
     assert torch.equal(from_csv.edges, g.edges) and from_csv.y is None
     splits = load_data(str(tmp_path / "g.npz"))  # a graph .npz is recognised by load_data
     assert splits.train.shape == (8,)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (tmp_path / "edges.csv").rename(folder / "edges.csv")
+    (tmp_path / "x.npy").rename(folder / "features.npy")
+    np.savetxt(folder / "labels.csv", g.y.numpy(), fmt="%d")
+    splits = load_data(str(folder), graph={"graph_task": "node"})  # a folder of edges, features and labels
+    assert torch.equal(splits.test.y, g.y) and splits.test.batch().node_mask is not None
     with pytest.raises(DataError, match="needs a feature matrix"):
         read_graph_files(tmp_path / "edges.csv")
 

@@ -128,8 +128,9 @@ GRAPH_DATASETS = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}  #
 
 
 def _read_graph(spec: str, root: PathLike | None):
-    """The graph ``spec`` names (a Planetoid name, a folder of Planetoid files, a graph ``.npz`` holding
-    ``edge_index`` and ``x``), or None when it is no graph."""
+    """The graph ``spec`` names (a Planetoid name, ``sbm``, a folder of Planetoid files, a folder holding
+    ``edges.{csv,npy}`` and ``features.{csv,npy}`` (and ``labels.*``), a graph ``.npz`` holding ``edge_index`` and
+    ``x``), or None when it is no graph."""
     from aekit.data.graphs import read_graph_files, read_planetoid, stochastic_block_graph
 
     if spec in GRAPH_DATASETS:
@@ -141,6 +142,10 @@ def _read_graph(spec: str, root: PathLike | None):
         found = sorted(path.glob("ind.*.graph"))
         if found:
             return read_planetoid(path, found[0].name.split(".")[1])
+        edges, features = (sorted(path.glob(f"{stem}.*")) for stem in ("edges", "features"))
+        if edges and features:  # an edge list and a feature matrix (CSV or .npy), labels optional
+            labels = sorted(path.glob("labels.*"))
+            return read_graph_files(edges[0], features[0], labels[0] if labels else None, name=path.name)
     elif path.suffix == ".npz" and path.is_file():
         with np.load(path, allow_pickle=False) as data:
             is_graph = ("edge_index" in data.files or "edges" in data.files) and "x" in data.files
