@@ -105,6 +105,9 @@ def test_dense_reconstruction_is_kipf_and_wellings_weighted_cross_entropy(graph)
     expected = n * n / (2 * (n * n - e)) * F.binary_cross_entropy_with_logits(
         z @ z.t(), target, pos_weight=torch.tensor((n * n - e) / e))
     assert torch.allclose(model.dense_recon_loss(z, b.graph), expected, atol=1e-6)
+    dense = tiny("gae", recon="dense")
+    out = dense(b)
+    assert torch.allclose(out.terms["recon"], dense.dense_recon_loss(out.z, b.graph))
 
 
 def test_sampled_reconstruction_with_given_non_edges(graph):
