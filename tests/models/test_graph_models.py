@@ -231,3 +231,12 @@ def test_graph_batch_refuses_to_be_sharded(graph):
     with pytest.raises(DataError, match="one batch on one device"):
         graph_splits(graph, "link").train.batch().select(slice(0, 2))
     assert isinstance(graph_splits(graph, "link").train.batch().to("cpu"), GraphBatch)
+
+
+def test_trains_on_a_pyg_data_and_on_a_graph_in_memory():
+    pytest.importorskip("torch_geometric")
+    g = stochastic_block_graph(nodes=100, classes=2, features=8, seed=3)
+    result = aekit.train("gae", data=g.to_pyg(), out=None, steps=5, progress=False, threads=1)
+    assert 0 <= result.metrics["test/auc"] <= 1 and result.model.config.data_shape == (8,)
+    result = aekit.train("graphmae", data=g, out=None, steps=3, hidden=8, heads=2, progress=False, threads=1)
+    assert "test/node_acc" in result.metrics
