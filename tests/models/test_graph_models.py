@@ -240,3 +240,13 @@ def test_trains_on_a_pyg_data_and_on_a_graph_in_memory():
     assert 0 <= result.metrics["test/auc"] <= 1 and result.model.config.data_shape == (8,)
     result = aekit.train("graphmae", data=g, out=None, steps=3, hidden=8, heads=2, progress=False, threads=1)
     assert "test/node_acc" in result.metrics
+
+
+def test_dense_reconstruction_is_refused_on_a_large_graph_before_training(monkeypatch, graph):
+    import aekit.models.gae as gae
+
+    monkeypatch.setattr(gae, "DENSE_LIMIT", 100)
+    with pytest.raises(DataError, match=r"recon=dense scores all 600\^2 node pairs.*use recon=sampled"):
+        aekit.train("vgae", data="sbm", out=None, recon="dense", progress=False)
+    with pytest.raises(DataError, match=r"recon=dense scores all 120\^2"):
+        tiny("vgae", recon="dense")(graph_splits(graph, "link").train.batch())

@@ -144,6 +144,10 @@ class GAE(Model):
         if not is_graph_splits(splits):
             raise DataError("a graph model trains on a graph; pass data=cora (or sbm), a Planetoid folder, a graph "
                             ".npz, a Graph or a PyTorch Geometric Data")
+        nodes = splits.train.graph.num_nodes
+        if values.get("recon") == "dense" and nodes > DENSE_LIMIT:  # refused before training, not at its first step
+            raise DataError(f"recon=dense scores all {nodes}^2 node pairs, too many for {nodes} nodes; use "
+                            f"recon=sampled on graphs of more than {DENSE_LIMIT} nodes")
         return super().fit_to_data(values, splits)
 
     def check_batch(self, batch) -> GraphBatch:
