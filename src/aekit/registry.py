@@ -65,7 +65,7 @@ def build_model(name: str, config: Any = None, **kwargs: Any):
     entry = model_entry(name)
     parts = {
         k: kwargs.pop(k)
-        for k in ("encoder", "decoder", "bottleneck", "likelihood")
+        for k in ("encoder", "decoder", "bottleneck", "likelihood", "teacher")
         if k in kwargs and not isinstance(kwargs[k], str)  # likelihood="bernoulli" is a config value
     }
     if config is None:

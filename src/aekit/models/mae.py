@@ -11,12 +11,24 @@ The loss is the mean squared error on the hidden patches only:
 The masker is a part (``masker=random|block|grid|red-noise|...``, :mod:`aekit.nn.maskers`), as is the ViT
 (:mod:`aekit.nn.vit`). ``embed`` gives the class token (or the mean patch token) of the unmasked image: what the
 linear probe and k-NN read.
+
+A frozen teacher (``teacher=``: an aekit ViT checkpoint, or any ``nn.Module`` passed to ``build_model``;
+:mod:`aekit.nn.teachers`) adds a feature loss on the K visible tokens, where the pixel loss is not taken:
+
+    L_teacher(x) = (1 / K) sum_{i visible} (1 / T) || W s_i - LN(f_i) ||^2
+
+with s_i the student's token (its encoder output, or block ``student_layer``'s), W a linear projection to the
+teacher's width T and f_i the teacher's feature of patch i, layer-normalised without affine (``teacher_norm``).
+``teacher_mode=mimic`` is MR-MAE (Gao et al. 2023): the teacher sees the whole image. ``teacher_mode=distill``
+is DMAE (Bai et al. 2023): the teacher runs on the visible patches only, through its first ``teacher_layer``
+blocks, and an intermediate student block is aligned to it.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import torch
@@ -28,6 +40,7 @@ from aekit.errors import DataError
 from aekit.models.base import Model, _numpy_in_numpy_out
 from aekit.nn.maskers import RATIO_SCHEDULES, Masking, make_masker
 from aekit.nn.targets import make_target, patchify
+from aekit.nn.teachers import FrozenTeacher, load_teacher
 from aekit.nn.vit import PRESETS, Block, ViTConfig, block_flops, init_weights, pooled, sincos_position_embedding
 from aekit.objectives import Loss, Objective, batch_mean, scalar_stats
 from aekit.parts import part_names, register_part
@@ -41,7 +54,8 @@ class MAEConfig(ViTConfig):
     """``preset`` (tiny, small, base) fills the sizes left at 0; ``patch_size=0``: 16 for images of 128 pixels or
     more, else 4. ``pos_order="wh"`` reproduces MAE's (and ViTMAE's) position-embedding layout for their weights.
     ``pool``: what ``embed`` returns (``cls``, or ``mean`` of the patch tokens; default cls when there is one).
-    ``options``: the masker's own settings (``masker.min_patches=4``)."""
+    ``options``: the masker's own settings (``masker.min_patches=4``). ``teacher``: an aekit ViT checkpoint
+    folder whose features the visible tokens learn (module docstring); ``teacher_dim`` is filled from it."""
 
     width: int = 0
     depth: int = 0
@@ -58,6 +72,14 @@ class MAEConfig(ViTConfig):
     norm_pix_loss: bool = False
     target: str = "pixels"
     hpm_weight: float = 1.0
+    teacher: str = ""
+    teacher_mode: str = "mimic"
+    teacher_layer: int = 0
+    student_layer: int = 0
+    teacher_dim: int = 0
+    teacher_weight: float = 1.0
+    teacher_loss: str = "l2"
+    teacher_norm: bool = True
     objective: str = ""
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     part_options: ClassVar[tuple[str, ...]] = ("masker", "target")  # masker.KEY=VALUE: options["masker"]
@@ -78,9 +100,26 @@ class MAEConfig(ViTConfig):
         require(self.hpm_weight >= 0, f"hpm_weight={self.hpm_weight} must be >= 0")
         require(self.target in part_names("targets"),
                 f"target={self.target!r} is unknown; choose one of {', '.join(part_names('targets'))}")
+        require(self.teacher_mode in TEACHER_MODES,
+                f"teacher_mode={self.teacher_mode!r} is unknown; choose mimic (MR-MAE) or distill (DMAE)")
+        require(self.teacher_loss in TEACHER_LOSSES,
+                f"teacher_loss={self.teacher_loss!r} is unknown; choose one of {', '.join(TEACHER_LOSSES)}")
+        require(self.teacher_weight >= 0 and self.teacher_layer >= 0 and self.teacher_dim >= 0,
+                "teacher_weight, teacher_layer and teacher_dim must be >= 0")
+        require(0 <= self.student_layer <= self.depth,
+                f"student_layer={self.student_layer}: the encoder has {self.depth} blocks; choose 0 (its output) "
+                f"to {self.depth}")
         unknown = sorted(set(self.options) - set(self.part_options))
         require(not unknown, f"options for {', '.join(unknown)}: the parts with settings here are "
                 f"{', '.join(self.part_options)}")
+
+
+TEACHER_MODES = ("mimic", "distill")
+TEACHER_LOSSES = {
+    "l2": lambda a, b: (a - b).pow(2),
+    "l1": lambda a, b: (a - b).abs(),
+    "smooth-l1": lambda a, b: nn.functional.smooth_l1_loss(a, b, reduction="none"),
+}
 
 
 @dataclass
@@ -171,7 +210,7 @@ class MAE(Model):
     config_class = MAEConfig
     default_objective = "masked"
 
-    def __init__(self, config: MAEConfig, name: str = "mae") -> None:
+    def __init__(self, config: MAEConfig, name: str = "mae", teacher: nn.Module | None = None) -> None:
         super().__init__(config, name)
         c = config
         self.encoder = c.encoder()
@@ -181,6 +220,23 @@ class MAE(Model):
         self.masker = make_masker(c.masker, c.mask_ratio, c.options.get("masker", {}), c.ratio_schedule,
                                   None if c.ratio_start < 0 else c.ratio_start, c.ratio_steps)
         self.loss_predictor = LossPredictor(c) if self.masker.needs_difficulty else None
+        self.attach_teacher(teacher)
+
+    def attach_teacher(self, module: nn.Module | None) -> None:
+        """The frozen teacher and the projection to its width (from ``config.teacher`` when no module is given;
+        a checkpoint folder that is gone leaves the student usable for everything but training)."""
+        c = self.config
+        if module is None and c.teacher and (os.path.exists(c.teacher) or not c.teacher_dim):
+            module = load_teacher(c.teacher)
+        self.teacher = None if module is None else FrozenTeacher(module, c.grid, c.teacher_layer)
+        if self.teacher is not None:
+            self.freeze("teacher")
+            dim = self.teacher.feature_dim(tuple(c.data_shape))
+            if c.teacher_dim and dim != c.teacher_dim:
+                raise DataError(f"the teacher gives {dim}-dim features but this model was trained with teacher_dim="
+                                f"{c.teacher_dim}; pass the teacher it was trained with")
+            self.config = c = replace(c, teacher_dim=dim)
+        self.teacher_head = nn.Linear(c.width, c.teacher_dim) if c.teacher_dim else None
 
     # The paper's steps.
     def patchify(self, x: torch.Tensor) -> torch.Tensor:
@@ -206,11 +262,28 @@ class MAE(Model):
         order = torch.arange(length, device=tokens.device).expand(b, -1)
         return self.loss_predictor(self.decoder.tokens(self.encoder(tokens), order))
 
-    def forward_encoder(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, Masking]:
+    def forward_encoder(self, x: torch.Tensor, noise: torch.Tensor | None = None, keep_layer: int = 0):
+        """``(latent [B, 1 + K, D], masking)``; with ``keep_layer=j`` also block j's visible tokens."""
         tokens = self.encoder.patch_tokens(x)  # [B, L, D]
         difficulty = self.predicted_difficulty(tokens) if self.loss_predictor is not None and self.training else None
         masking = self.random_masking(tokens, noise, difficulty)
-        return self.encoder(masking.visible(tokens)), masking  # [B, 1 + K, D]
+        if not keep_layer:
+            return self.encoder(masking.visible(tokens)), masking
+        latent, hidden = self.encoder(masking.visible(tokens), keep_layer)
+        return latent, masking, hidden
+
+    def teacher_loss(self, x: torch.Tensor, student: torch.Tensor, masking: Masking) -> torch.Tensor:
+        """MR-MAE's mimic / DMAE's distillation loss per example ``[B]`` on the visible tokens ``student [B, K, D]``
+        (the class token dropped)."""
+        c = self.config
+        if self.teacher is None:
+            raise DataError(f"this mae learns a teacher's features (teacher_dim={c.teacher_dim}) but has no teacher: "
+                            f"{f'teacher={c.teacher} is not found' if c.teacher else 'none was passed'}; pass "
+                            "teacher=<module or checkpoint folder> to build_model / aekit.load")
+        target = self.teacher.features(x, masking.ids_keep, visible_only=c.teacher_mode == "distill")  # [B, K, T]
+        if c.teacher_norm:
+            target = nn.functional.layer_norm(target, target.shape[-1:], eps=1e-6)
+        return TEACHER_LOSSES[c.teacher_loss](self.teacher_head(student), target).mean((1, 2))
 
     def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Pixels of every patch ``[B, L, p*p*C]``, and the decoder's input tokens."""
@@ -245,10 +318,17 @@ class MAE(Model):
         if isinstance(x, Batch):
             x = x.inputs
         self.check_input(x)
-        latent, masking = self.forward_encoder(x, noise)
+        c, student = self.config, None
+        if self.teacher_head is not None and c.student_layer:
+            latent, masking, student = self.forward_encoder(x, noise, c.student_layer)
+        else:
+            latent, masking = self.forward_encoder(x, noise)
         pred, tokens = self.forward_decoder(latent, masking.ids_restore)
         per_patch, mask = self.patch_errors(x, pred), masking.mask  # [B, L] each
         terms = {"recon": self.hidden_mean(per_patch, mask)}
+        if self.teacher_head is not None:  # the visible tokens learn the teacher's features
+            student = latent if student is None else student
+            terms["teacher"] = self.teacher_loss(x, student[:, 1:] if c.class_token else student, masking)
         if self.loss_predictor is not None:  # HPM: learn to rank the hidden patches by their loss
             terms["hpm"] = relative_loss(self.loss_predictor(tokens), per_patch.detach(), mask)
         return MAEOutput(pred=pred, mask=mask, ids_restore=masking.ids_restore, latent=latent, terms=terms,
@@ -318,18 +398,21 @@ def mae_flops(c: MAEConfig, visible_only: bool = True) -> dict[str, int]:
 
 
 
-@register_part("objectives", "masked", "a masked model's loss on hidden patches, plus HPM's ranking loss when present")
+@register_part("objectives", "masked", "a masked model's loss on hidden patches, plus HPM's ranking loss and a "
+               "teacher's feature loss when present")
 class MaskedReconstruction(Objective):
-    """L = E_batch[loss on hidden patches] + hpm_weight * E_batch[ranking loss of the loss predictor]."""
+    """L = E_batch[loss on hidden patches] + hpm_weight * E_batch[ranking loss of the loss predictor]
+    + teacher_weight * E_batch[feature loss on visible tokens]."""
 
     def __init__(self, config=None) -> None:
-        self.hpm_weight = getattr(config, "hpm_weight", 1.0)
+        self.weights = {"hpm": getattr(config, "hpm_weight", 1.0), "teacher": getattr(config, "teacher_weight", 1.0)}
 
     def __call__(self, out, step: int | None, batch=None) -> Loss:
         recon = batch_mean(out.terms["recon"], batch)
         logs = {"recon": recon, **scalar_stats(out)}
         loss = recon
-        if "hpm" in out.terms:
-            logs["hpm"] = hpm = batch_mean(out.terms["hpm"], batch)
-            loss = recon + self.hpm_weight * hpm
+        for term, weight in self.weights.items():
+            if term in out.terms:
+                logs[term] = value = batch_mean(out.terms[term], batch)
+                loss = loss + weight * value
         return Loss(losses={"model": loss}, logs={"loss": loss, **logs})

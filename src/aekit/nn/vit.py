@@ -160,12 +160,28 @@ class ViTEncoder(nn.Module):
     def patch_tokens(self, x: torch.Tensor) -> torch.Tensor:
         return self.patch_embed(x) + self.pos_embed  # [B, L, D]
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        if self.cls_token is not None:  # its position embedding is zero
-            tokens = torch.cat([self.cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)  # [B, 1 + K, D]
-        for block in self.blocks:
+    def with_class_token(self, tokens: torch.Tensor) -> torch.Tensor:
+        if self.cls_token is None:
+            return tokens
+        return torch.cat([self.cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)  # [B, 1 + K, D]
+
+    def forward(self, tokens: torch.Tensor, keep_layer: int = 0):
+        """The encoded tokens ``[B, (1 +) K, D]``; with ``keep_layer=j`` also block j's output (before the final
+        norm), as ``(encoded, hidden_j)``."""
+        tokens, kept = self.with_class_token(tokens), None  # the class token's position embedding is zero
+        for j, block in enumerate(self.blocks, 1):
             tokens = block(tokens)
-        return self.norm(tokens)
+            if j == keep_layer:
+                kept = tokens
+        return self.norm(tokens) if not keep_layer else (self.norm(tokens), kept)
+
+    def first_blocks(self, tokens: torch.Tensor, depth: int) -> torch.Tensor:
+        """The output of the first ``depth`` blocks ``[B, (1 +) K, D]``, the rest not run (an intermediate
+        feature)."""
+        tokens = self.with_class_token(tokens)
+        for block in self.blocks[:depth]:
+            tokens = block(tokens)
+        return tokens
 
 
 @dataclass(frozen=True)
