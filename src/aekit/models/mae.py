@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from torch import nn
@@ -37,20 +37,18 @@ from torch import nn
 from aekit.config import require
 from aekit.data.batch import Batch
 from aekit.errors import DataError
-from aekit.models.base import Model, _numpy_in_numpy_out
-from aekit.nn.maskers import RATIO_SCHEDULES, Masking, make_masker
-from aekit.nn.targets import make_target, patchify
+from aekit.models.base import _numpy_in_numpy_out
+from aekit.models.masked import MaskedImageModel, MaskedOutput, MaskingConfig
+from aekit.nn.maskers import Masking
 from aekit.nn.teachers import FrozenTeacher, load_teacher
 from aekit.nn.vit import PRESETS, Block, ViTConfig, block_flops, init_weights, pooled, sincos_position_embedding
-from aekit.objectives import Loss, Objective, batch_mean, scalar_stats
-from aekit.parts import part_names, register_part
 from aekit.registry import register_model
 
 _FROM_PRESET = ("width", "depth", "heads", "decoder_width", "decoder_depth", "decoder_heads")
 
 
 @dataclass(frozen=True)
-class MAEConfig(ViTConfig):
+class MAEConfig(MaskingConfig, ViTConfig):
     """``preset`` (tiny, small, base) fills the sizes left at 0; ``patch_size=0``: 16 for images of 128 pixels or
     more, else 4. ``pos_order="wh"`` reproduces MAE's (and ViTMAE's) position-embedding layout for their weights.
     ``pool``: what ``embed`` returns (``cls``, or ``mean`` of the patch tokens; default cls when there is one).
@@ -64,13 +62,6 @@ class MAEConfig(ViTConfig):
     decoder_width: int = 0
     decoder_depth: int = 0
     decoder_heads: int = 0
-    mask_ratio: float = 0.75
-    masker: str = "random"
-    ratio_schedule: str = "constant"
-    ratio_start: float = -1.0
-    ratio_steps: int = 0
-    norm_pix_loss: bool = False
-    target: str = "pixels"
     hpm_weight: float = 1.0
     teacher: str = ""
     teacher_mode: str = "mimic"
@@ -80,9 +71,6 @@ class MAEConfig(ViTConfig):
     teacher_weight: float = 1.0
     teacher_loss: str = "l2"
     teacher_norm: bool = True
-    objective: str = ""
-    options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    part_options: ClassVar[tuple[str, ...]] = ("masker", "target")  # masker.KEY=VALUE: options["masker"]
 
     def __post_init__(self) -> None:
         require(self.preset in PRESETS, f"preset={self.preset!r} is unknown; choose one of {', '.join(PRESETS)}")
@@ -92,14 +80,7 @@ class MAEConfig(ViTConfig):
                 object.__setattr__(self, key, getattr(preset, key))
         super().__post_init__()
         require(all(getattr(self, k) > 0 for k in _FROM_PRESET), f"{', '.join(_FROM_PRESET)} must be positive")
-        require(0.0 <= self.mask_ratio < 1.0, f"mask_ratio={self.mask_ratio} must be in [0, 1); 0.75 is MAE's")
-        require(self.masker in part_names("maskers"),
-                f"masker={self.masker!r} is unknown; choose one of {', '.join(part_names('maskers'))}")
-        require(self.ratio_schedule in RATIO_SCHEDULES,
-                f"ratio_schedule={self.ratio_schedule!r} is unknown; choose one of {', '.join(RATIO_SCHEDULES)}")
         require(self.hpm_weight >= 0, f"hpm_weight={self.hpm_weight} must be >= 0")
-        require(self.target in part_names("targets"),
-                f"target={self.target!r} is unknown; choose one of {', '.join(part_names('targets'))}")
         require(self.teacher_mode in TEACHER_MODES,
                 f"teacher_mode={self.teacher_mode!r} is unknown; choose mimic (MR-MAE) or distill (DMAE)")
         require(self.teacher_loss in TEACHER_LOSSES,
@@ -109,9 +90,6 @@ class MAEConfig(ViTConfig):
         require(0 <= self.student_layer <= self.depth,
                 f"student_layer={self.student_layer}: the encoder has {self.depth} blocks; choose 0 (its output) "
                 f"to {self.depth}")
-        unknown = sorted(set(self.options) - set(self.part_options))
-        require(not unknown, f"options for {', '.join(unknown)}: the parts with settings here are "
-                f"{', '.join(self.part_options)}")
 
 
 TEACHER_MODES = ("mimic", "distill")
@@ -120,20 +98,6 @@ TEACHER_LOSSES = {
     "l1": lambda a, b: (a - b).abs(),
     "smooth-l1": lambda a, b: nn.functional.smooth_l1_loss(a, b, reduction="none"),
 }
-
-
-@dataclass
-class MAEOutput:
-    """pred ``[B, L, p*p*C]``: every patch's predicted pixels (normalised ones with norm_pix_loss); mask ``[B, L]``
-    (1 = hidden); latent ``[B, 1 + K, D]``: the encoded visible tokens; terms: ``recon`` ``[B]``, the loss on
-    the hidden patches; stats: ``mask_ratio``."""
-
-    pred: torch.Tensor
-    mask: torch.Tensor
-    ids_restore: torch.Tensor
-    latent: torch.Tensor
-    terms: dict[str, torch.Tensor]
-    stats: dict[str, torch.Tensor]
 
 
 class MAEDecoder(nn.Module):
@@ -206,19 +170,16 @@ def relative_loss(predicted: torch.Tensor, actual: torch.Tensor, mask: torch.Ten
 
 @register_model("mae", config=MAEConfig,
                 description="Masked autoencoder on a ViT that encodes only the visible patches (He et al. 2022)")
-class MAE(Model):
+class MAE(MaskedImageModel):
     config_class = MAEConfig
-    default_objective = "masked"
 
     def __init__(self, config: MAEConfig, name: str = "mae", teacher: nn.Module | None = None) -> None:
         super().__init__(config, name)
         c = config
         self.encoder = c.encoder()
-        self.target_part = make_target(c.target, c.data_shape[0], c.patch_size, c.norm_pix_loss,
-                                       c.options.get("target", {}))
+        self.target_part = c.make_target(c.patch_size)
         self.decoder = MAEDecoder(c, self.target_part.dim)
-        self.masker = make_masker(c.masker, c.mask_ratio, c.options.get("masker", {}), c.ratio_schedule,
-                                  None if c.ratio_start < 0 else c.ratio_start, c.ratio_steps)
+        self.masker = c.make_masker()
         self.loss_predictor = LossPredictor(c) if self.masker.needs_difficulty else None
         self.attach_teacher(teacher)
 
@@ -238,18 +199,7 @@ class MAE(Model):
             self.config = c = replace(c, teacher_dim=dim)
         self.teacher_head = nn.Linear(c.width, c.teacher_dim) if c.teacher_dim else None
 
-    # The paper's steps.
-    def patchify(self, x: torch.Tensor) -> torch.Tensor:
-        """``x [B, C, H, W] -> [B, L, p*p*C]``, each patch's pixels row by row with the channels last."""
-        return patchify(x, self.config.patch_size)
-
-    def unpatchify(self, patches: torch.Tensor) -> torch.Tensor:
-        """``[B, L, p*p*C] -> [B, C, H, W]``, the inverse of :meth:`patchify`."""
-        p, (h, w) = self.config.patch_size, self.config.grid
-        b, c = patches.shape[0], self.config.data_shape[0]
-        x = patches.reshape(b, h, w, p, p, c).permute(0, 5, 1, 3, 2, 4)  # [B, C, h, p, w, p]
-        return x.reshape(b, c, h * p, w * p)
-
+    # The paper's steps (patchify, unpatchify, target and the loss on hidden patches: MaskedImageModel).
     def random_masking(self, tokens: torch.Tensor, noise: torch.Tensor | None = None,
                        difficulty: torch.Tensor | None = None) -> Masking:
         """The masker's choice of visible tokens (``noise [B, L]`` makes it exact)."""
@@ -290,30 +240,7 @@ class MAE(Model):
         tokens = self.decoder.tokens(latent, ids_restore)
         return self.decoder(tokens), tokens
 
-    def target(self, x: torch.Tensor) -> torch.Tensor:
-        """What to predict at each patch ``[B, L, T]``: its pixels (normalised per patch with norm_pix_loss), or
-        its HOG features (``target=hog``)."""
-        return self.target_part(x)
-
-    @property
-    def suites(self) -> tuple[str, ...]:
-        pixels = self.config.target == "pixels"
-        return ("reconstruction", "masked", "representation") if pixels else ("masked", "representation")
-
-    def patch_errors(self, x: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
-        """Each patch's mean squared error ``[B, L]``."""
-        return (pred - self.target(x)).pow(2).mean(-1)
-
-    @staticmethod
-    def hidden_mean(per_patch: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The mean of ``per_patch [B, L]`` over each example's hidden patches ``[B]``."""
-        return (per_patch * mask).sum(1) / mask.sum(1).clamp(min=1)
-
-    def forward_loss(self, x: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Per example ``[B]``: the mean over hidden patches of each patch's mean squared error."""
-        return self.hidden_mean(self.patch_errors(x, pred), mask)
-
-    def forward(self, x: torch.Tensor | Batch, noise: torch.Tensor | None = None) -> MAEOutput:
+    def forward(self, x: torch.Tensor | Batch, noise: torch.Tensor | None = None) -> MaskedOutput:
         """Mask, encode the visible patches, decode every patch, score the hidden ones."""
         if isinstance(x, Batch):
             x = x.inputs
@@ -331,7 +258,7 @@ class MAE(Model):
             terms["teacher"] = self.teacher_loss(x, student[:, 1:] if c.class_token else student, masking)
         if self.loss_predictor is not None:  # HPM: learn to rank the hidden patches by their loss
             terms["hpm"] = relative_loss(self.loss_predictor(tokens), per_patch.detach(), mask)
-        return MAEOutput(pred=pred, mask=mask, ids_restore=masking.ids_restore, latent=latent, terms=terms,
+        return MaskedOutput(pred=pred, mask=mask, ids_restore=masking.ids_restore, latent=latent, terms=terms,
                          stats={"mask_ratio": mask.mean()})
 
     # What a user calls.
@@ -343,37 +270,6 @@ class MAE(Model):
         self.check_condition(condition, x.shape[0])
         h = self.encoder(self.encoder.patch_tokens(x))  # [B, (1 +) L, D]
         return pooled(h, self.config.pool, self.config.class_token)
-
-    def predicted_pixels(self, x: torch.Tensor, out: MAEOutput) -> torch.Tensor:
-        """The predictions in pixel space ``[B, L, p*p*C]``: with norm_pix_loss, each patch is un-normalised with
-        its own statistics (those of the true patch, as MAE's visualisation does)."""
-        if self.config.target != "pixels":
-            raise DataError(f"target={self.config.target}: this mae predicts features, not pixels")
-        if not self.config.norm_pix_loss:
-            return out.pred
-        t = self.patchify(x)
-        return out.pred * (t.var(-1, keepdim=True) + 1e-6).sqrt() + t.mean(-1, keepdim=True)
-
-    @torch.no_grad()
-    def masked_views(self, x: torch.Tensor | Batch, noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """``original``, ``masked`` (hidden patches set to 0.5 grey), ``prediction`` (every patch predicted) and
-        ``reconstruction`` (visible patches pasted over the prediction), each ``[B, C, H, W]``."""
-        x = x.inputs if isinstance(x, Batch) else x
-        out = self(x, noise=noise)
-        patches, hidden = self.patchify(x), out.mask.unsqueeze(-1)  # [B, L, P], [B, L, 1]
-        views = {"original": x, "masked": self.unpatchify(patches * (1 - hidden) + 0.5 * hidden)}
-        if self.config.target == "pixels":  # feature targets have no image to show
-            pred = self.predicted_pixels(x, out)
-            views["prediction"] = self.unpatchify(pred)
-            views["reconstruction"] = self.unpatchify(patches * (1 - hidden) + pred * hidden)
-        return views
-
-    @_numpy_in_numpy_out
-    @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor, condition: Any = None, noise: torch.Tensor | None = None) -> torch.Tensor:
-        """The image from its visible patches: those patches as they are, the hidden ones predicted."""
-        self.check_condition(condition, x.shape[0])
-        return self.masked_views(x, noise)["reconstruction"]
 
     def no_weight_decay(self) -> tuple[str, ...]:
         return ("encoder.cls_token", "decoder.mask_token")
@@ -395,24 +291,3 @@ def mae_flops(c: MAEConfig, visible_only: bool = True) -> dict[str, int]:
     decoder = (c.decoder_depth * block_flops(length + cls, c.decoder_width, c.mlp_ratio)
                + 2 * (kept + cls) * c.width * c.decoder_width + 2 * (length + cls) * c.decoder_width * patch_dim)
     return {"encoder": encoder, "decoder": decoder, "total": encoder + decoder}
-
-
-
-@register_part("objectives", "masked", "a masked model's loss on hidden patches, plus HPM's ranking loss and a "
-               "teacher's feature loss when present")
-class MaskedReconstruction(Objective):
-    """L = E_batch[loss on hidden patches] + hpm_weight * E_batch[ranking loss of the loss predictor]
-    + teacher_weight * E_batch[feature loss on visible tokens]."""
-
-    def __init__(self, config=None) -> None:
-        self.weights = {"hpm": getattr(config, "hpm_weight", 1.0), "teacher": getattr(config, "teacher_weight", 1.0)}
-
-    def __call__(self, out, step: int | None, batch=None) -> Loss:
-        recon = batch_mean(out.terms["recon"], batch)
-        logs = {"recon": recon, **scalar_stats(out)}
-        loss = recon
-        for term, weight in self.weights.items():
-            if term in out.terms:
-                logs[term] = value = batch_mean(out.terms[term], batch)
-                loss = loss + weight * value
-        return Loss(losses={"model": loss}, logs={"loss": loss, **logs})
