@@ -21,9 +21,10 @@ SHAPES = [
 
 
 CONDITIONAL = {"cvae": {"condition_dim": 3}}
-# Families that are not encoder -> bottleneck -> decoder autoencoders (ViTs), with their tiny sizes.
+# Families that are not encoder -> bottleneck -> decoder autoencoders (ViTs, SparK's CNN), with their tiny sizes.
 VIT = {"mae": {"width": 8, "depth": 1, "heads": 2, "decoder_width": 8, "decoder_depth": 1, "decoder_heads": 2},
-       "classifier": {"width": 8, "depth": 1, "heads": 2, "classes": 3}}
+       "classifier": {"width": 8, "depth": 1, "heads": 2, "classes": 3},
+       "spark": {"width": 4}}  # a CNN: its patch is its stride
 
 
 def is_autoencoder(name):
@@ -33,7 +34,8 @@ def is_autoencoder(name):
 def tiny(name, shape, backbone, likelihood, **kw):
     if not is_autoencoder(name):  # a ViT: the largest patch of 4, 2, 1 that divides the image
         patch = next((p for p in (4, 2, 1) if len(shape) == 3 and shape[1] % p == 0 and shape[2] % p == 0), 1)
-        return aekit.build_model(name, data_shape=shape, patch_size=patch, **VIT[name], **kw)
+        patch = {} if name == "spark" else {"patch_size": patch}
+        return aekit.build_model(name, data_shape=shape, **patch, **VIT[name], **kw)
     return aekit.build_model(name, data_shape=shape, backbone=backbone, likelihood=likelihood, latent_dim=3,
                              hidden=(16,), channels=(4, 8), **CONDITIONAL.get(name, {}), **kw)
 

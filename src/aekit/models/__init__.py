@@ -9,11 +9,12 @@ from aekit.models.gae import GAE, GAEConfig
 from aekit.models.graphmae import GraphMAE, GraphMAEConfig
 from aekit.models.iwae import IWAEBound, IWAEConfig
 from aekit.models.mae import MAE, MAEConfig
+from aekit.models.spark import SparK, SparKConfig
 from aekit.models.vae import VAE, BetaVAEConfig, VAEConfig
 
 __all__ = [
     "AAE", "AAEConfig", "AE", "AEConfig", "Autoencoder", "AutoencoderConfig", "AutoencoderOutput", "BetaVAEConfig",
     "CVAE", "CVAEConfig", "Classifier", "ClassifierConfig", "DAEConfig", "GAE", "GAEConfig", "GraphMAE",
     "GraphMAEConfig", "Model",
-    "IWAEBound", "IWAEConfig", "MAE", "MAEConfig", "VAE", "VAEConfig",
+    "IWAEBound", "IWAEConfig", "MAE", "MAEConfig", "SparK", "SparKConfig", "VAE", "VAEConfig",
 ]
