@@ -11,6 +11,10 @@ batch 64, norm_pix_loss, mask ratio 0.75; ViT width 192, depth 6, 3 heads, patch
 
     python benchmarks/mae_probe.py --data cifar10 --steps 3000 --json cifar.json
     python benchmarks/mae_probe.py --data cifar10 --steps 1000 --masker block --probe-train 10000 --no-baselines
+
+``--model spark``: SparK's CNN (width 32, stages from the image size, mask ratio 0.6) in place of the ViT, the rest
+of the recipe the same. ``--save DIR`` keeps the trained model; ``--teacher DIR`` trains the MAE with that model as
+a frozen teacher (``--teacher-mode mimic``: MR-MAE, ``distill``: DMAE).
 """
 
 from __future__ import annotations
@@ -43,6 +47,12 @@ def main() -> None:
     parser.add_argument("--data", default="cifar10", choices=["cifar10", "mnist"])
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--masker", default="random")
+    parser.add_argument("--model", default="mae", choices=["mae", "spark"])
+    parser.add_argument("--teacher", default="", help="an aekit ViT checkpoint folder: its features are a target")
+    parser.add_argument("--teacher-mode", default="mimic", choices=["mimic", "distill"])
+    parser.add_argument("--teacher-layer", type=int, default=0)
+    parser.add_argument("--student-layer", type=int, default=0)
+    parser.add_argument("--save", default="", help="save the trained model in this folder")
     parser.add_argument("--probe-train", type=int, default=0, help="probe on this many train images (0: all)")
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--threads", type=int, default=2)
@@ -57,12 +67,17 @@ def main() -> None:
     splits = load_data(args.data, **fractions)
     model_settings = dict(patch_size=4, width=192, depth=6, heads=3, decoder_width=128, decoder_depth=2,
                           decoder_heads=4, mask_ratio=0.75, norm_pix_loss=True, masker=args.masker)
+    if args.model == "spark":
+        model_settings = dict(width=32, mask_ratio=0.6, norm_pix_loss=True, masker=args.masker)
+    if args.teacher:
+        model_settings.update(teacher=args.teacher, teacher_mode=args.teacher_mode, teacher_layer=args.teacher_layer,
+                              student_layer=args.student_layer)
     train_settings = dict(steps=args.steps, batch_size=64, lr=1e-3, weight_decay=0.05, no_decay_1d=True,
                           lr_warmup_steps=max(1, args.steps // 20), lr_schedule="cosine",
                           optimizers={"model": {"betas": [0.9, 0.95]}}, threads=args.threads, progress=False,
                           seed=0, figures=False)
     t0 = time.perf_counter()
-    result = aekit.train("mae", data=splits, out=None, evaluate=False, **model_settings, **train_settings)
+    result = aekit.train(args.model, data=splits, out=None, evaluate=False, **model_settings, **train_settings)
     train_s = time.perf_counter() - t0
 
     # probe data: train (+ val for CIFAR-10: the 45,000) and test
@@ -75,14 +90,19 @@ def main() -> None:
     x_test, y_test = arrays(splits.test)
     if args.probe_train:
         x_train, y_train = x_train[: args.probe_train], y_train[: args.probe_train]
-    report = {"data": args.data, "masker": args.masker, "steps": args.steps, "batch": 64, "train_s": round(train_s),
+    if args.save:
+        aekit.save_model(result.model, args.save)
+    report = {"data": args.data, "model": args.model, "masker": args.masker, "teacher": args.teacher,
+              "teacher_mode": args.teacher_mode if args.teacher else "", "steps": args.steps, "batch": 64,
+              "train_s": round(train_s),
               "train_images": len(x_train), "test_images": len(x_test), "threads": args.threads}
     model = result.model
     report["mae"] = probes(features(model, x_train), y_train, features(model, x_test), y_test)
     print(json.dumps(report), flush=True)
     if not args.no_baselines:
         torch.manual_seed(0)
-        random_init = aekit.build_model("mae", data_shape=tuple(splits.shape), **model_settings)
+        plain = {k: v for k, v in model_settings.items() if not k.startswith(("teacher", "student"))}
+        random_init = aekit.build_model(args.model, data_shape=tuple(splits.shape), **plain)
         report["random_init"] = probes(features(random_init, x_train), y_train, features(random_init, x_test),
                                        y_test)
         print(json.dumps(report), flush=True)

@@ -55,6 +55,9 @@ def test_convert_to_vitmae_and_back_keeps_the_predictions(tmp_path, capsys):
     ("patch_size=3", "image size 8x8 is not divisible by patch_size=3"),
     ("masker=squares", "masker='squares' is unknown"),
     ("masker.sigma=0", "masker.sigma=0"),
+    ("teacher=no/such/run", "teacher=no/such/run: no such checkpoint folder"),
+    ("teacher_mode=copy", "teacher_mode='copy' is unknown"),
+    ("student_layer=5", "student_layer=5: the encoder has 1 blocks"),
 ])
 def test_bad_masked_settings_are_one_line_errors(setting, fragment, capsys, tmp_path):
     args = ["train", "mae", "--data", "digits", "--out", tmp_path / "run", "--steps", "2",
