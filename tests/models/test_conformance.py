@@ -17,6 +17,9 @@ SHAPES = [
     ((2, 13, 11), "conv", "gaussian-learned"),
     ((4, 5, 7), "mlp", "gaussian"),
     ((7,), "mlp", "gaussian"),
+    ((12, 3), "seq-conv", "gaussian-learned"),  # windows of a series [T, C]
+    ((9, 2), "gru", "gaussian"),
+    ((8, 2), "transformer", "gaussian"),
 ]
 
 

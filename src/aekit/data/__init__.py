@@ -1,5 +1,5 @@
-"""Data sources: in-memory arrays, files read row by row, streams, their splits, readers for the standard formats
-and a registry of names."""
+"""Data sources: in-memory arrays, files read row by row, windows of a series, streams, their splits, readers for
+the standard formats and a registry of names."""
 
 from aekit.data.base import Dataset, MapSource, Splits, holdout_split, random_split
 from aekit.data.batch import Batch
@@ -13,6 +13,7 @@ from aekit.data.registry import (
     register_dataset,
 )
 from aekit.data.sources import MemmapDataset, StreamingSource, batched
+from aekit.data.windows import WindowDataset
 from aekit.errors import DataError
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "MemmapDataset",
     "Splits",
     "StreamingSource",
+    "WindowDataset",
     "batched",
     "dataset_info",
     "detect_format",

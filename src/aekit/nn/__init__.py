@@ -1,13 +1,15 @@
-"""Reusable parts: backbones, bottlenecks, priors, likelihoods, corruptions."""
+"""Reusable parts: backbones (images, tables, sequences), bottlenecks, priors, likelihoods, corruptions."""
 
 from aekit.nn.backbones import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, make_backbone
 from aekit.nn.bottlenecks import BottleneckOutput, Deterministic, DiagonalGaussian, make_bottleneck
 from aekit.nn.corruptions import GaussianNoise, MaskingNoise, SaltAndPepper, make_corruption
 from aekit.nn.likelihoods import Bernoulli, DiscretizedLogistic, Gaussian, make_likelihood
 from aekit.nn.priors import Prior, StandardNormal
+from aekit.nn.sequence import Conv1dEncoder, RNNEncoder, TransformerEncoder
 
 __all__ = [
-    "Bernoulli", "BottleneckOutput", "ConvDecoder", "ConvEncoder", "Deterministic", "DiagonalGaussian",
+    "Bernoulli", "BottleneckOutput", "Conv1dEncoder", "ConvDecoder", "ConvEncoder", "RNNEncoder",
+    "TransformerEncoder", "Deterministic", "DiagonalGaussian",
     "DiscretizedLogistic", "Gaussian", "GaussianNoise", "MLPDecoder", "MLPEncoder", "MaskingNoise",
     "Prior", "SaltAndPepper", "StandardNormal", "make_backbone", "make_bottleneck", "make_corruption",
     "make_likelihood",

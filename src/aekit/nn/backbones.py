@@ -79,7 +79,8 @@ def _downsampled_sizes(height: int, width: int, max_levels: int) -> list[tuple[i
 def _check_image_shape(data_shape: Sequence[int]) -> None:
     if len(data_shape) != 3:
         raise ConfigError(
-            f"the conv backbone needs images [C, H, W], got data shape {tuple(data_shape)}; use backbone=mlp"
+            f"the conv backbone needs images [C, H, W], got data shape {tuple(data_shape)}; use backbone=mlp, or for "
+            "windows of a series [T, C] seq-conv, gru, lstm or transformer"
         )
 
 
