@@ -86,3 +86,23 @@ def test_bad_settings_are_clear_errors():
         AutoencoderTransformer(latent_dims=3, steps=5).fit(x)
     with pytest.raises(ValueError, match="NaN"):
         AutoencoderDetector(steps=5).fit(np.where(x > 2, np.nan, x))
+
+
+def test_series_detector_scores_each_row_from_its_past_only_and_finds_a_level_shift():
+    from aekit.sklearn import SeriesDetector
+
+    t = np.arange(1200)
+    x = np.sin(t / 12) + 0.05 * np.random.default_rng(0).normal(size=len(t))
+    x[900:920] += 1.5
+    detector = SeriesDetector("ae", window=16, steps=150, hidden=(16,), random_state=0).fit(x[:600])
+    scores = detector.anomaly_score(x)
+    assert scores.shape == (1200,) and detector.n_features_in_ == 1
+    changed = x.copy()
+    changed[700:] = 0.0  # the future of row 699 changes; its score and every earlier one do not
+    np.testing.assert_array_equal(detector.anomaly_score(changed)[:700], scores[:700])
+    labels = np.zeros(1200)
+    labels[900:936] = 1  # the shift and the windows that still hold it
+    assert roc_auc_score(labels[600:], scores[600:]) > 0.9
+    assert detector.predict(x[890:930]).min() == -1 and detector.predict(x[:100]).mean() > 0.9
+    with pytest.raises(ValueError, match="features"):
+        detector.anomaly_score(np.zeros((10, 2)))

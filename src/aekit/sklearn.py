@@ -1,9 +1,10 @@
-"""scikit-learn estimators over any aekit model: a transformer (codes) and an anomaly detector.
+"""scikit-learn estimators over any aekit model: a transformer (codes), an anomaly detector, and one for series.
 
     from aekit.sklearn import AutoencoderDetector, AutoencoderTransformer
     detector = AutoencoderDetector("vae", latent_dim=8, steps=2000, contamination=0.05).fit(X_train)
     labels = detector.predict(X_test)              # +1 inlier, -1 outlier (scikit-learn's convention)
     codes = AutoencoderTransformer("ae", latent_dim=4).fit_transform(X)
+    scores = SeriesDetector("vae", window=32, backbone="gru").fit(series[:1000]).anomaly_score(series)  # per row
 
 Any registered model and its settings are keyword arguments (``latent_dim=8``, ``hidden=(64, 32)``, ``beta=4``);
 they are parameters like the estimator's own, so ``clone``, ``Pipeline`` and ``GridSearchCV`` see them. The
@@ -113,14 +114,20 @@ class _AutoencoderEstimator(BaseEstimator):
             self.mean_, self.scale_ = np.zeros(X.shape[1]), np.ones(X.shape[1])
         seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
         settings = {name: getattr(self, name) for name in self._setting_names()}
-        settings.setdefault("likelihood", "gaussian")
-        settings.setdefault("latent_dim", max(1, min(8, X.shape[1])))
-        settings.setdefault("hidden", (64,))
-        run = aekit.train(self.model, data=self._standardize(X), out=self.run_dir, steps=self.steps,
+        settings = {"likelihood": "gaussian", "latent_dim": self._default_latent(X), "hidden": (64,), **settings}
+        run = aekit.train(self.model, data=self._training_data(self._standardize(X)), out=self.run_dir,
+                          steps=self.steps,
                           batch_size=min(self.batch_size, len(X)), lr=self.lr, seed=seed, split_seed=seed,
                           val_fraction=0.0, test_fraction=0.0, progress=bool(self.verbose), evaluate=False,
                           threads=1, **settings)
         self.model_ = run.model.cpu().eval()
+
+    def _training_data(self, X: np.ndarray) -> Any:
+        """What the model trains on: the standardised rows (windows of them for a series)."""
+        return X
+
+    def _default_latent(self, X: np.ndarray) -> int:
+        return max(1, min(8, X.shape[1]))
 
     def _inputs(self, X) -> torch.Tensor:
         check_is_fitted(self, "model_")
@@ -184,7 +191,7 @@ class AutoencoderDetector(OutlierMixin, _AutoencoderEstimator):
         if self.criterion_ in ("elbo", "nll") and not stochastic:
             raise ConfigError(f"criterion={self.criterion_} needs a model with a posterior (vae, ...); {self.model} "
                               "has none: use criterion=recon")
-        train_scores = self._anomaly(torch.from_numpy(self._standardize(np.asarray(X, dtype=np.float64))))
+        train_scores = self._scores_of(self._standardize(self._as_rows(X)))
         self.threshold_ = float(np.quantile(train_scores, 1.0 - self.contamination))
         self.offset_ = -self.threshold_
         return self
@@ -206,6 +213,13 @@ class AutoencoderDetector(OutlierMixin, _AutoencoderEstimator):
         scores = scores.double().numpy()
         return np.where(np.isfinite(scores), scores, math.inf)
 
+    def _as_rows(self, X) -> np.ndarray:
+        return np.asarray(X, dtype=np.float64)
+
+    def _scores_of(self, X: np.ndarray) -> np.ndarray:
+        """Anomaly scores of standardised rows."""
+        return self._anomaly(torch.from_numpy(X))
+
     def anomaly_score(self, X) -> np.ndarray:
         """Higher for more anomalous rows, in nats per row (the criterion's own scale)."""
         return self._anomaly(self._inputs(X))
@@ -221,3 +235,54 @@ class AutoencoderDetector(OutlierMixin, _AutoencoderEstimator):
     def predict(self, X) -> np.ndarray:
         """-1 for outliers (anomaly score above ``threshold_``), +1 for inliers."""
         return np.where(self.decision_function(X) < 0, -1, 1)
+
+
+class SeriesDetector(AutoencoderDetector):
+    """Anomaly detection on a multivariate series ``X [N, C]`` (rows in time order; ``[N]`` for one variable).
+
+    The model trains on the windows of ``window`` rows of the standardised series (:class:`aekit.data.
+    WindowDataset`, a sequence ``backbone``: ``gru`` by default; ``seq-conv``, ``lstm``, ``transformer``, or
+    ``mlp`` on the flattened window), and row t is scored by the window that ends at it, rows t - T + 1 .. t
+    (the first row repeated before the start): each score uses only the past, as an online detector's does.
+    The columns are standardised with the statistics of the rows ``fit`` sees. ``stride`` thins the training
+    windows (scoring always scores every row).
+    """
+
+    def __init__(self, model: str = "ae", *, window: int = 32, stride: int = 1, backbone: str = "gru",
+                 criterion: str = "recon", contamination: float = 0.01, nll_samples: int = 100, steps: int = 1000,
+                 batch_size: int = 128, lr: float = 1e-3, standardize: bool = True, random_state: Any = None,
+                 verbose: bool = False, run_dir: str | None = None, **settings: Any) -> None:
+        super().__init__(model, criterion=criterion, contamination=contamination, nll_samples=nll_samples,
+                         steps=steps, batch_size=batch_size, lr=lr, standardize=standardize,
+                         random_state=random_state, verbose=verbose, run_dir=run_dir, backbone=backbone, **settings)
+        self.window = window
+        self.stride = stride
+
+    def _as_rows(self, X) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float64)
+        return X[:, None] if X.ndim == 1 else X
+
+    def _windows(self, X: np.ndarray, stride: int = 1):
+        from aekit.data import WindowDataset
+
+        return WindowDataset(X, self.window, stride=stride, pad="start", name="series")
+
+    def _training_data(self, X: np.ndarray) -> Any:
+        return self._windows(X, self.stride)
+
+    def _default_latent(self, X: np.ndarray) -> int:
+        return 8
+
+    def _fit_model(self, X) -> None:
+        super()._fit_model(self._as_rows(X))
+
+    def _scores_of(self, X: np.ndarray, batch: int = 1024) -> np.ndarray:
+        windows = self._windows(X)
+        return np.concatenate([self._anomaly(windows.inputs(slice(i, i + batch))) for i in range(0, len(windows),
+                                                                                                 batch)])
+
+    def anomaly_score(self, X) -> np.ndarray:
+        """One score per row, from the window that ends at it; higher for more anomalous rows."""
+        check_is_fitted(self, "model_")
+        X = validate_data(self, self._as_rows(X), dtype=np.float64, reset=False)
+        return self._scores_of(self._standardize(X))
