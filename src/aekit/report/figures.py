@@ -1,4 +1,5 @@
-"""The figures a person looks at after training: reconstructions, samples, latent map, training curves.
+"""The figures a person looks at after training: reconstructions, samples, latent map, training curves, and a
+detector's scores (over time, histograms of normal vs anomalous, ROC and precision-recall curves).
 
 Every function takes plain arrays or tensors (never a model), writes one PNG and returns its path. Images
 are ``[B, C, H, W]`` floats in ``[0, 1]`` (``uint8`` is scaled by 1/255): C=1 is drawn grey, C=3 as RGB,
@@ -24,7 +25,8 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["plot_image_rows", "plot_latent_map", "plot_reconstructions", "plot_samples", "plot_training_curves"]
+__all__ = ["plot_image_rows", "plot_latent_map", "plot_reconstructions", "plot_roc_pr", "plot_samples",
+           "plot_score_histograms", "plot_scores_over_time", "plot_training_curves"]
 
 _IMAGE_GRID_COLUMNS = 8
 _TABLE_LINE_PLOTS = 4
@@ -471,3 +473,68 @@ def _parse_number(cell: str | None) -> float | None:
         return float(cell)
     except ValueError:
         return None
+
+
+# Anomaly scores
+
+
+def plot_scores_over_time(scores: Any, path: str | os.PathLike[str], threshold: float | None = None,
+                          labels: Any = None, times: Any = None, title: str = "Anomaly score") -> Path:
+    """The score of each row in order (over ``times`` where given), the threshold as a line, and the rows
+    labelled anomalous shaded (each run of consecutive labelled rows one band)."""
+    s = _as_float_array(scores, "scores").reshape(-1)
+    x = np.arange(len(s)) if times is None else np.asarray(times)
+    fig = _new_figure((10, 3))
+    ax = fig.add_subplot()
+    ax.plot(x, s, lw=0.7, color="C0", label="score")
+    if threshold is not None:
+        ax.axhline(threshold, color="C3", lw=0.8, ls="--", label="threshold")
+    if labels is not None:
+        y = np.asarray(labels).reshape(-1).astype(bool)
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], y.astype(int), [0]])))
+        for start, stop in zip(edges[::2], edges[1::2], strict=True):
+            ax.axvspan(x[start], x[stop - 1], color="C1", alpha=0.25, lw=0,
+                       label="labelled anomalous" if start == edges[0] else None)
+    ax.set_title(title)
+    ax.set_ylabel("score (higher: more anomalous)")
+    ax.legend(loc="upper left", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_score_histograms(scores: Any, labels: Any, path: str | os.PathLike[str],
+                          threshold: float | None = None) -> Path:
+    """Histograms of the scores of the normal and of the anomalous rows, on shared bins."""
+    s = _as_float_array(scores, "scores").reshape(-1)
+    y = np.asarray(labels).reshape(-1).astype(bool)
+    finite = np.isfinite(s)
+    bins = np.histogram_bin_edges(s[finite], bins=50)
+    fig = _new_figure((6, 3.5))
+    ax = fig.add_subplot()
+    ax.hist(s[finite & ~y], bins=bins, density=True, alpha=0.6, color="C0", label=f"normal ({int((~y).sum())})")
+    ax.hist(s[finite & y], bins=bins, density=True, alpha=0.6, color="C3", label=f"anomalous ({int(y.sum())})")
+    if threshold is not None:
+        ax.axvline(threshold, color="k", lw=0.8, ls="--", label="threshold")
+    ax.set_xlabel("score")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_roc_pr(scores: Any, labels: Any, path: str | os.PathLike[str]) -> Path:
+    """The ROC curve and the precision-recall curve of the scores against the labels (scikit-learn's)."""
+    from sklearn.metrics import auc, precision_recall_curve, roc_curve
+
+    s = _as_float_array(scores, "scores").reshape(-1)
+    s = np.nan_to_num(s, posinf=np.finfo(s.dtype).max)
+    y = np.asarray(labels).reshape(-1).astype(int)
+    fpr, tpr, _ = roc_curve(y, s)
+    precision, recall, _ = precision_recall_curve(y, s)
+    fig = _new_figure((9, 3.8))
+    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    left.plot(fpr, tpr, color="C0")
+    left.plot([0, 1], [0, 1], color="0.6", lw=0.7, ls=":")
+    left.set(xlabel="false-positive rate", ylabel="true-positive rate", title=f"ROC (AUC {auc(fpr, tpr):.3f})")
+    right.step(recall, precision, where="post", color="C0")
+    right.axhline(y.mean(), color="0.6", lw=0.7, ls=":")
+    right.set(xlabel="recall", ylabel="precision", title="precision-recall", ylim=(0, 1.02))
+    return _save(fig, path)

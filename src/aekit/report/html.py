@@ -33,6 +33,9 @@ FIGURE_CAPTIONS = {
     "samples_per_class.png": "Samples from the prior, one row per class",
     "latent_map.png": "Latent means, coloured by label",
     "training_curves.png": "Training curves",
+    "scores.png": "Anomaly score of each row (over time for a series), the threshold dashed, labelled rows shaded",
+    "score_histograms.png": "Scores of the normal and of the anomalous rows",
+    "roc_pr.png": "ROC and precision-recall curves of the scores against the labels",
 }
 # What each metric of metrics.json measures, and its unit; whether lower or higher is better is added from
 # metric_direction. Keys of other evaluation splits (val/nll) borrow the test/ entry of the same name.
@@ -68,10 +71,18 @@ METRIC_EXPLANATIONS = {
     "train/wall_time_s": "time spent in the training loop; seconds",
     "train/samples_per_s": "training examples per second of the loop; examples/s",
     "train/best_val_loss": "lowest validation loss of the run; nats per example",
+    "detect/threshold": "anomaly score above which a row is flagged: the 1 - contamination quantile of the "
+                        "training rows' scores",
+    "detect/rows": "rows scored; count",
+    "detect/train_rows": "rows the detector trained on (a series: its first ones); count",
+    "detect/flagged_share": "share of the rows scored above the threshold; fraction",
+    "detect/roc_auc": "ROC-AUC of the scores against the labels; fraction",
+    "detect/average_precision": "average precision of the scores against the labels; fraction",
 }
 # Metric names (the key after its split prefix) for which one direction is better; others have none.
 _LOWER_IS_BETTER = {"nll", "recon", "mse", "bce", "kl", "bits_per_dim", "best_val_loss"}
-_HIGHER_IS_BETTER = {"elbo", "psnr", "active_units", "auc", "ap", "node_acc", "best_val_auc"}
+_HIGHER_IS_BETTER = {"elbo", "psnr", "active_units", "auc", "ap", "node_acc", "best_val_auc", "roc_auc",
+                     "average_precision"}
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _CONFIG_SECTIONS = ("model", "data", "train")
 

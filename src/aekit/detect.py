@@ -1,0 +1,278 @@
+"""Anomaly detection on a file: a table, or a time series, scored by any aekit model (``aekit detect``).
+
+    aekit detect data.csv --out runs/detect --model vae latent_dim=4          # a table: one score per row
+    aekit detect nyc_taxi.csv --out runs/taxi --model ae --window 48          # a series: one score per timestamp
+    aekit detect nyc_taxi.csv --out runs/taxi --labels combined_windows.json  # NAB-style labelled windows
+
+**Input.** A CSV with a header, or an ``.npz`` with ``X`` (and ``y``). A CSV whose first column is named
+``timestamp`` (or ``time``, ``date``, ``datetime``) is a series: its rows must be in time order without repeats,
+and its other columns are the values (one or several). Any other CSV or npz is a table. A column named
+``label`` (``--label-column``) holds 0/1 labels and is not a feature; for a series, ``--labels`` may instead name
+a NAB-style JSON of anomaly windows ``{"<file name>": [["start", "end"], ...]}`` (the entry whose key ends with
+the file's name), whose rows in a window are labelled 1.
+
+**Model.** A table trains an :class:`aekit.sklearn.AutoencoderDetector` on its rows (all of them, the
+unsupervised protocol, unless ``--train-fraction`` keeps the first share); a series trains a
+:class:`aekit.sklearn.SeriesDetector` on the windows of its first ``--train-fraction`` rows (default 0.15, NAB's
+probationary share) and scores every row from the window that ends at it (only the past). The threshold is the
+``1 - contamination`` quantile of the training rows' scores.
+
+**Output** (in ``--out``): ``scores.csv`` (row or timestamp, score, 0/1 above the threshold, and the label where
+known), ``metrics.json`` (threshold, rows, share flagged; ROC-AUC and average precision where labels exist),
+``config.json``, the figures (score over time with the labelled rows shaded, score histograms of normal and
+anomalous rows, ROC and precision-recall curves) and ``report.html``.
+
+**Bad input** is a one-line error: a missing or unreadable file, a non-numeric value (its column and row), NaN
+or empty values (the columns), timestamps out of order or repeated (the rows), fewer rows than the window, a
+contamination outside (0, 0.5], labels that do not fit the rows, windows outside the series. Constant columns
+carry no information and are dropped, with a note naming them (a table of constant columns only is an error).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aekit.errors import ConfigError, DataError
+
+TIME_COLUMNS = ("timestamp", "time", "date", "datetime")
+
+
+@dataclass
+class DetectionData:
+    """Rows to score: ``values [N, C]``, the column names, ``timestamps [N]`` (a series) and ``labels [N]``."""
+
+    values: np.ndarray
+    columns: list[str]
+    name: str
+    timestamps: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def is_series(self) -> bool:
+        return self.timestamps is not None
+
+
+def read_detection_data(path: str | os.PathLike, label_column: str = "label") -> DetectionData:
+    """A CSV (a table, or a series when its first column is a time) or an npz table, checked (module docstring)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file; pass a CSV (a table, or timestamp,value rows) or an npz with X")
+    if path.suffix.lower() == ".npz":
+        return _checked(*_read_npz(path), path.name, None)
+    header, rows = _read_csv(path)
+    series = header[0].strip().lower() in TIME_COLUMNS
+    labels = None
+    if label_column in header:
+        index = header.index(label_column)
+        labels = _numbers([row[index] for row in rows], label_column, path)
+        if not np.isin(labels, (0, 1)).all():
+            raise DataError(f"{path}: column {label_column!r} holds values other than 0 and 1; labels are 0/1")
+    skip = {0} if series else set()
+    if labels is not None:
+        skip.add(header.index(label_column))
+    columns = [name for i, name in enumerate(header) if i not in skip]
+    if not columns:
+        raise DataError(f"{path}: no value columns besides {', '.join(header[i] for i in sorted(skip))}")
+    values = np.stack([_numbers([row[i] for row in rows], header[i], path) for i in range(len(header))
+                       if i not in skip], 1)
+    timestamps = _timestamps([row[0] for row in rows], path) if series else None
+    return _checked(values, columns, labels, path.name, timestamps)
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+    try:
+        with open(path, newline="") as f:
+            table = [row for row in csv.reader(f) if row]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: not a readable CSV ({exc})") from None
+    if len(table) < 2:
+        raise DataError(f"{path}: needs a header row and at least one data row")
+    header = [name.strip() for name in table[0]]
+    for number, row in enumerate(table[1:], start=2):
+        if len(row) != len(header):
+            raise DataError(f"{path}: line {number} has {len(row)} fields, the header {len(header)}")
+    return header, table[1:]
+
+
+def _numbers(texts: list[str], column: str, path: Path) -> np.ndarray:
+    out = np.empty(len(texts))
+    for i, text in enumerate(texts):
+        try:
+            out[i] = float(text) if text.strip() else np.nan
+        except ValueError:
+            raise DataError(f"{path}: column {column!r}, data row {i + 1}: {text!r} is not a number") from None
+    return out
+
+
+def _timestamps(texts: list[str], path: Path) -> np.ndarray:
+    try:
+        stamps = np.array([np.datetime64(t.strip().replace(" ", "T")) for t in texts])
+    except ValueError as exc:
+        raise DataError(f"{path}: a timestamp does not parse ({exc}); write ISO times such as 2014-04-01 00:00:00") \
+            from None
+    steps = np.diff(stamps)
+    backwards = np.flatnonzero(steps <= np.timedelta64(0))
+    if len(backwards):
+        i = int(backwards[0]) + 1
+        what = "repeats" if stamps[i] == stamps[i - 1] else "is earlier than"
+        raise DataError(f"{path}: the timestamp of data row {i + 1} ({texts[i].strip()}) {what} the one before; "
+                        "sort the rows by time and drop repeated ones")
+    return stamps
+
+
+def _read_npz(path: Path) -> tuple[np.ndarray, list[str], np.ndarray | None]:
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if "X" not in f:
+                raise DataError(f"{path}: holds no array X (found {', '.join(f.files)}); save X (and y) in it")
+            x = np.asarray(f["X"], dtype=np.float64)
+            y = np.asarray(f["y"]) if "y" in f else None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable npz ({exc})") from None
+    x = x[:, None] if x.ndim == 1 else x.reshape(len(x), -1)
+    return x, [f"x{i}" for i in range(x.shape[1])], y
+
+
+def _checked(values: np.ndarray, columns: list[str], labels, name: str, timestamps) -> DetectionData:
+    nan = [c for c, bad in zip(columns, ~np.isfinite(values).all(0), strict=True) if bad]
+    if nan:
+        raise DataError(f"{name}: NaN, Inf or empty values in column(s) {', '.join(nan)}; fill or drop them first")
+    if labels is not None and len(labels) != len(values):
+        raise DataError(f"{name}: {len(labels)} labels for {len(values)} rows; give one label per row")
+    notes = []
+    constant = values.std(0) == 0
+    if constant.all():
+        raise DataError(f"{name}: every column is constant ({', '.join(columns)}); there is nothing to learn")
+    if constant.any():
+        dropped = [c for c, k in zip(columns, constant, strict=True) if k]
+        notes.append(f"constant column(s) dropped: {', '.join(dropped)}")
+        values, columns = values[:, ~constant], [c for c, k in zip(columns, constant, strict=True) if not k]
+    labels = None if labels is None else np.asarray(labels).astype(int)
+    return DetectionData(values, columns, name, timestamps, labels, notes)
+
+
+def labels_from_windows(path: str | os.PathLike, data: DetectionData) -> np.ndarray:
+    """0/1 per row of a series from a NAB-style JSON of anomaly windows (the entry ending with its file name)."""
+    path = Path(path)
+    if not data.is_series:
+        raise DataError(f"{path}: windows label a series; {data.name} is a table (give a label column instead)")
+    try:
+        windows = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable JSON of windows ({exc})") from None
+    keys = [k for k in windows if Path(k).name == data.name] if isinstance(windows, dict) else []
+    if len(keys) != 1:
+        raise DataError(f"{path}: {'no' if not keys else 'more than one'} entry for {data.name}; its keys must end "
+                        "with the series' file name")
+    labels = np.zeros(len(data.values), dtype=int)
+    first, last = data.timestamps[0], data.timestamps[-1]
+    for start, end in windows[keys[0]]:
+        a, b = (np.datetime64(str(t).strip().replace(" ", "T")) for t in (start, end))
+        if b < first or a > last or b < a:
+            raise DataError(f"{path}: the window {start} .. {end} of {keys[0]} lies outside {data.name} "
+                            f"({first} .. {last}); these labels are not for this file")
+        labels[(data.timestamps >= a) & (data.timestamps <= b)] = 1
+    return labels
+
+
+@dataclass
+class DetectionResult:
+    scores: np.ndarray
+    threshold: float
+    metrics: dict[str, Any]
+    out: Path | None
+    report: Path | None
+    detector: Any
+
+
+def detect(data: str | os.PathLike | DetectionData, model: str = "ae", out: str | os.PathLike | None = "runs/detect",
+           *, window: int = 32, train_fraction: float | None = None, contamination: float = 0.01,
+           labels: str | os.PathLike | None = None, label_column: str = "label", steps: int = 1000,
+           random_state: int = 0, verbose: bool = False, **settings: Any) -> DetectionResult:
+    """Fit a detector on ``data`` (a file path or :class:`DetectionData`), score every row, write ``out``."""
+    from aekit.io import check_out_dir
+    from aekit.sklearn import AutoencoderDetector, SeriesDetector
+
+    if not (isinstance(contamination, (int, float)) and 0 < contamination <= 0.5):
+        raise ConfigError(f"contamination={contamination!r} must lie in (0, 0.5]")
+    if train_fraction is not None and not 0 < train_fraction <= 1:
+        raise ConfigError(f"train_fraction={train_fraction} must lie in (0, 1]")
+    if out is not None:
+        out = check_out_dir(out)
+        if (out / "scores.csv").exists():
+            raise DataError(f"{out}: already holds scores.csv; choose another --out (nothing was overwritten)")
+    d = data if isinstance(data, DetectionData) else read_detection_data(data, label_column)
+    if labels is not None:
+        d.labels = labels_from_windows(labels, d)
+    n = len(d.values)
+    fraction = train_fraction if train_fraction is not None else (0.15 if d.is_series else 1.0)
+    train_rows = max(2, int(n * fraction))
+    if d.is_series:
+        if n < window or train_rows < window:
+            raise DataError(f"{d.name}: {train_rows} training rows of {n} are fewer than the window of {window}; "
+                            "use a shorter --window or a larger --train-fraction")
+        detector = SeriesDetector(model, window=window, contamination=contamination, steps=steps,
+                                  random_state=random_state, verbose=verbose, **settings)
+    else:
+        detector = AutoencoderDetector(model, contamination=contamination, steps=steps, random_state=random_state,
+                                       verbose=verbose, **settings)
+    detector.fit(d.values[:train_rows])
+    scores = detector.anomaly_score(d.values)
+    flagged = (scores > detector.threshold_).astype(int)
+    metrics = {"detect/threshold": float(detector.threshold_), "detect/rows": n, "detect/train_rows": train_rows,
+               "detect/flagged_share": float(flagged.mean())}
+    if d.labels is not None and 0 < d.labels.sum() < n:
+        from sklearn.metrics import average_precision_score, roc_auc_score
+
+        finite = np.nan_to_num(scores, posinf=np.finfo(np.float64).max)
+        metrics.update({"detect/roc_auc": float(roc_auc_score(d.labels, finite)),
+                        "detect/average_precision": float(average_precision_score(d.labels, finite))})
+    for note in d.notes:
+        print(f"aekit: {d.name}: {note}")
+    report = None
+    if out is not None:
+        report = _write_outputs(out, d, scores, flagged, detector, metrics,
+                                {"model": {"name": model, **{k: _plain(v) for k, v in settings.items()}},
+                                 "data": {"name": d.name, "kind": "series" if d.is_series else "table",
+                                          "columns": d.columns},
+                                 "detect": {"window": window if d.is_series else None, "train_fraction": fraction,
+                                            "contamination": contamination, "steps": steps,
+                                            "criterion": detector.criterion_, "notes": d.notes}})
+    return DetectionResult(scores, float(detector.threshold_), metrics, out, report, detector)
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _write_outputs(out: Path, d: DetectionData, scores, flagged, detector, metrics, config) -> Path:
+    from aekit.io import atomic_write_text
+    from aekit.report import write_report
+    from aekit.report.figures import plot_roc_pr, plot_score_histograms, plot_scores_over_time
+
+    out.mkdir(parents=True, exist_ok=True)
+    index_name = "timestamp" if d.is_series else "row"
+    index = [str(t).replace("T", " ") for t in d.timestamps] if d.is_series else [str(i) for i in range(len(scores))]
+    lines = [",".join([index_name, "score", "anomaly", *(["label"] if d.labels is not None else [])])]
+    for i, (key, s, f) in enumerate(zip(index, scores, flagged, strict=True)):
+        lines.append(",".join([key, repr(float(s)), str(int(f)), *([str(int(d.labels[i]))] if d.labels is not None
+                                                                    else [])]))
+    atomic_write_text(out / "scores.csv", "\n".join(lines) + "\n")
+    figures = out / "figures"
+    figures.mkdir(exist_ok=True)
+    plot_scores_over_time(scores, figures / "scores.png", detector.threshold_, d.labels,
+                          d.timestamps if d.is_series else None, title=f"Anomaly score of {d.name}")
+    if d.labels is not None and 0 < d.labels.sum() < len(scores):
+        plot_score_histograms(scores, d.labels, figures / "score_histograms.png", detector.threshold_)
+        plot_roc_pr(scores, d.labels, figures / "roc_pr.png")
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    atomic_write_text(out / "config.json", json.dumps(config, indent=2, default=str) + "\n")
+    return write_report(out)
