@@ -3,10 +3,12 @@ AutoEncoder on the same sliding windows and against the published NAB scoreboard
 
 Protocol (online-style, each score from the past only): per series, the detector trains on the probationary
 rows (the first ``min(floor(0.15 n), 750)``, which NAB does not score) and scores every row t by the window of
-rows t - T + 1 .. t (the first row repeated before the start). A file's raw scores are mapped to [0, 1] with the
-statistics of its own training rows only: ``z = max(0, (s - median) / (q99 - median))``, ``p = z / (1 + z)``
-(monotone, so within a file only the order matters; across files it puts the training rows' 99th percentile at
-0.5). NAB's sweep then chooses one threshold per profile over the whole corpus (``aekit.metrics.nab``).
+rows t - T + 1 .. t (the first row repeated before the start). A file's raw scores are mapped to [0, 1] online
+(``--post likelihood``, the default): the anomaly likelihood of Ahmad et al. 2017 (``aekit.detect.
+anomaly_likelihood``: the last 10 raw scores' mean against the mean and spread of the last 8640, log-spread as
+NAB's HTM detector does); or (``--post unit``) with the statistics of the file's training rows only,
+``z = max(0, (s - median) / (q99 - median))``, ``p = z / (1 + z)``. NAB's sweep then chooses one threshold per
+profile over the whole corpus (``aekit.metrics.nab``).
 
 aekit: ``SeriesDetector`` (``ae`` and ``vae``), GRU backbone 32 wide, latent 8, window 32, ``steps`` Adam steps of
 batch 64 at lr 1e-3, score = -log p(x | z) at the posterior mean. PyOD: ``AutoEncoder`` on the flattened windows
@@ -29,6 +31,14 @@ import numpy as np
 import torch
 
 WINDOW = 32
+
+
+def post_process(kind: str, scores: np.ndarray, train: int) -> np.ndarray:
+    if kind == "likelihood":
+        from aekit.detect import anomaly_likelihood
+
+        return anomaly_likelihood(scores)
+    return to_unit(scores, train)
 
 
 def to_unit(scores: np.ndarray, train: int) -> np.ndarray:
@@ -70,6 +80,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--detectors", nargs="+", default=["aekit-ae", "aekit-vae", "pyod-ae"])
     parser.add_argument("--limit", type=int, default=0, help="the first N series with windows only (a check)")
+    parser.add_argument("--post", default="likelihood", choices=["likelihood", "unit"],
+                        help="raw scores -> [0, 1]: the online anomaly likelihood, or the training-quantile map")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -80,7 +92,8 @@ def main() -> None:
     root = Path(os.environ.get("AEKIT_DATA", Path(__file__).resolve().parents[2] / "shared" / "datasets")) / "nab"
     files = read_nab(root)
     files = [f for f in files if f.windows][: args.limit] if args.limit else files
-    report = {"series": len(files), "window": WINDOW, "steps": args.steps, "seed": args.seed, "detectors": {}}
+    report = {"series": len(files), "window": WINDOW, "steps": args.steps, "seed": args.seed, "post": args.post,
+              "detectors": {}}
     for name in args.detectors:
         t0, unit = time.perf_counter(), []
         for f in files:
@@ -89,7 +102,7 @@ def main() -> None:
                 raw = pyod_scores(f.values, train, args.steps, args.seed)
             else:
                 raw = aekit_scores(name.split("-")[1], f.values, train, args.steps, args.seed)
-            unit.append(to_unit(raw, train))
+            unit.append(post_process(args.post, raw, train))
         seconds = time.perf_counter() - t0
         scores = nab_scores(unit, [f.windows for f in files])
         report["detectors"][name] = {"seconds": round(seconds, 1), **{

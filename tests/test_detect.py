@@ -96,3 +96,22 @@ def test_windows_that_are_not_for_the_file_are_refused(tmp_path, capsys):
                         tmp_path / "w.json", "--window", "8", *FAST)
     assert_clean_error(result, "no entry for s.csv")
     assert_clean_error(aekit_here(capsys, "detect", tmp_path / "none.csv", "--out", tmp_path / "r2"), "no such file")
+
+
+def test_anomaly_likelihood_by_hand_online_and_fading_for_a_lasting_shift():
+    from scipy.stats import norm
+
+    from aekit.detect import anomaly_likelihood
+
+    rng = np.random.default_rng(0)
+    s = np.concatenate([rng.normal(1.0, 0.1, 300), np.full(300, 3.0)])
+    raw = anomaly_likelihood(s, long_window=100, short_window=5, log_scale=False)
+    t = 310  # the statistics of rows 211..310 and 306..310, by hand
+    mean, sd, recent = s[211:311].mean(), s[211:311].std(), s[306:311].mean()
+    assert raw[t] == pytest.approx(norm.cdf((recent - mean) / sd), rel=1e-6)
+    assert raw[302] > 0.99 and raw[590] < 0.9  # high at the change, lower once the long window holds the new level
+    changed = s.copy()
+    changed[400:] = -5
+    np.testing.assert_array_equal(anomaly_likelihood(changed, 100, 5)[:400], anomaly_likelihood(s, 100, 5)[:400])
+    spread = anomaly_likelihood(s, 100, 5)
+    assert spread.min() >= 0 and spread.max() <= 1 + 1e-9

@@ -183,6 +183,36 @@ def labels_from_windows(path: str | os.PathLike, data: DetectionData) -> np.ndar
     return labels
 
 
+def anomaly_likelihood(scores, long_window: int = 8640, short_window: int = 10, log_scale: bool = True
+                       ) -> np.ndarray:
+    """The anomaly likelihood of a stream of raw scores (Ahmad et al. 2017, "Unsupervised real-time anomaly
+    detection for streaming data", eq. 5-7), computed online: at row t, with mu_t and sigma_t the mean and
+    standard deviation of the last ``long_window`` raw scores and mu~_t the mean of the last ``short_window``,
+
+        L_t = 1 - Q((mu~_t - mu_t) / sigma_t),    Q the standard normal's upper tail,
+
+    which is near 1 only when the recent scores are unusually high for this stream, so a lasting change of level
+    stops counting as the long-term statistics take it in. With ``log_scale`` it is spread as NAB's HTM
+    detector does, ``log(1.0000000001 - L) / log(1e-10)``, in [0, 1]. Uses rows ``<= t`` only."""
+    from scipy.special import ndtr
+
+    s = np.nan_to_num(np.asarray(scores, np.float64), posinf=np.finfo(np.float64).max / 1e6)
+    n = len(s)
+    c1, c2 = np.concatenate([[0.0], np.cumsum(s)]), np.concatenate([[0.0], np.cumsum(s * s)])
+    t = np.arange(1, n + 1)
+    lo_long, lo_short = np.maximum(0, t - long_window), np.maximum(0, t - short_window)
+    count = t - lo_long
+    mean = (c1[t] - c1[lo_long]) / count
+    var = np.maximum((c2[t] - c2[lo_long]) / count - mean**2, 0.0)
+    recent = (c1[t] - c1[lo_short]) / (t - lo_short)
+    sigma = np.sqrt(var)
+    z = np.where(sigma > 0, (recent - mean) / np.where(sigma > 0, sigma, 1.0), 0.0)
+    likelihood = ndtr(z)  # 1 - Q(z)
+    if not log_scale:
+        return likelihood
+    return np.log(1.0000000001 - likelihood) / np.log(1e-10)
+
+
 @dataclass
 class DetectionResult:
     scores: np.ndarray
