@@ -42,6 +42,7 @@ def test_a_series_is_scored_per_timestamp_with_labels_from_windows(tmp_path, cap
                                                                           "roc_pr.png"}
     page = (tmp_path / "run" / "report.html").read_text()
     assert "ROC-AUC of the scores against the labels" in page and "scores.png" in page
+    assert "Not produced for this run" not in page  # a training run's figures are not missing from a detector's
     again = aekit_here(capsys, "detect", tmp_path / "s.csv", "--out", tmp_path / "run", *FAST)
     assert_clean_error(again, "already holds scores.csv")
     assert len((tmp_path / "run" / "scores.csv").read_text().splitlines()) == 401  # not overwritten

@@ -33,6 +33,9 @@ FIGURE_CAPTIONS = {
     "samples_per_class.png": "Samples from the prior, one row per class",
     "latent_map.png": "Latent means, coloured by label",
     "training_curves.png": "Training curves",
+}
+# Figures of `aekit detect`, captioned in its report but never listed there as missing from a training run's.
+DETECTION_CAPTIONS = {
     "scores.png": "Anomaly score of each row (over time for a series), the threshold dashed, labelled rows shaded",
     "score_histograms.png": "Scores of the normal and of the anomalous rows",
     "roc_pr.png": "ROC and precision-recall curves of the scores against the labels",
@@ -249,17 +252,20 @@ def _figures_section(figures_dir: Path) -> str:
     present = {path.name: path for path in figures_dir.glob("*.png") if path.is_file()}
     if not present:
         return _missing("No figures: figures/ holds no PNG files yet.")
-    known = [name for name in FIGURE_CAPTIONS if name in present]
-    others = sorted(name for name in present if name not in FIGURE_CAPTIONS)
+    captions = {**FIGURE_CAPTIONS, **DETECTION_CAPTIONS}
+    known = [name for name in captions if name in present]
+    others = sorted(name for name in present if name not in captions)
     parts = []
     for name in known + others:
-        caption = FIGURE_CAPTIONS.get(name) or Path(name).stem.replace("_", " ").capitalize()
+        caption = captions.get(name) or Path(name).stem.replace("_", " ").capitalize()
         data = present[name].read_bytes()
         if not data.startswith(_PNG_SIGNATURE):
             parts.append(_missing(f"{name} is not a valid PNG file; skipped."))
             continue
         parts.append(embedded_figure(data, caption, name))
-    absent = [f"{caption} ({name})" for name, caption in FIGURE_CAPTIONS.items() if name not in present]
+    detection = any(name in present for name in DETECTION_CAPTIONS)  # a detector's report: its own figures only
+    absent = [] if detection else [f"{caption} ({name})" for name, caption in FIGURE_CAPTIONS.items()
+                                   if name not in present]
     if absent:
         note = "Not produced for this run: " + "; ".join(absent) + "."
         if "samples.png" not in present:
