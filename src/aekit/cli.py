@@ -266,6 +266,27 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_detect_parser(sub) -> None:
+    p = sub.add_parser("detect", help="score the rows of a table or the timestamps of a series for anomalies",
+                       description="Fit MODEL as an anomaly detector on DATA (a CSV table, an npz with X, or a "
+                                   "timestamp,value... CSV series) and write scores.csv, metrics.json and a report; "
+                                   "key=value pairs set the model's and training keys (latent_dim=4 backbone=lstm).")
+    p.add_argument("data", help="a CSV or npz file")
+    p.add_argument("--out", required=True, help="folder to write (scores.csv, metrics.json, figures, report.html)")
+    p.add_argument("--model", default="ae", help="registered model name (ae, dae, vae, ...)")
+    p.add_argument("--window", type=int, default=32, help="rows per window of a series")
+    p.add_argument("--train-fraction", type=float, default=None,
+                   help="train on the first share of the rows (default: a series 0.15, a table all rows)")
+    p.add_argument("--contamination", type=float, default=0.01, help="share above the threshold, in (0, 0.5]")
+    p.add_argument("--labels", help="a NAB-style JSON of anomaly windows for a series")
+    p.add_argument("--label-column", default="label", help="the CSV column of 0/1 labels, if any")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--verbose", action="store_true")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.set_defaults(func=cmd_detect)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aekit", description="Train, evaluate and sample autoencoders.",
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -308,24 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--condition", help="for a conditional model: a class id (3) or a vector (0.1,0.9)")
     p.set_defaults(func=cmd_sample)
 
-    p = sub.add_parser("detect", help="score the rows of a table or the timestamps of a series for anomalies",
-                       description="Fit MODEL as an anomaly detector on DATA (a CSV table, an npz with X, or a "
-                                   "timestamp,value... CSV series) and write scores.csv, metrics.json and a report; "
-                                   "key=value pairs set the model's and training keys (latent_dim=4 backbone=lstm).")
-    p.add_argument("data", help="a CSV or npz file")
-    p.add_argument("--out", required=True, help="folder to write (scores.csv, metrics.json, figures, report.html)")
-    p.add_argument("--model", default="ae", help="registered model name (ae, dae, vae, ...)")
-    p.add_argument("--window", type=int, default=32, help="rows per window of a series")
-    p.add_argument("--train-fraction", type=float, default=None,
-                   help="train on the first share of the rows (default: a series 0.15, a table all rows)")
-    p.add_argument("--contamination", type=float, default=0.01, help="share above the threshold, in (0, 0.5]")
-    p.add_argument("--labels", help="a NAB-style JSON of anomaly windows for a series")
-    p.add_argument("--label-column", default="label", help="the CSV column of 0/1 labels, if any")
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--verbose", action="store_true")
-    p.add_argument("overrides", nargs="*", metavar="key=value")
-    p.set_defaults(func=cmd_detect)
+    _add_detect_parser(sub)
 
     p = sub.add_parser("compare", help="one HTML page comparing runs: metrics, differing settings, curves")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories written by `aekit train`")

@@ -113,11 +113,9 @@ def _numbers(texts: list[str], column: str, path: Path) -> np.ndarray:
 
 
 def _timestamps(texts: list[str], path: Path) -> np.ndarray:
-    try:
-        stamps = np.array([np.datetime64(t.strip().replace(" ", "T")) for t in texts])
-    except ValueError as exc:
-        raise DataError(f"{path}: a timestamp does not parse ({exc}); write ISO times such as 2014-04-01 00:00:00") \
-            from None
+    from aekit.data.nab import parse_timestamps
+
+    stamps = parse_timestamps([t.strip() for t in texts], f"{path}: timestamp")
     steps = np.diff(stamps)
     backwards = np.flatnonzero(steps <= np.timedelta64(0))
     if len(backwards):
@@ -161,6 +159,8 @@ def _checked(values: np.ndarray, columns: list[str], labels, name: str, timestam
 
 def labels_from_windows(path: str | os.PathLike, data: DetectionData) -> np.ndarray:
     """0/1 per row of a series from a NAB-style JSON of anomaly windows (the entry ending with its file name)."""
+    from aekit.data.nab import parse_timestamps
+
     path = Path(path)
     if not data.is_series:
         raise DataError(f"{path}: windows label a series; {data.name} is a table (give a label column instead)")
@@ -175,7 +175,7 @@ def labels_from_windows(path: str | os.PathLike, data: DetectionData) -> np.ndar
     labels = np.zeros(len(data.values), dtype=int)
     first, last = data.timestamps[0], data.timestamps[-1]
     for start, end in windows[keys[0]]:
-        a, b = (np.datetime64(str(t).strip().replace(" ", "T")) for t in (start, end))
+        a, b = parse_timestamps([str(start).strip(), str(end).strip()], f"{path}: window of {keys[0]}, end")
         if b < first or a > last or b < a:
             raise DataError(f"{path}: the window {start} .. {end} of {keys[0]} lies outside {data.name} "
                             f"({first} .. {last}); these labels are not for this file")
@@ -290,7 +290,8 @@ def _write_outputs(out: Path, d: DetectionData, scores, flagged, detector, metri
 
     out.mkdir(parents=True, exist_ok=True)
     index_name = "timestamp" if d.is_series else "row"
-    index = [str(t).replace("T", " ") for t in d.timestamps] if d.is_series else [str(i) for i in range(len(scores))]
+    index = ([t.replace("T", " ") for t in np.datetime_as_string(d.timestamps, unit="s")] if d.is_series
+             else [str(i) for i in range(len(scores))])
     lines = [",".join([index_name, "score", "anomaly", *(["label"] if d.labels is not None else [])])]
     for i, (key, s, f) in enumerate(zip(index, scores, flagged, strict=True)):
         lines.append(",".join([key, repr(float(s)), str(int(f)), *([str(int(d.labels[i]))] if d.labels is not None

@@ -38,7 +38,9 @@ class NABFile:
     windows: tuple[tuple[int, int], ...]
 
 
-def _parse_times(strings: list[str], where: str) -> np.ndarray:
+def parse_timestamps(strings: list[str], where: str) -> np.ndarray:
+    """ISO timestamps (``2014-04-01 00:00:00``) as ``datetime64[us]``; one that does not parse is an error naming
+    ``where`` and its position."""
     try:
         return np.array(strings, dtype="datetime64[us]")
     except ValueError:
@@ -61,7 +63,7 @@ def _read_series(path: Path, name: str, strict: bool) -> tuple[np.ndarray, np.nd
     bad = next((k for k, r in enumerate(body) if len(r) < 2), None)
     if bad is not None:
         raise DataError(f"{path}, line {bad + 2}: expected 'timestamp,value', got {','.join(body[bad])!r}")
-    t = _parse_times([r[0] for r in body], f"{path}, row")
+    t = parse_timestamps([r[0] for r in body], f"{path}, row")
     try:
         v = np.array([r[1] for r in body], dtype=np.float64)
     except ValueError:
@@ -90,7 +92,7 @@ def _window_rows(t: np.ndarray, limits: list, name: str) -> tuple[tuple[int, int
     for k, pair in enumerate(limits):
         if not isinstance(pair, list | tuple) or len(pair) != 2:
             raise DataError(f"{name}: window {k} is {pair!r}; a window is [start, end] timestamps")
-        ends = _parse_times([str(p) for p in pair], f"{name}: window {k}, end")
+        ends = parse_timestamps([str(p) for p in pair], f"{name}: window {k}, end")
         rows = []
         for end in ends:
             match = np.flatnonzero(t == end)
