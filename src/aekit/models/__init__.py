@@ -3,6 +3,7 @@
 from aekit.models.aae import AAE, AAEConfig
 from aekit.models.ae import AE, AEConfig, DAEConfig
 from aekit.models.base import Autoencoder, AutoencoderConfig, AutoencoderOutput, Model
+from aekit.models.cevae import CEVAE, CEVAEConfig
 from aekit.models.classifier import Classifier, ClassifierConfig
 from aekit.models.cvae import CVAE, CVAEConfig
 from aekit.models.gae import GAE, GAEConfig
@@ -14,7 +15,7 @@ from aekit.models.vae import VAE, BetaVAEConfig, VAEConfig
 
 __all__ = [
     "AAE", "AAEConfig", "AE", "AEConfig", "Autoencoder", "AutoencoderConfig", "AutoencoderOutput", "BetaVAEConfig",
-    "CVAE", "CVAEConfig", "Classifier", "ClassifierConfig", "DAEConfig", "GAE", "GAEConfig", "GraphMAE",
-    "GraphMAEConfig", "Model",
+    "CEVAE", "CEVAEConfig", "CVAE", "CVAEConfig", "Classifier", "ClassifierConfig", "DAEConfig", "GAE", "GAEConfig",
+    "GraphMAE", "GraphMAEConfig", "Model",
     "IWAEBound", "IWAEConfig", "MAE", "MAEConfig", "SparK", "SparKConfig", "VAE", "VAEConfig",
 ]
