@@ -106,3 +106,27 @@ def test_series_detector_scores_each_row_from_its_past_only_and_finds_a_level_sh
     assert detector.predict(x[890:930]).min() == -1 and detector.predict(x[:100]).mean() > 0.9
     with pytest.raises(ValueError, match="features"):
         detector.anomaly_score(np.zeros((10, 2)))
+
+
+def test_images_as_arrays_maps_attributions_and_reconstructions():
+    from sklearn.datasets import load_digits
+
+    images = (load_digits().images / 16.0)[:, None]  # [N, 1, 8, 8] in [0, 1]
+    detector = AutoencoderDetector("ce-vae", backbone="conv", channels=(8, 16), standardize=False,
+                                   likelihood="bernoulli", steps=100, nll_samples=8, random_state=0).fit(images[:600])
+    x = images[600:606]
+    assert detector.reconstruct(x).shape == x.shape and detector.anomaly_map(x).shape == x.shape
+    shares = detector.attributions(x, "recon-error")
+    assert np.allclose(shares.reshape(6, -1).sum(1), detector.anomaly_score(x, criterion="recon"), rtol=1e-5)
+    ig = detector.attributions(x, steps=64)  # of the fitted criterion (nll), from a black image
+    rise = detector.anomaly_score(x) - detector.anomaly_score(np.zeros_like(x))  # the same samples per row
+    assert np.allclose(ig.reshape(6, -1).sum(1), rise, rtol=0.05)
+    combined = detector.anomaly_score(x, criterion="combined")
+    assert np.allclose(combined, detector.anomaly_map(x, "combined").reshape(6, -1).sum(1), rtol=1e-5)
+    with pytest.raises(AekitError, match=r"rows of shape \(1, 4, 16\) do not fit the \(1, 8, 8\)"):
+        detector.anomaly_score(images[:3].reshape(3, 1, 4, 16))
+    with pytest.raises(AekitError, match="method='shap' is unknown"):
+        detector.attributions(x, "shap")
+    with pytest.raises(AekitError, match="criterion=combined needs a model with a posterior"):
+        AutoencoderDetector("ae", backbone="conv", standardize=False, steps=5).fit(images[:50]).anomaly_score(
+            x, criterion="combined")

@@ -21,12 +21,17 @@ Both pass scikit-learn's ``check_estimator`` except two checks (``tests/test_skl
 check passes one named ``settings`` itself; and ``check_methods_subset_invariance``, because scores are computed
 in float32 by batched matmuls, so a row scored in another batch size differs by about 1e-6, above the check's
 1e-7.
+
+Images and other examples with a shape are fitted as arrays ``[N, C, H, W]`` (``backbone="conv"``; for pixels
+in [0, 1] usually ``standardize=False, likelihood="bernoulli"``). Why a row scores high:
+``AutoencoderDetector.anomaly_map`` (per element: reconstruction error, score gradient, or the ceVAE's
+combination) and ``attributions`` (integrated gradients, or each element's share of the reconstruction score),
+both from :mod:`aekit.anomaly`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import numpy as np
@@ -36,7 +41,8 @@ from sklearn.utils.validation import check_is_fitted, check_random_state, valida
 
 from aekit.errors import ConfigError
 
-CRITERIA = ("auto", "recon", "elbo", "nll")
+CRITERIA = ("auto", "recon", "elbo", "nll", "combined")
+ATTRIBUTIONS = ("integrated-gradients", "recon-error")
 
 
 # training keys the estimator sets itself; every other training key may be given (weight_decay=1e-4, ...)
@@ -105,13 +111,13 @@ class _AutoencoderEstimator(BaseEstimator):
             raise ConfigError(f"unknown {self.model} config key(s) {', '.join(unknown)}; give the model's keys "
                               f"(aekit models {self.model}) or training keys")
 
-        X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
+        X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2, allow_nd=True)
         if self.standardize:
             self.mean_ = X.mean(0)
             scale = X.std(0)
             self.scale_ = np.where(scale > 0, scale, 1.0)  # a constant column stays as it is, centred
         else:
-            self.mean_, self.scale_ = np.zeros(X.shape[1]), np.ones(X.shape[1])
+            self.mean_, self.scale_ = np.zeros(X.shape[1:]), np.ones(X.shape[1:])
         seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
         settings = {name: getattr(self, name) for name in self._setting_names()}
         settings = {"likelihood": "gaussian", "latent_dim": self._default_latent(X), "hidden": (64,), **settings}
@@ -127,12 +133,19 @@ class _AutoencoderEstimator(BaseEstimator):
         return X
 
     def _default_latent(self, X: np.ndarray) -> int:
-        return max(1, min(8, X.shape[1]))
+        return max(1, min(8, int(np.prod(X.shape[1:]))))
 
     def _inputs(self, X) -> torch.Tensor:
         check_is_fitted(self, "model_")
-        X = validate_data(self, X, dtype=np.float64, reset=False)
+        X = validate_data(self, X, dtype=np.float64, reset=False, allow_nd=True)
+        if X.shape[1:] != self.mean_.shape:
+            raise ConfigError(f"rows of shape {X.shape[1:]} do not fit the {self.mean_.shape} the detector was "
+                              "fitted on; give rows of the fitted shape")
         return torch.from_numpy(self._standardize(X))
+
+    def reconstruct(self, X) -> np.ndarray:
+        """E[x | z = embed(x)] of each row, in the original units."""
+        return self.model_.reconstruct(self._inputs(X)).double().numpy() * self.scale_ + self.mean_
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -165,9 +178,10 @@ class AutoencoderDetector(OutlierMixin, _AutoencoderEstimator):
 
     ``criterion``: ``recon`` (-log p(x | z) at the point embedding: half the squared error for the default Gaussian
     likelihood, plus a constant), ``elbo`` (the negative ELBO, ``nll_samples`` posterior samples averaged),
-    ``nll`` (-log p(x) by importance sampling with ``nll_samples`` samples), or ``auto`` (``nll`` for models
-    with a posterior, ``recon`` otherwise). ``contamination``: the expected share of outliers in the training
-    rows, in (0, 0.5], which sets ``threshold_``.
+    ``nll`` (-log p(x) by importance sampling with ``nll_samples`` samples), ``combined`` (the ceVAE's
+    reconstruction error times the score's gradient, summed over elements: :mod:`aekit.anomaly`), or ``auto``
+    (``nll`` for models with a posterior, ``recon`` otherwise). ``contamination``: the expected share of outliers
+    in the training rows, in (0, 0.5], which sets ``threshold_``.
     """
 
     def __init__(self, model: str = "ae", *, criterion: str = "auto", contamination: float = 0.1,
@@ -186,43 +200,72 @@ class AutoencoderDetector(OutlierMixin, _AutoencoderEstimator):
         if not (isinstance(self.contamination, (int, float)) and 0 < self.contamination <= 0.5):
             raise ConfigError(f"contamination={self.contamination!r} must lie in (0, 0.5]")
         self._fit_model(X)
-        stochastic = getattr(self.model_.bottleneck, "stochastic", False)
+        from aekit.anomaly import has_posterior
+
+        stochastic = has_posterior(self.model_)
         self.criterion_ = ("nll" if stochastic else "recon") if self.criterion == "auto" else self.criterion
-        if self.criterion_ in ("elbo", "nll") and not stochastic:
-            raise ConfigError(f"criterion={self.criterion_} needs a model with a posterior (vae, ...); {self.model} "
-                              "has none: use criterion=recon")
+        self._check_criterion(self.criterion_)
         train_scores = self._scores_of(self._standardize(self._as_rows(X)))
         self.threshold_ = float(np.quantile(train_scores, 1.0 - self.contamination))
         self.offset_ = -self.threshold_
         return self
 
-    @torch.no_grad()
-    def _anomaly(self, x: torch.Tensor) -> np.ndarray:
-        from aekit.metrics import importance_sampled_log_likelihood
+    def _check_criterion(self, criterion: str) -> None:
+        from aekit.anomaly import has_posterior
 
-        model = self.model_
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)  # the same rows get the same scores, call after call
-            if self.criterion_ == "recon":
-                scores = model.likelihood.nll(model.decode(model.embed(x)), x)
-            elif self.criterion_ == "elbo":
-                out = model(x, n_samples=max(1, self.nll_samples))
-                scores = out.terms["recon"] + out.terms["kl"]
-            else:
-                scores = -importance_sampled_log_likelihood(model, x, n_samples=max(1, self.nll_samples))
-        scores = scores.double().numpy()
-        return np.where(np.isfinite(scores), scores, math.inf)
+        if criterion not in CRITERIA[1:]:
+            raise ConfigError(f"criterion={criterion!r} is unknown; choose one of {', '.join(CRITERIA[1:])}")
+        if criterion in ("elbo", "nll", "combined") and not has_posterior(self.model_):
+            raise ConfigError(f"criterion={criterion} needs a model with a posterior (vae, ce-vae, ...); "
+                              f"{self.model} has none: use criterion=recon")
+
+    def _anomaly(self, x: torch.Tensor, criterion: str | None = None) -> np.ndarray:
+        from aekit.anomaly import anomaly_scores
+
+        criterion = criterion or self.criterion_
+        # the same rows get the same scores, call after call: the samples come from a fixed seed
+        return anomaly_scores(self.model_, x, criterion, n_samples=self.nll_samples).double().numpy()
 
     def _as_rows(self, X) -> np.ndarray:
         return np.asarray(X, dtype=np.float64)
 
-    def _scores_of(self, X: np.ndarray) -> np.ndarray:
+    def _scores_of(self, X: np.ndarray, criterion: str | None = None) -> np.ndarray:
         """Anomaly scores of standardised rows."""
-        return self._anomaly(torch.from_numpy(X))
+        return self._anomaly(torch.from_numpy(X), criterion)
 
-    def anomaly_score(self, X) -> np.ndarray:
-        """Higher for more anomalous rows, in nats per row (the criterion's own scale)."""
-        return self._anomaly(self._inputs(X))
+    def anomaly_score(self, X, criterion: str | None = None) -> np.ndarray:
+        """Higher for more anomalous rows, in nats per row (the criterion's own scale); ``criterion`` scores by
+        another criterion than the fitted one (``threshold_`` belongs to the fitted one)."""
+        if criterion is not None:
+            self._check_criterion(criterion)
+        return self._anomaly(self._inputs(X), criterion)
+
+    def anomaly_map(self, X, kind: str = "combined") -> np.ndarray:
+        """Where each row's score comes from, one value per element (the rows' shape): ``recon-error``,
+        ``gradient`` (of the model's score) or ``combined`` (their product); :func:`aekit.anomaly.anomaly_maps`."""
+        from aekit.anomaly import anomaly_maps
+
+        return anomaly_maps(self.model_, self._inputs(X), kind).double().numpy()
+
+    def attributions(self, X, method: str = "integrated-gradients", baseline=None, steps: int = 32) -> np.ndarray:
+        """Each element's share of its row's anomaly score, in nats, the rows' shape.
+
+        ``integrated-gradients``: of the fitted criterion (``recon`` for ``combined``), from ``baseline`` (in
+        the original units; default: the training mean, i.e. zero after standardisation), summing to
+        score(x) - score(baseline); ``recon-error``: -log p(x_i | z) of each element, summing to the ``recon``
+        score."""
+        from aekit.anomaly import integrated_gradients, reconstruction_attributions
+
+        if method not in ATTRIBUTIONS:
+            raise ConfigError(f"method={method!r} is unknown; choose one of {', '.join(ATTRIBUTIONS)}")
+        x = self._inputs(X)
+        if method == "recon-error":
+            return reconstruction_attributions(self.model_, x).double().numpy()
+        if baseline is not None:
+            baseline = torch.from_numpy(self._standardize(np.asarray(baseline, dtype=np.float64)))
+        criterion = "recon" if self.criterion_ == "combined" else self.criterion_
+        samples = 1 if criterion == "elbo" else self.nll_samples
+        return integrated_gradients(self.model_, x, criterion, baseline, steps, n_samples=samples).double().numpy()
 
     def score_samples(self, X) -> np.ndarray:
         """Higher for more normal rows: the negated anomaly score."""
@@ -276,13 +319,21 @@ class SeriesDetector(AutoencoderDetector):
     def _fit_model(self, X) -> None:
         super()._fit_model(self._as_rows(X))
 
-    def _scores_of(self, X: np.ndarray, batch: int = 1024) -> np.ndarray:
+    def _scores_of(self, X: np.ndarray, criterion: str | None = None, batch: int = 1024) -> np.ndarray:
         windows = self._windows(X)
-        return np.concatenate([self._anomaly(windows.inputs(slice(i, i + batch))) for i in range(0, len(windows),
-                                                                                                 batch)])
+        return np.concatenate([self._anomaly(windows.inputs(slice(i, i + batch)), criterion)
+                               for i in range(0, len(windows), batch)])
 
-    def anomaly_score(self, X) -> np.ndarray:
-        """One score per row, from the window that ends at it; higher for more anomalous rows."""
+    def _inputs(self, X) -> torch.Tensor:
+        """The windows ``[N, T, C]`` that end at each row."""
         check_is_fitted(self, "model_")
         X = validate_data(self, self._as_rows(X), dtype=np.float64, reset=False)
-        return self._scores_of(self._standardize(X))
+        return self._windows(self._standardize(X)).inputs()
+
+    def anomaly_score(self, X, criterion: str | None = None) -> np.ndarray:
+        """One score per row, from the window that ends at it; higher for more anomalous rows."""
+        if criterion is not None:
+            self._check_criterion(criterion)
+        check_is_fitted(self, "model_")
+        X = validate_data(self, self._as_rows(X), dtype=np.float64, reset=False)
+        return self._scores_of(self._standardize(X), criterion)

@@ -17,10 +17,9 @@ def elbo_terms(model, x: torch.Tensor, n_samples: int = 1) -> dict[str, torch.Te
     return {"recon": recon, "kl": kl, "elbo": -(recon + kl)}
 
 
-@torch.no_grad()
 def importance_sampled_log_likelihood(
     model, x: torch.Tensor, n_samples: int = 5000, chunk_size: int | None = None, max_decoded: int | None = None,
-    condition: torch.Tensor | None = None,
+    condition: torch.Tensor | None = None, differentiable: bool = False,
 ) -> torch.Tensor:
     """log p(x) per example ``[B]`` by importance sampling with q(z|x) as proposal (Burda et al. 2016):
 
@@ -33,9 +32,15 @@ def importance_sampled_log_likelihood(
 
     ``max_decoded`` defaults to 4096 on a CPU, where a chunk's decoder outputs then stay in the cache (an
     MNIST chunk is 13 MB), and to 65,536 on an accelerator, whose throughput grows with the chunk.
+    ``differentiable=True`` keeps the graph (for gradients of log p(x) with respect to x); by default none is built.
     """
     if n_samples < 1:
         raise ConfigError(f"n_samples={n_samples} must be >= 1")
+    with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
+        return _log_likelihood(model, x, n_samples, chunk_size, max_decoded, condition)
+
+
+def _log_likelihood(model, x, n_samples, chunk_size, max_decoded, condition) -> torch.Tensor:
     bottleneck = model.bottleneck
     if not getattr(bottleneck, "stochastic", False):
         raise ConfigError(f"{model.name} has a deterministic bottleneck: log p(x) is not defined for it")
