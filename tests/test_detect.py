@@ -116,3 +116,71 @@ def test_anomaly_likelihood_by_hand_online_and_fading_for_a_lasting_shift():
     np.testing.assert_array_equal(anomaly_likelihood(changed, 100, 5)[:400], anomaly_likelihood(s, 100, 5)[:400])
     spread = anomaly_likelihood(s, 100, 5)
     assert spread.min() >= 0 and spread.max() <= 1 + 1e-9
+
+
+def test_images_in_an_npz_are_scored_and_the_top_scores_explained(tmp_path, capsys):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = (digits.images * 16).clip(0, 255).astype(np.uint8)  # [N, 8, 8], 8-bit: scaled by 1/255
+    images[:10, :3, :3] = 255  # pasted squares: the anomalies
+    y = np.zeros(len(images), int)
+    y[:10] = 1
+    np.savez(tmp_path / "img.npz", X=images, y=y)
+    data = read_detection_data(tmp_path / "img.npz")
+    assert data.values.shape == (1797, 1, 8, 8) and data.is_images and data.values.max() == 1.0
+    result = aekit_here(capsys, "detect", tmp_path / "img.npz", "--out", tmp_path / "run", "--model", "ce-vae",
+                        "--steps", "150", "channels=[8,16]")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["detect/roc_auc"] > 0.9
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["data"]["kind"] == "images"
+    assert {p.name for p in (tmp_path / "run" / "figures").iterdir()} >= {"explanations.png", "roc_pr.png"}
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "explanations.png" in page and "integrated-gradients attribution" in page
+
+
+def test_a_tables_top_rows_get_feature_attributions_that_sum_to_their_scores(tmp_path):
+    from aekit.detect import detect
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 5))
+    x[:5, 2] += 8.0  # anomalies in feature c alone
+    lines = ["a,b,c,d,e"] + [",".join(f"{v:.5f}" for v in row) for row in x]
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    result = detect(tmp_path / "t.csv", "ae", tmp_path / "run", steps=200, hidden=(16,), latent_dim=2)
+    table = (tmp_path / "run" / "attributions.csv").read_text().splitlines()
+    assert table[0] == "row,score,method,a,b,c,d,e" and len(table) == 1 + 2 * 8
+    shares = [line.split(",") for line in table[1:] if ",recon-error," in line]
+    for row in shares:  # the reconstruction shares add up to the row's score, and c carries the top rows
+        assert sum(map(float, row[3:])) == pytest.approx(float(row[1]), rel=1e-4)
+    assert {int(r[0]) for r in shares[:5]} == set(range(5))
+    assert all(np.argmax([float(v) for v in r[3:]]) == 2 for r in shares[:5])
+    assert result.scores.shape == (300,)
+    assert (tmp_path / "run" / "figures" / "attributions.png").is_file()
+
+
+def test_the_one_class_protocol_from_the_command_line(tmp_path, capsys):
+    result = aekit_here(capsys, "detect", "digits", "--normal-class", "0", "--out", tmp_path / "run",
+                        "--model", "ae", "--steps", "150", "channels=[8,16]", "--no-explain")
+    assert result.returncode == 0, result.stderr
+    assert "trained on the" in result.stdout and "images of class '0'" in result.stdout
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["detect/roc_auc"] > 0.9 and metrics["detect/rows"] == 359
+    assert not (tmp_path / "run" / "figures" / "explanations.png").exists()
+    for args, fragment in [(["--normal-class", "12"], "normal class 12 is out of range"),
+                           (["--normal-class", "bird"], "no class named 'bird'"),
+                           (["--normal-class", "1", "--train-fraction", "0.5"], "drop labels and train_fraction")]:
+        assert_clean_error(aekit_here(capsys, "detect", "digits", *args, "--out", tmp_path / "r2"), fragment)
+
+
+def test_images_with_nan_pixels_or_bad_shapes_are_refused(tmp_path, capsys):
+    images = np.random.default_rng(0).random((20, 8, 8))
+    images[7, 3, 3] = np.nan
+    np.savez(tmp_path / "nan.npz", X=images)
+    assert_clean_error(aekit_here(capsys, "detect", tmp_path / "nan.npz", "--out", tmp_path / "r"),
+                       "NaN or Inf pixels in 1 image(s), the first at index 7")
+    np.savez(tmp_path / "thin.npz", X=np.zeros((20, 5, 1, 3)))
+    assert_clean_error(aekit_here(capsys, "detect", tmp_path / "thin.npz", "--out", tmp_path / "r"),
+                       "is not a stack of images")

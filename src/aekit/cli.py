@@ -188,7 +188,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     result = detect(args.data, args.model, args.out, window=args.window, train_fraction=args.train_fraction,
                     contamination=args.contamination, labels=args.labels, label_column=args.label_column,
-                    steps=args.steps, random_state=args.seed, verbose=args.verbose,
+                    normal_class=args.normal_class, steps=args.steps, random_state=args.seed,
+                    explain=not args.no_explain, verbose=args.verbose,
                     **_parse_overrides(args.overrides))
     print(json.dumps(result.metrics, indent=2))
     print(f"scores: {result.out / 'scores.csv'}")
@@ -267,11 +268,12 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def _add_detect_parser(sub) -> None:
-    p = sub.add_parser("detect", help="score the rows of a table or the timestamps of a series for anomalies",
-                       description="Fit MODEL as an anomaly detector on DATA (a CSV table, an npz with X, or a "
-                                   "timestamp,value... CSV series) and write scores.csv, metrics.json and a report; "
-                                   "key=value pairs set the model's and training keys (latent_dim=4 backbone=lstm).")
-    p.add_argument("data", help="a CSV or npz file")
+    p = sub.add_parser("detect", help="score the rows of a table, the timestamps of a series or images for anomalies",
+                       description="Fit MODEL as an anomaly detector on DATA (a CSV table, an npz with X rows or "
+                                   "images, a timestamp,value... CSV series, or with --normal-class a labelled image "
+                                   "set) and write scores.csv, metrics.json and a report; key=value pairs set the "
+                                   "model's and training keys (latent_dim=4 backbone=lstm).")
+    p.add_argument("data", help="a CSV or npz file; with --normal-class a data set name (mnist, cifar10) or path")
     p.add_argument("--out", required=True, help="folder to write (scores.csv, metrics.json, figures, report.html)")
     p.add_argument("--model", default="ae", help="registered model name (ae, dae, vae, ...)")
     p.add_argument("--window", type=int, default=32, help="rows per window of a series")
@@ -280,6 +282,10 @@ def _add_detect_parser(sub) -> None:
     p.add_argument("--contamination", type=float, default=0.01, help="share above the threshold, in (0, 0.5]")
     p.add_argument("--labels", help="a NAB-style JSON of anomaly windows for a series")
     p.add_argument("--label-column", default="label", help="the CSV column of 0/1 labels, if any")
+    p.add_argument("--normal-class", help="one-class protocol: train on this class (number or name) of DATA's "
+                                          "training images, score all its test images, the other classes anomalous")
+    p.add_argument("--no-explain", action="store_true",
+                   help="leave out the attributions and anomaly maps of the highest scores")
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--verbose", action="store_true")

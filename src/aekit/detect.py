@@ -1,30 +1,38 @@
-"""Anomaly detection on a file: a table, or a time series, scored by any aekit model (``aekit detect``).
+"""Anomaly detection on a file: a table, a time series or images, scored by any aekit model (``aekit detect``).
 
     aekit detect data.csv --out runs/detect --model vae latent_dim=4          # a table: one score per row
     aekit detect nyc_taxi.csv --out runs/taxi --model ae --window 48          # a series: one score per timestamp
     aekit detect nyc_taxi.csv --out runs/taxi --labels combined_windows.json  # NAB-style labelled windows
+    aekit detect images.npz --out runs/img --model ce-vae                     # images: one score per image
+    aekit detect mnist --normal-class 3 --out runs/oc3 --model ce-vae         # the one-class protocol
 
 **Input.** A CSV with a header, or an ``.npz`` with ``X`` (and ``y``). A CSV whose first column is named
 ``timestamp`` (or ``time``, ``date``, ``datetime``) is a series: its rows must be in time order without repeats,
 and its other columns are the values (one or several). Any other CSV or npz is a table. A column named
 ``label`` (``--label-column``) holds 0/1 labels and is not a feature; for a series, ``--labels`` may instead name
 a NAB-style JSON of anomaly windows ``{"<file name>": [["start", "end"], ...]}`` (the entry whose key ends with
-the file's name), whose rows in a window are labelled 1.
+the file's name), whose rows in a window are labelled 1. An npz whose ``X`` is ``[N, H, W]``, ``[N, C, H, W]`` or
+``[N, H, W, C]`` holds images (8-bit pixels scaled by 1/255). With ``--normal-class`` the data is a labelled image
+set (``mnist``, ``cifar10``, a path) split by the one-class protocol (:func:`aekit.data.one_class_split`).
 
 **Model.** A table trains an :class:`aekit.sklearn.AutoencoderDetector` on its rows (all of them, the
 unsupervised protocol, unless ``--train-fraction`` keeps the first share); a series trains a
 :class:`aekit.sklearn.SeriesDetector` on the windows of its first ``--train-fraction`` rows (default 0.15, NAB's
 probationary share) and scores every row from the window that ends at it (only the past). The threshold is the
-``1 - contamination`` quantile of the training rows' scores.
+``1 - contamination`` quantile of the training rows' scores. Images train a convolutional model on pixels in
+[0, 1] (:data:`IMAGE_DEFAULTS`, each overridable).
 
 **Output** (in ``--out``): ``scores.csv`` (row or timestamp, score, 0/1 above the threshold, and the label where
 known), ``metrics.json`` (threshold, rows, share flagged; ROC-AUC and average precision where labels exist),
 ``config.json``, the figures (score over time with the labelled rows shaded, score histograms of normal and
-anomalous rows, ROC and precision-recall curves) and ``report.html``.
+anomalous rows, ROC and precision-recall curves), why the highest scores are high (images: anomaly maps and
+integrated gradients, ``figures/explanations.png``; tables: per-feature attributions, ``figures/attributions.png``
+and ``attributions.csv``) and ``report.html``.
 
 **Bad input** is a one-line error: a missing or unreadable file, a non-numeric value (its column and row), NaN
 or empty values (the columns), timestamps out of order or repeated (the rows), fewer rows than the window, a
-contamination outside (0, 0.5], labels that do not fit the rows, windows outside the series. Constant columns
+contamination outside (0, 0.5], labels that do not fit the rows, windows outside the series, NaN pixels, a normal
+class the data does not have. Constant columns
 carry no information and are dropped, with a note naming them (a table of constant columns only is an error).
 """
 
@@ -58,6 +66,14 @@ class DetectionData:
     @property
     def is_series(self) -> bool:
         return self.timestamps is not None
+
+    @property
+    def is_images(self) -> bool:
+        return self.values.ndim == 4
+
+    @property
+    def kind(self) -> str:
+        return "series" if self.is_series else "images" if self.is_images else "table"
 
 
 def read_detection_data(path: str | os.PathLike, label_column: str = "label") -> DetectionData:
@@ -131,15 +147,38 @@ def _read_npz(path: Path) -> tuple[np.ndarray, list[str], np.ndarray | None]:
         with np.load(path, allow_pickle=False) as f:
             if "X" not in f:
                 raise DataError(f"{path}: holds no array X (found {', '.join(f.files)}); save X (and y) in it")
-            x = np.asarray(f["X"], dtype=np.float64)
+            raw = np.asarray(f["X"])
             y = np.asarray(f["y"]) if "y" in f else None
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: not a readable npz ({exc})") from None
+    if raw.ndim in (3, 4):
+        return _as_images(raw, path), [], y
+    x = raw.astype(np.float64)
     x = x[:, None] if x.ndim == 1 else x.reshape(len(x), -1)
     return x, [f"x{i}" for i in range(x.shape[1])], y
 
 
+def _as_images(raw: np.ndarray, path: Path) -> np.ndarray:
+    """``[N, H, W]``, ``[N, C, H, W]`` or channels-last ``[N, H, W, C]`` (C of 1, 3 or 4) -> ``[N, C, H, W]``
+    floats; 8-bit pixels are scaled by 1/255."""
+    x = raw[:, None] if raw.ndim == 3 else raw
+    if x.shape[-1] in (1, 3, 4) and x.shape[1] not in (1, 3, 4):
+        x = x.transpose(0, 3, 1, 2)  # [N, H, W, C] -> [N, C, H, W]
+    if min(x.shape[2:]) < 2:
+        raise DataError(f"{path}: X of shape {list(raw.shape)} is not a stack of images; save [N, H, W], "
+                        "[N, C, H, W] or [N, H, W, C]")
+    return x.astype(np.float64) / 255.0 if raw.dtype == np.uint8 else x.astype(np.float64)
+
+
 def _checked(values: np.ndarray, columns: list[str], labels, name: str, timestamps) -> DetectionData:
+    if values.ndim == 4:  # images: any non-finite pixel is an error, constant pixels (a dark border) are kept
+        bad = np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)).all(1))
+        if len(bad):
+            raise DataError(f"{name}: NaN or Inf pixels in {len(bad)} image(s), the first at index {bad[0]}; fix or "
+                            "drop them first")
+        if labels is not None and len(labels) != len(values):
+            raise DataError(f"{name}: {len(labels)} labels for {len(values)} images; give one label per image")
+        return DetectionData(values, columns, name, None, _labels01(labels, name))
     nan = [c for c, bad in zip(columns, ~np.isfinite(values).all(0), strict=True) if bad]
     if nan:
         raise DataError(f"{name}: NaN, Inf or empty values in column(s) {', '.join(nan)}; fill or drop them first")
@@ -153,8 +192,16 @@ def _checked(values: np.ndarray, columns: list[str], labels, name: str, timestam
         dropped = [c for c, k in zip(columns, constant, strict=True) if k]
         notes.append(f"constant column(s) dropped: {', '.join(dropped)}")
         values, columns = values[:, ~constant], [c for c, k in zip(columns, constant, strict=True) if not k]
-    labels = None if labels is None else np.asarray(labels).astype(int)
-    return DetectionData(values, columns, name, timestamps, labels, notes)
+    return DetectionData(values, columns, name, timestamps, _labels01(labels, name), notes)
+
+
+def _labels01(labels, name: str) -> np.ndarray | None:
+    if labels is None:
+        return None
+    labels = np.asarray(labels)
+    if not np.isin(labels, (0, 1)).all():
+        raise DataError(f"{name}: labels hold values other than 0 and 1; labels are 0/1 (1 = anomalous)")
+    return labels.astype(int)
 
 
 def labels_from_windows(path: str | os.PathLike, data: DetectionData) -> np.ndarray:
@@ -223,41 +270,49 @@ class DetectionResult:
     detector: Any
 
 
+IMAGE_DEFAULTS = {"backbone": "conv", "standardize": False, "likelihood": "bernoulli", "latent_dim": 16}
+EXPLAINED_ROWS = 8
+
+
 def detect(data: str | os.PathLike | DetectionData, model: str = "ae", out: str | os.PathLike | None = "runs/detect",
            *, window: int = 32, train_fraction: float | None = None, contamination: float = 0.01,
-           labels: str | os.PathLike | None = None, label_column: str = "label", steps: int = 1000,
-           random_state: int = 0, verbose: bool = False, **settings: Any) -> DetectionResult:
-    """Fit a detector on ``data`` (a file path or :class:`DetectionData`), score every row, write ``out``."""
+           labels: str | os.PathLike | None = None, label_column: str = "label", normal_class: int | str | None = None,
+           root: str | os.PathLike | None = None, steps: int = 1000, random_state: int = 0, explain: bool = True,
+           verbose: bool = False, **settings: Any) -> DetectionResult:
+    """Fit a detector on ``data`` (a file path or :class:`DetectionData`), score every row, write ``out``.
+
+    ``normal_class``: the one-class protocol (:func:`aekit.data.one_class_split`) on ``data``, a labelled image
+    set (``mnist``, ``cifar10``, a path): train on that class's training images, score all test images.
+    ``explain``: add why the highest scores are high to the report (images: reconstruction, anomaly maps and
+    integrated gradients; tables: integrated-gradients and reconstruction-error attributions per feature)."""
     from aekit.io import check_out_dir
-    from aekit.sklearn import AutoencoderDetector, SeriesDetector
 
     if not (isinstance(contamination, (int, float)) and 0 < contamination <= 0.5):
         raise ConfigError(f"contamination={contamination!r} must lie in (0, 0.5]")
     if train_fraction is not None and not 0 < train_fraction <= 1:
         raise ConfigError(f"train_fraction={train_fraction} must lie in (0, 1]")
+    if normal_class is not None and (labels is not None or train_fraction is not None):
+        raise ConfigError("normal_class runs the one-class protocol, whose split and labels come from the data set; "
+                          "drop labels and train_fraction")
     if out is not None:
         out = check_out_dir(out)
         if (out / "scores.csv").exists():
             raise DataError(f"{out}: already holds scores.csv; choose another --out (nothing was overwritten)")
-    d = data if isinstance(data, DetectionData) else read_detection_data(data, label_column)
-    if labels is not None:
-        d.labels = labels_from_windows(labels, d)
-    n = len(d.values)
-    fraction = train_fraction if train_fraction is not None else (0.15 if d.is_series else 1.0)
-    train_rows = max(2, int(n * fraction))
-    if d.is_series:
-        if n < window or train_rows < window:
-            raise DataError(f"{d.name}: {train_rows} training rows of {n} are fewer than the window of {window}; "
-                            "use a shorter --window or a larger --train-fraction")
-        detector = SeriesDetector(model, window=window, contamination=contamination, steps=steps,
-                                  random_state=random_state, verbose=verbose, **settings)
+    if normal_class is not None:
+        d, train = _one_class(data, normal_class, root, random_state)
+        fraction = None
     else:
-        detector = AutoencoderDetector(model, contamination=contamination, steps=steps, random_state=random_state,
-                                       verbose=verbose, **settings)
-    detector.fit(d.values[:train_rows])
+        d = data if isinstance(data, DetectionData) else read_detection_data(data, label_column)
+        if labels is not None:
+            d.labels = labels_from_windows(labels, d)
+        fraction = train_fraction if train_fraction is not None else (0.15 if d.is_series else 1.0)
+        train = d.values[: max(2, int(len(d.values) * fraction))]
+    detector = _detector(d, train, model, window, contamination, steps, random_state, verbose, settings)
+    detector.fit(train)
     scores = detector.anomaly_score(d.values)
+    n = len(d.values)
     flagged = (scores > detector.threshold_).astype(int)
-    metrics = {"detect/threshold": float(detector.threshold_), "detect/rows": n, "detect/train_rows": train_rows,
+    metrics = {"detect/threshold": float(detector.threshold_), "detect/rows": n, "detect/train_rows": len(train),
                "detect/flagged_share": float(flagged.mean())}
     if d.labels is not None and 0 < d.labels.sum() < n:
         from sklearn.metrics import average_precision_score, roc_auc_score
@@ -269,21 +324,49 @@ def detect(data: str | os.PathLike | DetectionData, model: str = "ae", out: str 
         print(f"aekit: {d.name}: {note}")
     report = None
     if out is not None:
-        report = _write_outputs(out, d, scores, flagged, detector, metrics,
-                                {"model": {"name": model, **{k: _plain(v) for k, v in settings.items()}},
-                                 "data": {"name": d.name, "kind": "series" if d.is_series else "table",
-                                          "columns": d.columns},
-                                 "detect": {"window": window if d.is_series else None, "train_fraction": fraction,
-                                            "contamination": contamination, "steps": steps,
-                                            "criterion": detector.criterion_, "notes": d.notes}})
+        config = {"model": {"name": model, **{k: _plain(v) for k, v in settings.items()}},
+                  "data": {"name": d.name, "kind": d.kind, "columns": d.columns},
+                  "detect": {"window": window if d.is_series else None, "train_fraction": fraction,
+                             "normal_class": normal_class, "contamination": contamination, "steps": steps,
+                             "criterion": detector.criterion_, "notes": d.notes}}
+        report = _write_outputs(out, d, scores, flagged, detector, metrics, config, explain)
     return DetectionResult(scores, float(detector.threshold_), metrics, out, report, detector)
+
+
+def _one_class(data, normal_class, root, seed: int) -> tuple[DetectionData, np.ndarray]:
+    from aekit.data.one_class import one_class_split
+
+    if isinstance(data, DetectionData):
+        raise ConfigError("normal_class takes a labelled image data set (a name such as mnist, or a path), not rows")
+    split = one_class_split(data, normal_class, root=root, seed=seed)
+    d = DetectionData(split.test.astype(np.float64), [], split.name, None, split.labels,
+                      [f"one-class protocol: trained on the {len(split.train)} training images of class "
+                       f"{split.normal_name!r}; scored the {len(split.test)} test images, {int(split.labels.sum())} "
+                       "of other classes labelled anomalous"])
+    return d, split.train.astype(np.float64)
+
+
+def _detector(d: DetectionData, train: np.ndarray, model: str, window: int, contamination: float, steps: int,
+              random_state: int, verbose: bool, settings: dict) -> Any:
+    from aekit.sklearn import AutoencoderDetector, SeriesDetector
+
+    if d.is_series:
+        if len(d.values) < window or len(train) < window:
+            raise DataError(f"{d.name}: {len(train)} training rows of {len(d.values)} are fewer than the window of "
+                            f"{window}; use a shorter --window or a larger --train-fraction")
+        return SeriesDetector(model, window=window, contamination=contamination, steps=steps,
+                              random_state=random_state, verbose=verbose, **settings)
+    if d.is_images:
+        settings = {**IMAGE_DEFAULTS, **settings}
+    return AutoencoderDetector(model, contamination=contamination, steps=steps, random_state=random_state,
+                               verbose=verbose, **settings)
 
 
 def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def _write_outputs(out: Path, d: DetectionData, scores, flagged, detector, metrics, config) -> Path:
+def _write_outputs(out: Path, d: DetectionData, scores, flagged, detector, metrics, config, explain: bool) -> Path:
     from aekit.io import atomic_write_text
     from aekit.report import write_report
     from aekit.report.figures import plot_roc_pr, plot_score_histograms, plot_scores_over_time
@@ -304,6 +387,38 @@ def _write_outputs(out: Path, d: DetectionData, scores, flagged, detector, metri
     if d.labels is not None and 0 < d.labels.sum() < len(scores):
         plot_score_histograms(scores, d.labels, figures / "score_histograms.png", detector.threshold_)
         plot_roc_pr(scores, d.labels, figures / "roc_pr.png")
+    if explain and not d.is_series:
+        _write_explanations(out, d, scores, detector)
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     atomic_write_text(out / "config.json", json.dumps(config, indent=2, default=str) + "\n")
     return write_report(out)
+
+
+def _write_explanations(out: Path, d: DetectionData, scores: np.ndarray, detector) -> None:
+    """Why the highest scores are high: the ``EXPLAINED_ROWS`` top-scoring rows or images, explained."""
+    from aekit.anomaly import has_posterior
+    from aekit.io import atomic_write_text
+    from aekit.report.figures import plot_anomaly_explanations, plot_feature_attributions
+
+    top = np.argsort(-np.nan_to_num(scores, nan=-np.inf), kind="stable")[:EXPLAINED_ROWS]
+    rows = d.values[top]
+    ig = detector.attributions(rows, "integrated-gradients")
+    if d.is_images:
+        maps = {"reconstruction": detector.reconstruct(rows), "recon error": detector.anomaly_map(rows, "recon-error")}
+        if has_posterior(detector.model_):
+            maps["combined map"] = detector.anomaly_map(rows, "combined")
+        maps["integrated gradients"] = ig
+        plot_anomaly_explanations(rows, maps, out / "figures" / "explanations.png", scores[top],
+                                  title=f"The {len(top)} highest scores of {d.name}: why")
+        return
+    shares = detector.attributions(rows, "recon-error")
+    names = [f"row {i}" for i in top]
+    title = f"The {len(top)} highest scores of {d.name}: each feature's share"
+    plot_feature_attributions({"integrated gradients (from the training mean)": ig,
+                               "reconstruction error, -log p(x_i | z)": shares}, out / "figures" / "attributions.png",
+                              names, d.columns, title=title)
+    lines = [",".join(["row", "score", "method", *d.columns])]
+    for method, values in (("integrated-gradients", ig), ("recon-error", shares)):
+        lines += [",".join([str(i), repr(float(scores[i])), method, *(repr(float(v)) for v in row)])
+                  for i, row in zip(top, values, strict=True)]
+    atomic_write_text(out / "attributions.csv", "\n".join(lines) + "\n")

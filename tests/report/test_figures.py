@@ -175,3 +175,23 @@ def test_plot_training_curves_rejects_unusable_logs(tmp_path: Path) -> None:
     no_step.write_text("epoch,loss\n1,2.0\n")
     with pytest.raises(DataError, match="no 'step'"):
         plot_training_curves(no_step, tmp_path / "c.png")
+
+
+def test_anomaly_explanations_and_feature_attributions(tmp_path: Path) -> None:
+    from aekit.report.figures import plot_anomaly_explanations, plot_feature_attributions
+
+    rng = np.random.default_rng(0)
+    images = rng.random((4, 3, 12, 12))
+    rows = {"reconstruction": images * 0.5, "recon error": rng.random((4, 3, 12, 12)),
+            "integrated gradients": rng.normal(size=(4, 3, 12, 12))}
+    path = plot_anomaly_explanations(images, rows, tmp_path / "e.png", scores=[4.0, 3.0, 2.0, 1.0], title="why")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(DataError, match="recon error do not have the images' shape"):
+        plot_anomaly_explanations(images, {"recon error": images[:, :1]}, tmp_path / "bad.png")
+    with pytest.raises(DataError, match="pass \\[K, C, H, W\\] images"):
+        plot_anomaly_explanations(images[0], rows, tmp_path / "bad.png")
+    table = plot_feature_attributions({"ig": rng.normal(size=(3, 5)), "shares": rng.random((3, 5))},
+                                      tmp_path / "a.png", ["r0", "r1", "r2"], list("abcde"))
+    assert table.is_file()
+    with pytest.raises(DataError, match="name -> \\[K, D\\] attributions"):
+        plot_feature_attributions({"ig": rng.normal(size=(3, 5, 2))}, tmp_path / "bad.png")

@@ -3,6 +3,7 @@ the standard formats and a registry of names."""
 
 from aekit.data.base import Dataset, MapSource, Splits, holdout_split, random_split
 from aekit.data.batch import Batch
+from aekit.data.one_class import OneClassData, one_class_split
 from aekit.data.registry import (
     DatasetInfo,
     dataset_info,
@@ -23,6 +24,7 @@ __all__ = [
     "DatasetInfo",
     "MapSource",
     "MemmapDataset",
+    "OneClassData",
     "Splits",
     "StreamingSource",
     "WindowDataset",
@@ -33,6 +35,7 @@ __all__ = [
     "list_datasets",
     "load_data",
     "load_path",
+    "one_class_split",
     "random_split",
     "register_dataset",
 ]

@@ -1,5 +1,6 @@
 """The figures a person looks at after training: reconstructions, samples, latent map, training curves, and a
-detector's scores (over time, histograms of normal vs anomalous, ROC and precision-recall curves).
+detector's scores (over time, histograms of normal vs anomalous, ROC and precision-recall curves) and why they
+are high (anomaly maps of images, attributions of table features).
 
 Every function takes plain arrays or tensors (never a model), writes one PNG and returns its path. Images
 are ``[B, C, H, W]`` floats in ``[0, 1]`` (``uint8`` is scaled by 1/255): C=1 is drawn grey, C=3 as RGB,
@@ -25,8 +26,9 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["plot_image_rows", "plot_latent_map", "plot_reconstructions", "plot_roc_pr", "plot_samples",
-           "plot_score_histograms", "plot_scores_over_time", "plot_training_curves"]
+__all__ = ["plot_anomaly_explanations", "plot_feature_attributions", "plot_image_rows", "plot_latent_map",
+           "plot_reconstructions", "plot_roc_pr", "plot_samples", "plot_score_histograms", "plot_scores_over_time",
+           "plot_training_curves"]
 
 _IMAGE_GRID_COLUMNS = 8
 _TABLE_LINE_PLOTS = 4
@@ -537,4 +539,77 @@ def plot_roc_pr(scores: Any, labels: Any, path: str | os.PathLike[str]) -> Path:
     right.step(recall, precision, where="post", color="C0")
     right.axhline(y.mean(), color="0.6", lw=0.7, ls=":")
     right.set(xlabel="recall", ylabel="precision", title="precision-recall", ylim=(0, 1.02))
+    return _save(fig, path)
+
+
+def plot_anomaly_explanations(images: Any, rows: dict[str, Any], path: str | os.PathLike[str],
+                              scores: Any = None, title: str = "") -> Path:
+    """Why the images scored high: each image ``[K, C, H, W]`` in the top row (its score above it), then one row
+    per entry of ``rows`` (name -> ``[K, C, H, W]``): a reconstruction in [0, 1] is drawn as an image, any other
+    map (anomaly map, attribution) as a heat map of its channels' summed absolute values, scaled per image."""
+    x = _as_float_array(images, "images")
+    if x.ndim != 4 or not len(x):
+        raise DataError(f"plot_anomaly_explanations: images of shape {list(x.shape)}; pass [K, C, H, W] images")
+    maps = {name: _as_float_array(m, name) for name, m in rows.items()}
+    wrong = [name for name, m in maps.items() if m.shape != x.shape]
+    if wrong:
+        raise DataError(f"plot_anomaly_explanations: {', '.join(wrong)} do not have the images' shape "
+                        f"{list(x.shape)}; pass one map per image and element")
+    s = None if scores is None else _as_float_array(scores, "scores").reshape(-1)
+    shown, note = _images_for_display(x)
+    k = len(x)
+    tile = float(np.clip(x.shape[3] / 32, 0.9, 1.6))
+    fig = _new_figure((max(k * tile, 4.0), (len(maps) + 1) * (tile + 0.25) + (0.4 if title else 0)))
+    axes = fig.subplots(len(maps) + 1, k, squeeze=False)
+    for j in range(k):
+        _show_tile(axes[0, j], shown[j], f"{s[j]:.3g}" if s is not None else "")
+        for i, (name, m) in enumerate(maps.items(), start=1):
+            if name.lower().startswith("reconstruction"):
+                _show_tile(axes[i, j], _images_for_display(m[j : j + 1])[0][0], "")
+            else:
+                heat = np.abs(m[j]).sum(0)  # [H, W]
+                axes[i, j].imshow(heat, cmap="inferno", vmin=0.0, vmax=max(float(heat.max()), 1e-12),
+                                  interpolation="nearest")
+                axes[i, j].set_axis_off()
+    for i, name in enumerate(["input" + note, *maps], start=0):
+        axes[i, 0].text(-0.08, 0.5, name, transform=axes[i, 0].transAxes, ha="right", va="center", fontsize=8,
+                        rotation=90)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def _show_tile(ax: Axes, image: np.ndarray, title: str) -> None:
+    if image.shape[-1] == 1:
+        ax.imshow(image[..., 0], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    else:
+        ax.imshow(image, interpolation="nearest")
+    if title:
+        ax.set_title(title, fontsize=8)
+    ax.set_axis_off()
+
+
+def plot_feature_attributions(attributions: dict[str, Any], path: str | os.PathLike[str],
+                              row_names: Sequence[str] | None = None, feature_names: Sequence[str] | None = None,
+                              title: str = "") -> Path:
+    """Each feature's share of the scores of a few rows: one heat map per method (name -> ``[K, D]``), rows
+    down, features across, red adding to the score and blue taking from it, on a scale symmetric about 0."""
+    arrays = {name: _as_float_array(a, name) for name, a in attributions.items()}
+    if not arrays or any(a.ndim != 2 for a in arrays.values()):
+        raise DataError("plot_feature_attributions: pass a dict of name -> [K, D] attributions")
+    k, d = next(iter(arrays.values())).shape
+    fig = _new_figure((min(max(0.35 * d + 2.5, 6.0), 16.0), len(arrays) * (0.3 * k + 1.2) + (0.4 if title else 0)))
+    axes = fig.subplots(len(arrays), 1, squeeze=False)[:, 0]
+    for ax, (name, a) in zip(axes, arrays.items(), strict=True):
+        bound = max(float(np.abs(a).max()), 1e-12)
+        image = ax.imshow(a, aspect="auto", cmap="RdBu_r", vmin=-bound, vmax=bound, interpolation="nearest")
+        ax.set_title(name, fontsize=9)
+        ax.set_yticks(range(k), list(row_names) if row_names is not None else [str(i) for i in range(k)], fontsize=7)
+        if feature_names is not None and d <= 40:
+            ax.set_xticks(range(d), list(feature_names), rotation=90, fontsize=7)
+        else:
+            ax.set_xlabel("feature")
+        fig.colorbar(image, ax=ax, shrink=0.8, label="nats")
+    if title:
+        fig.suptitle(title, fontsize=10)
     return _save(fig, path)

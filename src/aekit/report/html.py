@@ -39,6 +39,11 @@ DETECTION_CAPTIONS = {
     "scores.png": "Anomaly score of each row (over time for a series), the threshold dashed, labelled rows shaded",
     "score_histograms.png": "Scores of the normal and of the anomalous rows",
     "roc_pr.png": "ROC and precision-recall curves of the scores against the labels",
+    "explanations.png": "The highest-scoring images, their reconstructions, and where each score comes from: the "
+                        "reconstruction error, the ceVAE's combined map (error times score gradient) where the model "
+                        "has a posterior, and the integrated-gradients attribution of the score",
+    "attributions.png": "The highest-scoring rows: each feature's share of the score, by integrated gradients from "
+                        "the training mean (summing to the score's rise) and by its own reconstruction error",
 }
 # What each metric of metrics.json measures, and its unit; whether lower or higher is better is added from
 # metric_direction. Keys of other evaluation splits (val/nll) borrow the test/ entry of the same name.
