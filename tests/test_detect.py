@@ -39,7 +39,11 @@ def test_a_series_is_scored_per_timestamp_with_labels_from_windows(tmp_path, cap
     assert rows[0] == "timestamp,score,anomaly,label" and len(rows) == 401
     assert rows[1].startswith("2020-01-01 00:00:00,") and rows[300].endswith(",1")
     assert {p.name for p in (tmp_path / "run" / "figures").iterdir()} == {"scores.png", "score_histograms.png",
-                                                                          "roc_pr.png"}
+                                                                          "roc_pr.png", "attributions.png"}
+    explained = (tmp_path / "run" / "attributions.csv").read_text().splitlines()
+    assert explained[0] == "timestamp,score,method,value" and len(explained) == 1 + 2 * 8
+    top = [line.split(",") for line in explained[1:] if ",recon-error," in line]
+    assert all(row[0] >= str(stamps[300]).replace("T", " ") for row in top[:3])  # the shift's rows come first
     page = (tmp_path / "run" / "report.html").read_text()
     assert "ROC-AUC of the scores against the labels" in page and "scores.png" in page
     assert "Not produced for this run" not in page  # a training run's figures are not missing from a detector's

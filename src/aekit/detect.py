@@ -26,8 +26,8 @@ probationary share) and scores every row from the window that ends at it (only t
 known), ``metrics.json`` (threshold, rows, share flagged; ROC-AUC and average precision where labels exist),
 ``config.json``, the figures (score over time with the labelled rows shaded, score histograms of normal and
 anomalous rows, ROC and precision-recall curves), why the highest scores are high (images: anomaly maps and
-integrated gradients, ``figures/explanations.png``; tables: per-feature attributions, ``figures/attributions.png``
-and ``attributions.csv``) and ``report.html``.
+integrated gradients, ``figures/explanations.png``; tables: per-feature attributions, series: per step of the
+window and per column, ``figures/attributions.png`` and ``attributions.csv``) and ``report.html``.
 
 **Bad input** is a one-line error: a missing or unreadable file, a non-numeric value (its column and row), NaN
 or empty values (the columns), timestamps out of order or repeated (the rows), fewer rows than the window, a
@@ -387,23 +387,23 @@ def _write_outputs(out: Path, d: DetectionData, scores, flagged, detector, metri
     if d.labels is not None and 0 < d.labels.sum() < len(scores):
         plot_score_histograms(scores, d.labels, figures / "score_histograms.png", detector.threshold_)
         plot_roc_pr(scores, d.labels, figures / "roc_pr.png")
-    if explain and not d.is_series:
-        _write_explanations(out, d, scores, detector)
+    if explain:
+        _write_explanations(out, d, scores, detector, index)
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     atomic_write_text(out / "config.json", json.dumps(config, indent=2, default=str) + "\n")
     return write_report(out)
 
 
-def _write_explanations(out: Path, d: DetectionData, scores: np.ndarray, detector) -> None:
-    """Why the highest scores are high: the ``EXPLAINED_ROWS`` top-scoring rows or images, explained."""
+def _write_explanations(out: Path, d: DetectionData, scores: np.ndarray, detector, index: list[str]) -> None:
+    """Why the highest scores are high: the ``EXPLAINED_ROWS`` top-scoring rows, images or timestamps, explained."""
     from aekit.anomaly import has_posterior
     from aekit.io import atomic_write_text
     from aekit.report.figures import plot_anomaly_explanations, plot_feature_attributions
 
     top = np.argsort(-np.nan_to_num(scores, nan=-np.inf), kind="stable")[:EXPLAINED_ROWS]
-    rows = d.values[top]
-    ig = detector.attributions(rows, "integrated-gradients")
+    ig = detector.attributions(d.values, "integrated-gradients", rows=top)  # [k, *S]; a series: [k, T, C]
     if d.is_images:
+        rows = d.values[top]
         maps = {"reconstruction": detector.reconstruct(rows), "recon error": detector.anomaly_map(rows, "recon-error")}
         if has_posterior(detector.model_):
             maps["combined map"] = detector.anomaly_map(rows, "combined")
@@ -411,14 +411,23 @@ def _write_explanations(out: Path, d: DetectionData, scores: np.ndarray, detecto
         plot_anomaly_explanations(rows, maps, out / "figures" / "explanations.png", scores[top],
                                   title=f"The {len(top)} highest scores of {d.name}: why")
         return
-    shares = detector.attributions(rows, "recon-error")
-    names = [f"row {i}" for i in top]
-    title = f"The {len(top)} highest scores of {d.name}: each feature's share"
-    plot_feature_attributions({"integrated gradients (from the training mean)": ig,
-                               "reconstruction error, -log p(x_i | z)": shares}, out / "figures" / "attributions.png",
-                              names, d.columns, title=title)
-    lines = [",".join(["row", "score", "method", *d.columns])]
+    shares = detector.attributions(d.values, "recon-error", rows=top)
+    names = [index[i] for i in top]
+    if d.is_series:  # by step of the window (its last step is the scored row) in the figure, by column in the CSV
+        steps = ig.shape[1]
+        plot_feature_attributions({"integrated gradients, per step of the window": ig.sum(2),
+                                   "reconstruction error, per step of the window": shares.sum(2)},
+                                  out / "figures" / "attributions.png", names,
+                                  [f"t-{steps - 1 - j}" for j in range(steps)],
+                                  title=f"The {len(top)} highest scores of {d.name}: each step's share")
+        ig, shares = ig.sum(1), shares.sum(1)  # [k, C]
+    else:
+        plot_feature_attributions({"integrated gradients (from the training mean)": ig,
+                                   "reconstruction error, -log p(x_i | z)": shares},
+                                  out / "figures" / "attributions.png", names, d.columns,
+                                  title=f"The {len(top)} highest scores of {d.name}: each feature's share")
+    lines = [",".join(["timestamp" if d.is_series else "row", "score", "method", *d.columns])]
     for method, values in (("integrated-gradients", ig), ("recon-error", shares)):
-        lines += [",".join([str(i), repr(float(scores[i])), method, *(repr(float(v)) for v in row)])
+        lines += [",".join([index[i], repr(float(scores[i])), method, *(repr(float(v)) for v in row)])
                   for i, row in zip(top, values, strict=True)]
     atomic_write_text(out / "attributions.csv", "\n".join(lines) + "\n")

@@ -240,32 +240,38 @@ class AutoencoderDetector(OutlierMixin, _AutoencoderEstimator):
             self._check_criterion(criterion)
         return self._anomaly(self._inputs(X), criterion)
 
-    def anomaly_map(self, X, kind: str = "combined") -> np.ndarray:
+    def _explained(self, X, rows) -> torch.Tensor:
+        x = self._inputs(X)
+        return x if rows is None else x[torch.as_tensor(np.asarray(rows, dtype=np.int64))]
+
+    def anomaly_map(self, X, kind: str = "combined", rows=None) -> np.ndarray:
         """Where each row's score comes from, one value per element (the rows' shape): ``recon-error``,
-        ``gradient`` (of the model's score) or ``combined`` (their product); :func:`aekit.anomaly.anomaly_maps`."""
+        ``gradient`` (of the model's score) or ``combined`` (their product); :func:`aekit.anomaly.anomaly_maps`.
+        ``rows``: explain only these rows of X (for a series, the windows ending at them)."""
         from aekit.anomaly import anomaly_maps
 
-        return anomaly_maps(self.model_, self._inputs(X), kind).double().numpy()
+        return anomaly_maps(self.model_, self._explained(X, rows), kind).double().numpy()
 
-    def attributions(self, X, method: str = "integrated-gradients", baseline=None, steps: int = 32) -> np.ndarray:
-        """Each element's share of its row's anomaly score, in nats, the rows' shape.
+    def attributions(self, X, method: str = "integrated-gradients", baseline=None, steps: int = 32,
+                     rows=None) -> np.ndarray:
+        """Each element's share of its row's anomaly score, in nats, the rows' shape (a series: its windows').
 
         ``integrated-gradients``: of the fitted criterion (``recon`` for ``combined``), from ``baseline`` (in
         the original units; default: the training mean, i.e. zero after standardisation), summing to
         score(x) - score(baseline); ``recon-error``: -log p(x_i | z) of each element, summing to the ``recon``
-        score."""
+        score. ``rows``: explain only these rows of X."""
         from aekit.anomaly import integrated_gradients, reconstruction_attributions
 
         if method not in ATTRIBUTIONS:
             raise ConfigError(f"method={method!r} is unknown; choose one of {', '.join(ATTRIBUTIONS)}")
-        x = self._inputs(X)
+        x = self._explained(X, rows)
         if method == "recon-error":
             return reconstruction_attributions(self.model_, x).double().numpy()
         if baseline is not None:
             baseline = torch.from_numpy(self._standardize(np.asarray(baseline, dtype=np.float64)))
         criterion = "recon" if self.criterion_ == "combined" else self.criterion_
-        samples = 1 if criterion == "elbo" else self.nll_samples
-        return integrated_gradients(self.model_, x, criterion, baseline, steps, n_samples=samples).double().numpy()
+        return integrated_gradients(self.model_, x, criterion, baseline, steps,
+                                    n_samples=self.nll_samples).double().numpy()
 
     def score_samples(self, X) -> np.ndarray:
         """Higher for more normal rows: the negated anomaly score."""
@@ -326,9 +332,13 @@ class SeriesDetector(AutoencoderDetector):
 
     def _inputs(self, X) -> torch.Tensor:
         """The windows ``[N, T, C]`` that end at each row."""
+        return self._explained(X, None)
+
+    def _explained(self, X, rows) -> torch.Tensor:
+        """The windows ``[n, T, C]`` that end at ``rows`` (all rows: None); only those are copied."""
         check_is_fitted(self, "model_")
         X = validate_data(self, self._as_rows(X), dtype=np.float64, reset=False)
-        return self._windows(self._standardize(X)).inputs()
+        return self._windows(self._standardize(X)).inputs(None if rows is None else np.asarray(rows, dtype=np.int64))
 
     def anomaly_score(self, X, criterion: str | None = None) -> np.ndarray:
         """One score per row, from the window that ends at it; higher for more anomalous rows."""

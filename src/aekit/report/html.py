@@ -42,8 +42,9 @@ DETECTION_CAPTIONS = {
     "explanations.png": "The highest-scoring images, their reconstructions, and where each score comes from: the "
                         "reconstruction error, the ceVAE's combined map (error times score gradient) where the model "
                         "has a posterior, and the integrated-gradients attribution of the score",
-    "attributions.png": "The highest-scoring rows: each feature's share of the score, by integrated gradients from "
-                        "the training mean (summing to the score's rise) and by its own reconstruction error",
+    "attributions.png": "The highest-scoring rows: each feature's (a series: each step of the window's) share of the "
+                        "score, by integrated gradients from the training mean (summing to the score's rise) and by "
+                        "its own reconstruction error",
 }
 # What each metric of metrics.json measures, and its unit; whether lower or higher is better is added from
 # metric_direction. Keys of other evaluation splits (val/nll) borrow the test/ entry of the same name.
