@@ -419,7 +419,8 @@ def _write_explanations(out: Path, d: DetectionData, scores: np.ndarray, detecto
                                    "reconstruction error, per step of the window": shares.sum(2)},
                                   out / "figures" / "attributions.png", names,
                                   [f"t-{steps - 1 - j}" for j in range(steps)],
-                                  title=f"The {len(top)} highest scores of {d.name}: each step's share")
+                                  title=f"The {len(top)} highest scores of {d.name}: each step's share",
+                                  axis_name=f"step of the window (0 .. {steps - 1}; the last is the scored row)")
         ig, shares = ig.sum(1), shares.sum(1)  # [k, C]
     else:
         plot_feature_attributions({"integrated gradients (from the training mean)": ig,

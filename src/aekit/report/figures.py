@@ -591,7 +591,7 @@ def _show_tile(ax: Axes, image: np.ndarray, title: str) -> None:
 
 def plot_feature_attributions(attributions: dict[str, Any], path: str | os.PathLike[str],
                               row_names: Sequence[str] | None = None, feature_names: Sequence[str] | None = None,
-                              title: str = "") -> Path:
+                              title: str = "", axis_name: str = "feature") -> Path:
     """Each feature's share of the scores of a few rows: one heat map per method (name -> ``[K, D]``), rows
     down, features across, red adding to the score and blue taking from it, on a scale symmetric about 0."""
     arrays = {name: _as_float_array(a, name) for name, a in attributions.items()}
@@ -607,8 +607,7 @@ def plot_feature_attributions(attributions: dict[str, Any], path: str | os.PathL
         ax.set_yticks(range(k), list(row_names) if row_names is not None else [str(i) for i in range(k)], fontsize=7)
         if feature_names is not None and d <= 40:
             ax.set_xticks(range(d), list(feature_names), rotation=90, fontsize=7)
-        else:
-            ax.set_xlabel("feature")
+        ax.set_xlabel(axis_name)
         fig.colorbar(image, ax=ax, shrink=0.8, label="nats")
     if title:
         fig.suptitle(title, fontsize=10)
