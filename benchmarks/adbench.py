@@ -72,6 +72,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--root", default=str(ROOT))
     p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-rows", type=int, default=0, help="skip sets with more rows (0: none skipped)")
@@ -96,7 +97,7 @@ def main() -> None:
             skipped.append({"set": path.stem, "rows": len(x)})
             continue
         per_set: dict = {}
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             x_tr, x_te, _, y_te = train_test_split(x, y, test_size=0.3, stratify=y, random_state=seed)
             for name, make in detectors(args.protocol, len(x_tr), args.epochs, args.batch_size, seed).items():
                 start = time.perf_counter()
@@ -118,7 +119,7 @@ def main() -> None:
                    "mean_ap": statistics.mean(r[n]["ap"] for r in results.values()),
                    "total_seconds": sum(r[n]["seconds"] for r in results.values())} for n in names}
     out = {"benchmark": "adbench", "protocol": args.protocol, "epochs": args.epochs, "batch_size": args.batch_size,
-           "seeds": args.seeds, "sets": results, "skipped": skipped, "summary": summary, "machine": machine(),
+           "seeds": args.seeds, "first_seed": args.first_seed, "sets": results, "skipped": skipped, "summary": summary, "machine": machine(),
            "aekit": aekit_source(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "pyod": __import__("pyod").__version__}
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
