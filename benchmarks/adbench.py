@@ -119,7 +119,8 @@ def main() -> None:
                    "mean_ap": statistics.mean(r[n]["ap"] for r in results.values()),
                    "total_seconds": sum(r[n]["seconds"] for r in results.values())} for n in names}
     out = {"benchmark": "adbench", "protocol": args.protocol, "epochs": args.epochs, "batch_size": args.batch_size,
-           "seeds": args.seeds, "first_seed": args.first_seed, "sets": results, "skipped": skipped, "summary": summary, "machine": machine(),
+           "seeds": args.seeds, "first_seed": args.first_seed, "sets": results, "skipped": skipped, "summary": summary,
+           "machine": machine(),
            "aekit": aekit_source(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "pyod": __import__("pyod").__version__}
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")

@@ -339,7 +339,8 @@ def _one_class(data, normal_class, root, seed: int) -> tuple[DetectionData, np.n
     if isinstance(data, DetectionData):
         raise ConfigError("normal_class takes a labelled image data set (a name such as mnist, or a path), not rows")
     split = one_class_split(data, normal_class, root=root, seed=seed)
-    d = DetectionData(split.test.astype(np.float64), [], split.name, None, split.labels,
+    columns = [] if split.test.ndim == 4 else [f"x{i}" for i in range(split.test.shape[1])]
+    d = DetectionData(split.test.astype(np.float64), columns, split.name, None, split.labels,
                       [f"one-class protocol: trained on the {len(split.train)} training images of class "
                        f"{split.normal_name!r}; scored the {len(split.test)} test images, {int(split.labels.sum())} "
                        "of other classes labelled anomalous"])

@@ -30,3 +30,13 @@ def test_classes_out_of_range_or_unknown_are_clear_errors():
         one_class_split("digits", 10)
     with pytest.raises(DataError, match="no class named 'cat'"):
         one_class_split("digits", "cat")
+
+
+def test_a_labelled_table_is_split_into_rows_and_a_graph_is_refused(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "t.npz", X=rng.normal(size=(300, 6)).astype(np.float32), y=rng.integers(0, 3, 300))
+    data = one_class_split(tmp_path / "t.npz", 1)
+    assert data.train.ndim == 2 and data.train.shape[1] == 6 and data.test.shape == (60, 6)
+    assert np.array_equal(data.labels, (data.test_classes != 1).astype(int))
+    with pytest.raises(DataError, match="reads labelled images or table rows held in memory"):
+        one_class_split("cora", 1)

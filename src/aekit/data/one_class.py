@@ -10,7 +10,8 @@ ROC-AUC of the scores, per normal class, and its mean over the classes.
 A data set with an official test part (MNIST, Fashion-MNIST, CIFAR-10 from its batches) is scored on it; one
 without (``cifar10_train.npz`` alone, ``digits``, a user's file) holds out ``test_fraction`` of its images with
 ``seed``, the same draw as ``aekit train`` makes, before the normal class's images are taken from the rest.
-Pixels are scaled to [0, 1] (8-bit images by 1/255), the scale the report figures draw.
+Pixels are scaled to [0, 1] (8-bit images by 1/255), the scale the report figures draw. A labelled table (an
+npz of ``X [N, D]`` and class ids ``y``) is split the same way, into rows.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from aekit.errors import DataError
 @dataclass
 class OneClassData:
     """``train [N, C, H, W]`` images of the normal class; ``test [M, C, H, W]`` images of every class with
-    ``labels [M]`` (1 = anomalous, i.e. another class) and ``test_classes [M]`` (the class ids)."""
+    ``labels [M]`` (1 = anomalous, i.e. another class) and ``test_classes [M]`` (the class ids). A labelled table
+    gives rows ``[N, D]`` instead of images."""
 
     train: np.ndarray
     test: np.ndarray
@@ -60,9 +62,7 @@ def _pixels(source) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{source.name}: has no labels; the one-class protocol needs a class per image")
     images = x.numpy()
     images = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
-    if images.ndim == 2:  # a table of pixels: one channel, a row of them
-        images = images[:, None, None, :]
-    return images, y.numpy().astype(np.int64)
+    return images, y.numpy().astype(np.int64)  # images [N, C, H, W], or the rows [N, D] of a labelled table
 
 
 def one_class_split(dataset: str | os.PathLike, normal: int | str, *, root: str | os.PathLike | None = None,
@@ -73,8 +73,8 @@ def one_class_split(dataset: str | os.PathLike, normal: int | str, *, root: str 
     splits = load_data(str(dataset), root=root, seed=seed, val_fraction=0.0, test_fraction=test_fraction)
     train, test = splits.train, splits.test
     if not hasattr(train, "x"):
-        raise DataError(f"{dataset}: the one-class protocol reads images held in memory; this data is read "
-                        f"as a {type(train).__name__}")
+        raise DataError(f"{dataset}: the one-class protocol reads labelled images or table rows held in memory; "
+                        f"this data is read as a {type(train).__name__}")
     x_train, y_train = _pixels(train)
     x_test, y_test = _pixels(test)
     n_classes = int(max(y_train.max(), y_test.max())) + 1
