@@ -99,7 +99,9 @@ class _AutoencoderEstimator(BaseEstimator):
 
     # Fitting.
     def _standardize(self, X: np.ndarray) -> np.ndarray:
-        return ((X - self.mean_) / self.scale_).astype(np.float32)
+        """Standardised rows in float32 (the model's precision), computed in it: no float64 copy of a wide X."""
+        X = np.asarray(X, dtype=np.float32)
+        return (X - self.mean_.astype(np.float32)) / self.scale_.astype(np.float32)
 
     def _fit_model(self, X: np.ndarray) -> None:
         import aekit
@@ -137,7 +139,7 @@ class _AutoencoderEstimator(BaseEstimator):
 
     def _inputs(self, X) -> torch.Tensor:
         check_is_fitted(self, "model_")
-        X = validate_data(self, X, dtype=np.float64, reset=False, allow_nd=True)
+        X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False, allow_nd=True)
         if X.shape[1:] != self.mean_.shape:
             raise ConfigError(f"rows of shape {X.shape[1:]} do not fit the {self.mean_.shape} the detector was "
                               "fitted on; give rows of the fitted shape")
