@@ -46,7 +46,8 @@ def has_posterior(model) -> bool:
     return bool(getattr(getattr(model, "bottleneck", None), "stochastic", False))
 
 
-def _check(model, criterion: str, allowed: tuple[str, ...], what: str) -> None:
+def check_criterion(model, criterion: str, allowed: tuple[str, ...] = CRITERIA, what: str = "criterion") -> None:
+    """A one-line error unless ``model`` is an autoencoder that can be scored by ``criterion`` (one of ``allowed``)."""
     if not hasattr(model, "likelihood") or not hasattr(model, "bottleneck"):
         raise ConfigError(f"{getattr(model, 'name', type(model).__name__)} is not an encoder -> bottleneck -> "
                           "decoder autoencoder; anomaly scores need one (ae, vae, ce-vae, ...)")
@@ -63,13 +64,13 @@ def score_function(model, criterion: str = "recon", n_samples: int = 1, seed: in
     from ``seed`` at every call (the same x gives the same value)."""
     from aekit.metrics import importance_sampled_log_likelihood
 
-    _check(model, criterion, DIFFERENTIABLE, "criterion")
+    check_criterion(model, criterion, DIFFERENTIABLE)
 
     def score(x: torch.Tensor) -> torch.Tensor:
         with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
             torch.manual_seed(seed)
             if criterion == "recon":
-                z = model.encode(x).mean  # [B, D]
+                z = model.encode(x).mean  # [B, D]; not embed(), which keeps no graph
                 return model.likelihood.nll(model.decode(z).unsqueeze(0), x)[0]
             if criterion == "elbo":
                 out = model(x, n_samples=max(1, n_samples))
@@ -110,13 +111,12 @@ def anomaly_maps(model, x, kind: str = "combined", n_samples: int = 1, seed: int
     """Per-element anomaly map ``[B, *S]`` of ``kind`` (:data:`MAPS`), for inputs ``x [B, *S]``."""
     if kind not in MAPS:
         raise ConfigError(f"kind={kind!r} is unknown; choose one of {', '.join(MAPS)}")
-    _check(model, "recon", CRITERIA, "criterion")
+    check_criterion(model, "recon")
     x = _as_input(model, x)
     with _evaluating(model):
         maps = {}
         if kind in ("recon-error", "combined"):
-            with torch.no_grad():
-                maps["recon-error"] = (x - model.likelihood.mean(model.decode(model.encode(x).mean))).abs()
+            maps["recon-error"] = (x - model.reconstruct(x)).abs()
         if kind in ("gradient", "combined"):
             own = "elbo" if has_posterior(model) else "recon"
             maps["gradient"] = _gradient(score_function(model, own, n_samples, seed), x).abs()
@@ -128,7 +128,7 @@ def anomaly_scores(model, x, criterion: str = "recon", n_samples: int = 100, see
                    batch_size: int = 1024) -> torch.Tensor:
     """Anomaly score per example ``[B]`` (higher = more anomalous, in nats; ``combined``: the combined map's
     sum), in batches of ``batch_size``; non-finite scores (an overflowing likelihood) become +inf."""
-    _check(model, criterion, CRITERIA, "criterion")
+    check_criterion(model, criterion)
     x = _as_input(model, x)
     with _evaluating(model):
         parts = []
@@ -145,10 +145,10 @@ def anomaly_scores(model, x, criterion: str = "recon", n_samples: int = 100, see
 @torch.no_grad()
 def reconstruction_attributions(model, x) -> torch.Tensor:
     """Each element's -log p(x_i | z = embed(x)), ``[B, *S]``: an exact split of the ``recon`` score (its sum)."""
-    _check(model, "recon", CRITERIA, "criterion")
+    check_criterion(model, "recon")
     x = _as_input(model, x)
     with _evaluating(model):
-        return -model.likelihood.log_prob_elementwise(model.decode(model.encode(x).mean), x)
+        return -model.likelihood.log_prob_elementwise(model.decode(model.embed(x)), x)
 
 
 def integrated_gradients(model, x, criterion: str = "recon", baseline=None, steps: int = 32, n_samples: int = 1,

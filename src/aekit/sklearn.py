@@ -39,9 +39,10 @@ import torch
 from sklearn.base import BaseEstimator, OutlierMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 
+from aekit import anomaly
 from aekit.errors import ConfigError
 
-CRITERIA = ("auto", "recon", "elbo", "nll", "combined")
+CRITERIA = ("auto", *anomaly.CRITERIA)
 ATTRIBUTIONS = ("integrated-gradients", "recon-error")
 
 
@@ -202,31 +203,18 @@ class AutoencoderDetector(OutlierMixin, _AutoencoderEstimator):
         if not (isinstance(self.contamination, (int, float)) and 0 < self.contamination <= 0.5):
             raise ConfigError(f"contamination={self.contamination!r} must lie in (0, 0.5]")
         self._fit_model(X)
-        from aekit.anomaly import has_posterior
-
-        stochastic = has_posterior(self.model_)
+        stochastic = anomaly.has_posterior(self.model_)
         self.criterion_ = ("nll" if stochastic else "recon") if self.criterion == "auto" else self.criterion
-        self._check_criterion(self.criterion_)
+        anomaly.check_criterion(self.model_, self.criterion_)
         train_scores = self._scores_of(self._standardize(self._as_rows(X)))
         self.threshold_ = float(np.quantile(train_scores, 1.0 - self.contamination))
         self.offset_ = -self.threshold_
         return self
 
-    def _check_criterion(self, criterion: str) -> None:
-        from aekit.anomaly import has_posterior
-
-        if criterion not in CRITERIA[1:]:
-            raise ConfigError(f"criterion={criterion!r} is unknown; choose one of {', '.join(CRITERIA[1:])}")
-        if criterion in ("elbo", "nll", "combined") and not has_posterior(self.model_):
-            raise ConfigError(f"criterion={criterion} needs a model with a posterior (vae, ce-vae, ...); "
-                              f"{self.model} has none: use criterion=recon")
-
     def _anomaly(self, x: torch.Tensor, criterion: str | None = None) -> np.ndarray:
-        from aekit.anomaly import anomaly_scores
-
-        criterion = criterion or self.criterion_
         # the same rows get the same scores, call after call: the samples come from a fixed seed
-        return anomaly_scores(self.model_, x, criterion, n_samples=self.nll_samples).double().numpy()
+        return anomaly.anomaly_scores(self.model_, x, criterion or self.criterion_,
+                                      n_samples=self.nll_samples).double().numpy()
 
     def _as_rows(self, X) -> np.ndarray:
         return np.asarray(X, dtype=np.float64)
@@ -239,20 +227,18 @@ class AutoencoderDetector(OutlierMixin, _AutoencoderEstimator):
         """Higher for more anomalous rows, in nats per row (the criterion's own scale); ``criterion`` scores by
         another criterion than the fitted one (``threshold_`` belongs to the fitted one)."""
         if criterion is not None:
-            self._check_criterion(criterion)
+            anomaly.check_criterion(self.model_, criterion)
         return self._anomaly(self._inputs(X), criterion)
 
     def _explained(self, X, rows) -> torch.Tensor:
-        x = self._inputs(X)
-        return x if rows is None else x[torch.as_tensor(np.asarray(rows, dtype=np.int64))]
+        """The inputs of ``rows`` of X (all: None), only those standardised."""
+        return self._inputs(X if rows is None else np.asarray(X)[np.asarray(rows, dtype=np.int64)])
 
     def anomaly_map(self, X, kind: str = "combined", rows=None) -> np.ndarray:
         """Where each row's score comes from, one value per element (the rows' shape): ``recon-error``,
         ``gradient`` (of the model's score) or ``combined`` (their product); :func:`aekit.anomaly.anomaly_maps`.
         ``rows``: explain only these rows of X (for a series, the windows ending at them)."""
-        from aekit.anomaly import anomaly_maps
-
-        return anomaly_maps(self.model_, self._explained(X, rows), kind).double().numpy()
+        return anomaly.anomaly_maps(self.model_, self._explained(X, rows), kind).double().numpy()
 
     def attributions(self, X, method: str = "integrated-gradients", baseline=None, steps: int = 32,
                      rows=None) -> np.ndarray:
@@ -262,18 +248,16 @@ class AutoencoderDetector(OutlierMixin, _AutoencoderEstimator):
         the original units; default: the training mean, i.e. zero after standardisation), summing to
         score(x) - score(baseline); ``recon-error``: -log p(x_i | z) of each element, summing to the ``recon``
         score. ``rows``: explain only these rows of X."""
-        from aekit.anomaly import integrated_gradients, reconstruction_attributions
-
         if method not in ATTRIBUTIONS:
             raise ConfigError(f"method={method!r} is unknown; choose one of {', '.join(ATTRIBUTIONS)}")
         x = self._explained(X, rows)
         if method == "recon-error":
-            return reconstruction_attributions(self.model_, x).double().numpy()
+            return anomaly.reconstruction_attributions(self.model_, x).double().numpy()
         if baseline is not None:
             baseline = torch.from_numpy(self._standardize(np.asarray(baseline, dtype=np.float64)))
         criterion = "recon" if self.criterion_ == "combined" else self.criterion_
-        return integrated_gradients(self.model_, x, criterion, baseline, steps,
-                                    n_samples=self.nll_samples).double().numpy()
+        return anomaly.integrated_gradients(self.model_, x, criterion, baseline, steps,
+                                            n_samples=self.nll_samples).double().numpy()
 
     def score_samples(self, X) -> np.ndarray:
         """Higher for more normal rows: the negated anomaly score."""
@@ -344,8 +328,8 @@ class SeriesDetector(AutoencoderDetector):
 
     def anomaly_score(self, X, criterion: str | None = None) -> np.ndarray:
         """One score per row, from the window that ends at it; higher for more anomalous rows."""
-        if criterion is not None:
-            self._check_criterion(criterion)
         check_is_fitted(self, "model_")
+        if criterion is not None:
+            anomaly.check_criterion(self.model_, criterion)
         X = validate_data(self, self._as_rows(X), dtype=np.float64, reset=False)
         return self._scores_of(self._standardize(X), criterion)
