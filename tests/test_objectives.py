@@ -3,7 +3,7 @@ import torch
 
 import aekit
 from aekit.errors import ConfigError
-from aekit.objectives import ELBO, Schedule
+from aekit.objectives import Schedule, Term, WeightedTerms
 
 
 def test_schedules():
@@ -37,4 +37,104 @@ def test_beta_and_free_bits():
     loss = model.objective()(out, step=0)
     kl_fb = out.latent.stats["kl_per_dim"].mean(0).clamp(min=0.5).sum()
     assert loss.total.item() == pytest.approx((out.terms["recon"].mean() + 3.0 * kl_fb).item(), rel=1e-5)
-    assert ELBO()(out, 0).logs["beta"] == 1.0
+    assert "beta" not in loss.logs  # a constant weight is no log column
+
+
+def vae(**settings):
+    torch.manual_seed(0)
+    return aekit.build_model("vae", data_shape=(6,), latent_dim=3, hidden=(8,), likelihood="gaussian", **settings)
+
+
+def test_terms_set_by_name_with_schedules_override_the_shorthand():
+    """``terms.kl`` wins over ``beta``; a schedule set there ramps the weight, which is then logged."""
+    model = vae(beta=2.0, terms={"kl": {"weight": 4, "schedule": "linear", "warmup_steps": 10}})
+    out = model(torch.randn(5, 6))
+    recon, kl = out.terms["recon"].mean(), out.terms["kl"].mean()
+    objective = model.objective()
+    for step, weight in ((0, 0.0), (5, 2.0), (10, 4.0), (None, 4.0)):
+        loss = objective(out, step)
+        assert loss.total.item() == pytest.approx((recon + weight * kl).item(), rel=1e-6)
+        assert loss.logs["beta"] == weight
+    assert vae(terms={"kl": 0.5}).objective_terms()["kl"].weight.value == 0.5
+
+
+def test_capacity_penalises_the_distance_from_a_rising_target():
+    """Burgess et al. 2018: gamma |KL - C(t)|, C rising linearly to C_max over capacity_steps."""
+    model = vae(terms={"kl": {"weight": 10, "capacity": 2.0, "capacity_steps": 100}})
+    out = model(torch.randn(5, 6))
+    recon, kl = out.terms["recon"].mean(), out.terms["kl"].mean()
+    for step, c in ((0, 0.0), (50, 1.0), (1000, 2.0), (None, 2.0)):
+        expected = recon + 10 * (kl - c).abs()
+        assert model.objective()(out, step).total.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_a_term_no_part_declares_is_an_error_naming_it():
+    model = vae()
+    out = model(torch.randn(3, 6))
+    out.terms["commit"] = torch.ones(3)
+    with pytest.raises(ConfigError, match="term 'commit' that is neither weighted nor log-only"):
+        model.objective()(out, 0)
+
+
+def test_an_unknown_weight_key_lists_the_model_terms():
+    with pytest.raises(ConfigError, match="terms.commit: vae has no term 'commit'; its terms are kl, recon"):
+        vae(terms={"commit": 0.25}).objective()
+    with pytest.raises(ConfigError, match="terms.kl.warmup is not a term setting"):
+        vae(terms={"kl": {"warmup": 10}}).objective()
+
+
+def test_log_only_terms_are_logged_and_never_minimised():
+    model = vae(terms={"kl": {"log_only": "true"}})
+    out = model(torch.randn(4, 6))
+    loss = model.objective()(out, 0)
+    assert loss.total.item() == pytest.approx(out.terms["recon"].mean().item(), rel=1e-6)
+    assert loss.logs["kl"].item() == pytest.approx(out.terms["kl"].mean().item())
+
+
+def test_whole_batch_terms_are_declared_and_summed_as_they_are():
+    """A term declared ``batch`` is one value per batch; given per example it is an error, and so is the reverse."""
+    objective = WeightedTerms({"recon": Term(), "mmd": Term(weight=3.0, batch=True)}, "wae")
+
+    class Out:
+        terms = {"recon": torch.tensor([1.0, 3.0]), "mmd": torch.tensor(0.5)}
+        stats: dict = {}
+
+    assert objective(Out(), 0).total.item() == pytest.approx(2.0 + 3 * 0.5)
+    Out.terms = {"recon": torch.tensor([1.0, 3.0]), "mmd": torch.tensor([0.5, 0.5])}
+    with pytest.raises(ConfigError, match="declared as one value per batch"):
+        objective(Out(), 0)
+
+
+def test_terms_and_part_options_from_the_command_line_keys():
+    from aekit.run_config import split_overrides
+
+    model, _, _ = split_overrides({"terms.kl": "4", "terms.kl.schedule": "linear", "terms.kl.warmup_steps": "9",
+                                   "likelihood.bins": "32"}, "vae")
+    assert model == {"terms": {"kl": {"weight": 4, "schedule": "linear", "warmup_steps": 9}},
+                     "options": {"likelihood": {"bins": 32}}}
+
+
+def test_a_model_default_part_setting_survives_a_user_setting_of_another_key():
+    """A mapping field merges key by key over the model's defaults: the user's keys win, the others stay."""
+    from dataclasses import dataclass, field
+
+    from aekit.config import from_dict
+    from aekit.models.vae import VAEConfig
+
+    @dataclass(frozen=True)
+    class Defaulted(VAEConfig):
+        options: dict = field(default_factory=lambda: {"likelihood": {"bins": 32}, "backbone": {"layers": 2}})
+
+    config = from_dict(Defaulted, {"options": {"likelihood": {"sigma": 0.5}, "backbone": {"layers": 3}}})
+    assert config.options == {"likelihood": {"bins": 32, "sigma": 0.5}, "backbone": {"layers": 3}}
+    assert from_dict(Defaulted, {}).options == {"likelihood": {"bins": 32}, "backbone": {"layers": 2}}
+
+
+def test_old_objective_names_build_the_weighted_terms():
+    """Configs saved with the names of the objectives the weighted terms replaced still load."""
+    from aekit.parts import build_part, part_names
+
+    assert "adversarial" not in part_names("objectives")
+    objective = build_part("objectives", "adversarial", {"recon": Term()})
+    assert isinstance(objective, WeightedTerms)
+    assert type(aekit.build_model("aae", data_shape=(6,), objective="adversarial").objective()) is WeightedTerms

@@ -40,7 +40,7 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     if typing.get_origin(annotation) is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}={value!r} must be a mapping; set its entries with dots ({key}.NAME.KEY=VALUE)")
-        return {str(k): dict(v) if isinstance(v, dict) else v for k, v in value.items()}
+        return {str(k): _plain_dict(v) if isinstance(v, dict) else v for k, v in value.items()}
     if typing.get_origin(annotation) is tuple:
         if isinstance(value, str):
             value = [v for v in value.strip("()[] ").split(",") if v.strip()]
@@ -53,13 +53,35 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     return value
 
 
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``extra``, nested dicts merged key by key."""
+    merged = dict(base)
+    for key, value in extra.items():
+        merged[key] = merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
+            else value
+    return merged
+
+
+def _plain_dict(value: dict) -> dict:
+    return {str(k): _plain_dict(v) if isinstance(v, dict) else v for k, v in value.items()}
+
+
 def from_dict(cls: type[C], values: dict[str, Any], where: str = "config") -> C:
-    """Build dataclass ``cls`` from a plain dict, rejecting unknown keys with the list of known ones."""
+    """Build dataclass ``cls`` from a plain dict, rejecting unknown keys with the list of known ones.
+
+    A mapping field (a model's part settings ``options``, its ``terms``) is merged key by key over the field's
+    default, so that a model can default one part setting (``{"bottleneck": {"code_dim": 4}}``) and a user set
+    another (``bottleneck.decay=0.95``) without losing it; a key the user gives wins."""
     fields = config_fields(cls)
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise ConfigError(f"unknown {where} key(s) {', '.join(unknown)}; known keys: {', '.join(fields)}")
     hints = typing.get_type_hints(cls)
+    values = dict(values)
+    for key, value in values.items():
+        default = fields[key].default_factory
+        if isinstance(value, dict) and default is not dataclasses.MISSING:
+            values[key] = merge(default(), value)
     return cls(**{k: _coerce(v, hints[k], k) for k, v in values.items()})
 
 

@@ -1,22 +1,35 @@
 """Training objectives: they weigh a model output's loss terms into the numbers that are minimised.
 
 Loss convention: per example, sum over data dimensions; mean over the batch (weighted by the batch's per-example
-``weights`` when it has them); in nats. Weights and their schedules (beta, KL warm-up, free bits) live here, not in
-the models, so that a schedule can change them. An objective returns one loss per named optimiser
-(``Loss.losses``: ``model``, and e.g. ``discriminator`` for adversarial regularisers).
+``weights`` when it has them); in nats. An objective returns one loss per named optimiser (``Loss.losses``:
+``model``, and e.g. ``discriminator`` for adversarial regularisers).
 
-Objectives are parts (``objective=iwae``): each registered factory builds one from a model's config.
+One objective serves every model, :class:`WeightedTerms`: a model's forward gives named terms, per example ``[B]``
+or, declared as such, one per batch ``[]`` (an MMD between the batch's codes and the prior's draws), and the
+objective sums them,
+
+    L_opt(t) = sum_{k: optimiser(k) = opt} w_k(t) * penalty_k(mean_batch term_k),
+
+with each term's weight w_k a number or a schedule (warm-up, cycles), and its penalty the term itself, the term
+with free bits (a floor per latent dimension) or a capacity |term - C(t)|. Every term a model can give is declared
+by the part that makes it (:class:`Term`, a part's ``terms``) with its default weight; a config sets them by name
+(``terms.kl=4``, ``terms.kl.schedule=linear``, ``terms.kl.capacity=25``). A term the model gives that is neither
+weighted nor declared log-only is an error naming it, and so is a weight for a term the model does not have.
+The ELBO and the IWAE bound are thin special cases (a logged ELBO; a bound computed from the samples).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from aekit.config import require
-from aekit.parts import register_part
+from aekit.errors import ConfigError
+from aekit.parts import register_alias, register_part
 
 SCHEDULES = ("constant", "linear", "cyclical")
 
@@ -37,7 +50,7 @@ class Schedule:
     cycles: int = 4
 
     def __post_init__(self) -> None:
-        require(self.kind in SCHEDULES, f"beta_schedule={self.kind!r} is unknown; choose one of {', '.join(SCHEDULES)}")
+        require(self.kind in SCHEDULES, f"schedule={self.kind!r} is unknown; choose one of {', '.join(SCHEDULES)}")
         require(self.warmup_steps >= 0, f"warmup_steps={self.warmup_steps} must be >= 0")
         require(self.period > 0 and self.cycles > 0, "period and cycles must be positive")
 
@@ -79,69 +92,171 @@ def scalar_stats(out) -> dict[str, torch.Tensor]:
     return {k: v for k, v in out.stats.items() if torch.is_tensor(v) and v.dim() == 0}
 
 
+TERM_SETTINGS = ("weight", "schedule", "warmup_steps", "period", "cycles", "free_bits", "capacity", "capacity_steps",
+                 "log_only")
+
+
+@dataclass(frozen=True)
+class Term:
+    """How the objective counts one of a model's terms.
+
+    ``weight``: a :class:`Schedule` (a number is a constant one); ``optimizer``: the named optimiser whose loss
+    takes it; ``log_only``: logged and reported, never minimised (an accuracy, a perplexity, a bound's parts);
+    ``batch``: one value per batch ``[]`` rather than per example ``[B]`` (its value depends on the batch, so
+    evaluation scores it at a stated batch size); ``free_bits = lambda``: the term's batch mean per latent
+    dimension (the output's ``stats[NAME_per_dim]``) below lambda is not penalised, sum_d max(lambda,
+    E_batch[term_d]) (Kingma et al. 2016); ``capacity = C > 0``: the penalty is |term - C(t)| with C(t) rising
+    linearly from 0 to C over ``capacity_steps`` (Burgess et al. 2018); ``label``: the name a scheduled weight is
+    logged under (``beta`` for the KL)."""
+
+    weight: Schedule = field(default_factory=Schedule)
+    optimizer: str = "model"
+    log_only: bool = False
+    batch: bool = False
+    free_bits: float = 0.0
+    capacity: float = 0.0
+    capacity_steps: int = 0
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.weight, Schedule):
+            object.__setattr__(self, "weight", Schedule(float(self.weight)))
+        require(self.weight.value >= 0, f"a term's weight must be >= 0, got {self.weight.value}")
+        require(self.free_bits >= 0, f"free_bits={self.free_bits} must be >= 0")
+        require(self.capacity >= 0 and self.capacity_steps >= 0, "capacity and capacity_steps must be >= 0")
+
+    def capacity_at(self, step: int | None) -> float:
+        if step is None or self.capacity_steps == 0:
+            return self.capacity
+        return self.capacity * min(1.0, step / self.capacity_steps)
+
+    def logs_weight(self) -> bool:
+        """Whether the weight is worth a log column: it changes over the run."""
+        return self.weight.kind != "constant" and not self.log_only
+
+
+def configured_terms(declared: dict[str, Term], settings: dict[str, Any], model: str = "the model") -> dict[str, Term]:
+    """``declared`` with a config's ``terms`` applied: ``{"kl": 4}`` sets a weight, ``{"kl": {"schedule": "linear",
+    "warmup_steps": 500}}`` any of :data:`TERM_SETTINGS`. A name the model does not give, or a setting that does not
+    exist, is a ConfigError listing what does."""
+    terms = dict(declared)
+    for name, value in (settings or {}).items():
+        if name not in terms:
+            raise ConfigError(f"terms.{name}: {model} has no term {name!r}; its terms are {', '.join(terms)}")
+        value = value if isinstance(value, dict) else {"weight": value}
+        unknown = sorted(set(value) - set(TERM_SETTINGS))
+        if unknown:
+            raise ConfigError(f"terms.{name}.{unknown[0]} is not a term setting; choose from {', '.join(TERM_SETTINGS)}")
+        term, schedule = terms[name], terms[name].weight
+        try:
+            schedule = Schedule(float(value.get("weight", schedule.value)), str(value.get("schedule", schedule.kind)),
+                                int(value.get("warmup_steps", schedule.warmup_steps)),
+                                int(value.get("period", schedule.period)), int(value.get("cycles", schedule.cycles)))
+            terms[name] = dataclasses.replace(
+                term, weight=schedule, free_bits=float(value.get("free_bits", term.free_bits)),
+                capacity=float(value.get("capacity", term.capacity)),
+                capacity_steps=int(value.get("capacity_steps", term.capacity_steps)),
+                log_only=_boolean(value.get("log_only", term.log_only)))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"terms.{name}={value}: {exc}; weights and settings are numbers "
+                              "(schedule: constant, linear or cyclical)") from None
+    return terms
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
 class Objective:
     """Weighs a model output's terms at training ``step``. ``step=None`` gives the objective the schedules end
     on (every warm-up or cycle finished): what validation scores, so that validation losses taken during a
     warm-up compare with those taken after it (model selection, early stopping). ``dataset_size``: the number of
-    training examples, set by the training loop (for objectives whose estimators need it)."""
+    training examples, set by the training loop (for objectives whose estimators need it). ``needs``: what the
+    objective reads from the output beyond its terms (``log_q``, ``log_p``), so that a bottleneck can skip the rest."""
 
     dataset_size: int | None = None
+    needs: frozenset[str] = frozenset()
 
     def __call__(self, out, step: int | None, batch=None) -> Loss:
         raise NotImplementedError
 
 
-@register_part("objectives", "reconstruction", "E[-log p(x|z)]: deterministic and denoising autoencoders")
-class Reconstruction(Objective):
-    """E_batch[-log p(x | z)]: the deterministic and denoising autoencoders' loss."""
+class WeightedTerms(Objective):
+    """The sum of a model's terms with their weights, one loss per optimiser (module docstring). Logs ``loss``
+    (the model optimiser's), each term's batch mean, each weight that changes over the run, and the output's 0-dim
+    statistics."""
 
-    def __init__(self, config=None) -> None:
-        pass
+    def __init__(self, terms: dict[str, Term], model: str = "the model") -> None:
+        self.terms, self.model = dict(terms), model
+
+    def term_of(self, name: str, value: torch.Tensor) -> Term:
+        term = self.terms.get(name)
+        if term is None:
+            raise ConfigError(f"{self.model} gives a term {name!r} that is neither weighted nor log-only; the part "
+                              f"that makes it must declare it (its `terms`); declared: {', '.join(self.terms)}")
+        if (value.dim() == 0) != term.batch:
+            kind = "one value per batch []" if term.batch else "one value per example [B]"
+            raise ConfigError(f"term {name!r} of {self.model} is declared as {kind} but has shape "
+                              f"{tuple(value.shape)}; declare it with Term(batch={value.dim() == 0})")
+        return term
+
+    def penalty(self, name: str, term: Term, mean: torch.Tensor, out, step: int | None) -> torch.Tensor:
+        """What the weight multiplies: the term, its free-bits form, or its distance from the capacity."""
+        if term.free_bits > 0:
+            per_dim = out.stats.get(f"{name}_per_dim")
+            require(per_dim is not None, f"terms.{name}.free_bits needs the term per latent dimension "
+                    f"({name}_per_dim); this part gives none (a prior without a closed-form KL)")
+            return per_dim.mean(0).clamp(min=term.free_bits).sum()
+        if term.capacity > 0:
+            return (mean - term.capacity_at(step)).abs()
+        return mean
+
+    def extra_terms(self, out) -> dict[str, torch.Tensor]:
+        """Terms the objective computes from the output itself (a bound over the samples)."""
+        return {}
 
     def __call__(self, out, step: int | None, batch=None) -> Loss:
-        recon = batch_mean(out.terms["recon"], batch)
-        return Loss(losses={"model": recon}, logs={"loss": recon, "recon": recon, **scalar_stats(out)})
+        losses: dict[str, torch.Tensor] = {}
+        logs: dict[str, torch.Tensor | float] = {}
+        weights: dict[str, float] = {}
+        for name, value in {**out.terms, **self.extra_terms(out)}.items():
+            term = self.term_of(name, value)
+            logs[name] = mean = value if term.batch else batch_mean(value, batch)
+            if term.log_only:
+                continue
+            weight = term.weight(step)
+            if term.logs_weight():
+                weights[term.label or f"{name}_weight"] = weight
+            contribution = weight * self.penalty(name, term, mean, out, step)
+            losses[term.optimizer] = contribution if term.optimizer not in losses else losses[term.optimizer] + contribution
+        if "model" not in losses:
+            raise ConfigError(f"no term of {self.model} is weighted for the model's optimiser; terms: "
+                              f"{', '.join(out.terms)}")
+        return Loss(losses=losses, logs={"loss": losses["model"], **logs, **self.derived_logs(logs), **weights,
+                                         **scalar_stats(out)})
+
+    def derived_logs(self, logs: dict[str, Any]) -> dict[str, Any]:
+        return {}
 
 
-@dataclass
-class ELBO(Objective):
-    """Negative evidence lower bound, with a weight on the KL (Higgins et al. 2017, beta-VAE):
+class ELBO(WeightedTerms):
+    """The negative evidence lower bound with a weight on the KL (Higgins et al. 2017, beta-VAE),
 
-        L = E_q[-log p(x|z)] + beta(t) * KL(q(z|x) || p(z)).
+        L = E_q[-log p(x|z)] + beta(t) * KL(q(z|x) || p(z)),
 
-    With ``free_bits = lambda > 0`` each latent dimension's batch-mean KL below lambda is not penalised
-    (Kingma et al. 2016): KL_fb = sum_d max(lambda, E_batch[KL_d]).
-    """
+    the weighted terms with the ELBO itself logged, -(recon + kl), whatever beta is."""
 
-    beta: Schedule = field(default_factory=Schedule)
-    free_bits: float = 0.0
-
-    @classmethod
-    def from_config(cls, config) -> ELBO:
-        schedule = Schedule(getattr(config, "beta", 1.0), getattr(config, "beta_schedule", "constant"),
-                            getattr(config, "warmup_steps", 0), getattr(config, "cycle_steps", 1000),
-                            getattr(config, "cycles", 4))
-        return cls(beta=schedule, free_bits=getattr(config, "free_bits", 0.0))
-
-    def __call__(self, out, step: int | None, batch=None) -> Loss:
-        recon = batch_mean(out.terms["recon"], batch)
-        kl = batch_mean(out.terms["kl"], batch)
-        beta = self.beta(step)
-        kl_term = kl
-        if self.free_bits > 0:
-            kl_per_dim = out.stats.get("kl_per_dim")
-            require(kl_per_dim is not None, "free_bits needs a closed-form KL per dimension; this prior has none")
-            kl_term = kl_per_dim.mean(0).clamp(min=self.free_bits).sum()
-        loss = recon + beta * kl_term
-        return Loss(
-            losses={"model": loss},
-            logs={"loss": loss, "recon": recon, "kl": kl, "elbo": -(recon + kl), "beta": beta, **scalar_stats(out)},
-        )
+    def derived_logs(self, logs: dict[str, Any]) -> dict[str, Any]:
+        return {"elbo": -(logs["recon"] + logs["kl"])} if "recon" in logs and "kl" in logs else {}
 
 
-register_part("objectives", "elbo", "negative ELBO with beta (constant, warm-up, cyclical) and free bits")(
-    ELBO.from_config
-)
+register_part("objectives", "terms", "the model's terms, each with its weight or schedule (terms.NAME=...)")(
+    WeightedTerms)
+register_part("objectives", "elbo", "negative ELBO: the weighted terms (beta on the KL), the ELBO logged")(ELBO)
+for _old in ("reconstruction", "adversarial", "context-elbo", "masked", "classification"):
+    register_alias("objectives", _old, "terms")
 
 
 def importance_weights(out) -> torch.Tensor:

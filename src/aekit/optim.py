@@ -100,7 +100,7 @@ def make_optimizers(model: torch.nn.Module, config) -> tuple[dict[str, torch.opt
         s = settings[name]
         param_groups = _param_groups(model, params, s.weight_decay, config.no_decay_1d, config.layer_decay)
         kwargs = dict(lr=s.lr, betas=tuple(s.betas), weight_decay=s.weight_decay)
-        kind = torch.optim.Adam if getattr(config, "optimizer", "adamw") == "adam" else torch.optim.AdamW
+        kind = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
         try:
             optimizers[name] = kind(param_groups, fused=True, **kwargs)
         except (RuntimeError, ValueError):  # a device or dtype without the fused kernel

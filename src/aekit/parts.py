@@ -8,11 +8,24 @@ itself where it is defined::
     class StandardNormal(Prior): ...
 
 ``aekit parts`` lists them all; a duplicate name within a kind is an error.
+
+**Built with their context.** A factory that declares a ``context`` parameter receives a frozen
+:class:`PartContext` by keyword: the data shape, the encoder's output shape, the latent shape, the condition size
+and the number of distribution parameters per data dimension, so that a part sizes itself from the model it sits
+in instead of positional integers. Its own settings (``bottleneck.decay=0.95``) come as further keywords.
+
+**Bound to the built model.** A part that needs the built model (a VampPrior encodes its pseudo-inputs with the
+model's encoder) defines ``bind(self, model)``; the model calls it on every part once it is built, and the part
+keeps the model in a :class:`ModelRef`, which registers no weight a second time (the model's weights are not the
+part's submodules, so ``state_dict``, DDP and FSDP see each weight once) and follows the model through
+``copy.deepcopy`` (the copy's part points at the copied model).
 """
 
 from __future__ import annotations
 
 import inspect
+import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +45,73 @@ class PartEntry:
 
 
 _PARTS: dict[str, dict[str, PartEntry]] = {kind: {} for kind in KINDS if kind != "models"}
+_ALIASES: dict[str, dict[str, str]] = {"objectives": {}}  # older names that configs may still hold
+
+
+@dataclass(frozen=True)
+class PartContext:
+    """What a part is built for. ``data_shape``: one example, ``(C, H, W)``, ``(T, C)`` or ``(D,)``;
+    ``feature_shape``: the encoder's output, ``(F,)`` or a feature map ``(F, H, W)`` (channels first, as the encoder
+    gives it; the bottleneck receives it channels last, ``[B, H, W, F]``); ``latent_shape``: ``(D,)`` or
+    ``(*L, D)``; ``condition_dim``: the size of the condition c (0: unconditional); ``n_params``: distribution
+    parameters per data dimension (the likelihood's, 2 for a Gaussian with learned scale); ``model``: the model's
+    registered name, for messages."""
+
+    data_shape: tuple[int, ...] = ()
+    feature_shape: tuple[int, ...] = ()
+    latent_shape: tuple[int, ...] = ()
+    condition_dim: int = 0
+    n_params: int = 1
+    model: str = ""
+
+    @property
+    def latent_dim(self) -> int:
+        """D, the size of one latent vector (the last axis of ``latent_shape``)."""
+        return self.latent_shape[-1]
+
+    @property
+    def grid(self) -> tuple[int, ...]:
+        """L, the latent grid (empty for a vector latent)."""
+        return tuple(self.latent_shape[:-1])
+
+    @property
+    def features(self) -> int:
+        """F, the width of one feature vector the bottleneck receives (the encoder's channels for a map), plus
+        the condition's size, which a conditional model concatenates to it."""
+        return self.feature_shape[0] + self.condition_dim
+
+    @property
+    def data_size(self) -> int:
+        return math.prod(self.data_shape)
+
+    def replace(self, **changes: Any) -> PartContext:
+        return dataclasses.replace(self, **changes)
+
+
+class ModelRef:
+    """A part's reference to the model it is bound to, outside the module tree: not a submodule (no weight
+    registered twice, nothing in the part's ``state_dict``), and remapped by ``copy.deepcopy`` to the copy of the
+    model when the model is copied with its parts (a deep copy of the part alone keeps pointing at the original)."""
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+
+    def __call__(self) -> Any:
+        return self._model
+
+    def __deepcopy__(self, memo: dict) -> ModelRef:
+        return ModelRef(memo.get(id(self._model), self._model))
+
+    def __getstate__(self) -> dict:  # a pickled part (DDP spawn) carries no second copy of the model
+        return {"_model": None}
+
+
+def bind_parts(model: Any) -> None:
+    """Call ``bind(model)`` on every submodule of ``model`` that defines it, in module order: the documented phase
+    for parts that need the built model."""
+    for module in model.modules():
+        if module is not model and callable(getattr(module, "bind", None)):
+            module.bind(model)
 
 
 def register_part(kind: str, name: str, description: str) -> Callable[[Any], Any]:
@@ -53,11 +133,6 @@ def _ensure_builtin_parts() -> None:
     import aekit.objectives  # noqa: F401
 
 
-def part_names(kind: str) -> tuple[str, ...]:
-    """The registered names of ``kind``, in registration order (no import: what is registered so far)."""
-    return tuple(_PARTS[kind])
-
-
 def get_part(kind: str, name: str) -> PartEntry:
     if kind == "models":
         from aekit.registry import model_entry
@@ -66,23 +141,38 @@ def get_part(kind: str, name: str) -> PartEntry:
         return PartEntry("models", entry.name, entry.model_class, entry.description)
     if name not in _PARTS[kind]:
         _ensure_builtin_parts()
+    name = _ALIASES.get(kind, {}).get(name, name)
     if name not in _PARTS[kind]:
         raise ConfigError(f"{kind[:-1]}={name!r} is unknown; choose one of {', '.join(_PARTS[kind])}")
     return _PARTS[kind][name]
 
 
-def build_part(kind: str, name: str, *args: Any, **kwargs: Any) -> Any:
-    """Part ``name`` of ``kind`` built with ``args`` and ``kwargs``; a keyword the part does not take is a
-    ConfigError that lists the ones it does."""
+def register_alias(kind: str, alias: str, name: str) -> None:
+    """Let configs that name ``alias`` build part ``name`` (an older name; not listed by ``aekit parts``)."""
+    _ALIASES.setdefault(kind, {})[alias] = name
+
+
+def part_names(kind: str, aliases: bool = False) -> tuple[str, ...]:
+    """The registered names of ``kind``, in registration order, and their older names with ``aliases``."""
+    return tuple(_PARTS[kind]) + (tuple(_ALIASES.get(kind, {})) if aliases else ())
+
+
+def build_part(kind: str, name: str, *args: Any, context: PartContext | None = None, **kwargs: Any) -> Any:
+    """Part ``name`` of ``kind`` built with ``args`` and its settings ``kwargs``, and ``context`` by keyword when
+    its factory declares a ``context`` parameter; a setting the part does not take is a ConfigError that lists
+    the ones it does."""
     factory = get_part(kind, name).factory
     try:
         signature = inspect.signature(factory)
     except (TypeError, ValueError):  # a builtin without a signature: let the call speak
         return factory(*args, **kwargs)
-    params = signature.parameters.values()
-    if not any(p.kind is p.VAR_KEYWORD for p in params):
-        taken = [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
-        unknown = sorted(set(kwargs) - set(taken))
+    params = signature.parameters
+    if context is not None and "context" in params:
+        kwargs = {**kwargs, "context": context}
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        taken = [p.name for p in params.values() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+                 and p.name != "context"]
+        unknown = sorted(set(kwargs) - set(taken) - {"context"})
         if unknown:
             raise ConfigError(f"{kind[:-1]}.{unknown[0]}: {name} has no such setting; it takes "
                               f"{', '.join(taken[len(args):]) or 'none'}")

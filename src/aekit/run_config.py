@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aekit.config import config_fields, from_dict, require, to_dict
+from aekit.config import config_fields, from_dict, merge, require, to_dict
 from aekit.data.base import Splits
 from aekit.errors import ConfigError, ShapeConfigError
 from aekit.io import read_json
@@ -18,11 +18,15 @@ LR_SCHEDULES = ("cosine", "constant", "multistep")
 ON_NAN = ("stop", "skip")
 STRATEGIES = ("auto", "ddp", "ddp_spawn", "fsdp")
 PRECISIONS = ("32-true", "64-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train. ``steps`` (optimiser updates) wins over ``epochs``; with neither, 1000 steps."""
+    """How to train. ``steps`` (optimiser updates) wins over ``epochs``; with neither, 1000 steps.
+
+    ``compile``: run each micro-batch's forward and objective under ``torch.compile`` with ``compile_backend``
+    (``inductor``; ``aot_eager`` compiles fast and generates no kernels) and ``compile_mode``."""
 
     steps: int = 0
     epochs: int = 0
@@ -66,6 +70,9 @@ class TrainConfig:
     imports: tuple[str, ...] = ()
     no_decay_1d: bool = False
     layer_decay: float = 1.0
+    compile: bool = False
+    compile_mode: str = "default"
+    compile_backend: str = "inductor"
 
     def __post_init__(self) -> None:
         for key in ("steps", "epochs", "lr_warmup_steps", "eval_every", "patience", "checkpoint_every", "nll_samples",
@@ -98,6 +105,8 @@ class TrainConfig:
                 "optimizers must map optimiser names to settings, e.g. optimizers.discriminator.lr=1e-4")
         require(self.accelerator in ("auto", "cpu", "gpu", "cuda", "mps"),
                 f"accelerator={self.accelerator!r} is unknown; choose auto, cpu, gpu or mps")
+        require(self.compile_mode in COMPILE_MODES,
+                f"compile_mode={self.compile_mode!r} is unknown; choose one of {', '.join(COMPILE_MODES)}")
 
 
 @dataclass(frozen=True)
@@ -154,7 +163,7 @@ class DataConfig:
                 f"crop_scale={self.crop_scale} must be two shares 0 < low <= high <= 1")
 
 
-NESTED = {"train": ("optimizers",)}  # dict-valued keys, set with dots: optimizers.discriminator.lr=1e-4
+NESTED = {"train": ("optimizers",), "model": ("terms",)}  # dict-valued keys set with dots: optimizers.disc.lr=1e-4
 
 
 def split_overrides(overrides: dict[str, Any], model_name: str) -> tuple[dict, dict, dict]:
@@ -191,10 +200,12 @@ def split_overrides(overrides: dict[str, Any], model_name: str) -> tuple[dict, d
             continue
         if path[0] not in NESTED.get(section, ()):
             raise ConfigError(f"{key!r}: {path[0]} takes no dotted settings; write {path[0]}=VALUE")
+        if section == "model" and path[0] == "terms" and len(path) == 2:
+            path = [*path, "weight"]  # terms.kl=4 is the weight; terms.kl.schedule=linear one of its settings
         target = out[section].setdefault(path[0], {})
         for part in path[1:-1]:
             target = target.setdefault(part, {})
-        target[path[-1]] = value
+        target[path[-1]] = literal(value) if path[0] == "terms" else value
     return out["model"], out["data"], out["train"]
 
 
@@ -210,15 +221,6 @@ def literal(value: Any) -> Any:
         except ValueError:
             pass
     return value
-
-
-def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """``base`` updated by ``extra``, nested dicts merged key by key."""
-    merged = dict(base)
-    for key, value in extra.items():
-        merged[key] = merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
-            else value
-    return merged
 
 
 IN_MEMORY = "in-memory"  # the data name of a run given arrays, a Dataset, a data source or a stream

@@ -4,13 +4,18 @@ import pytest
 import torch
 
 from aekit.errors import ConfigError
+from aekit.parts import PartContext
 from aekit.nn.bottlenecks import Deterministic, DiagonalGaussian, StandardNormal
 from aekit.nn.corruptions import GaussianNoise, MaskingNoise, SaltAndPepper, make_corruption
 
 
+def ctx(features: int, latent_dim: int) -> PartContext:
+    return PartContext(feature_shape=(features,), latent_shape=(latent_dim,))
+
+
 def test_gaussian_kl_matches_closed_form_and_monte_carlo():
     torch.manual_seed(0)
-    b = DiagonalGaussian(4, 3)
+    b = DiagonalGaussian(ctx(4, 3))
     h = torch.randn(2, 4)
     out = b(h)
     mu, logvar = out.params["mu"], out.params["logvar"]
@@ -23,7 +28,7 @@ def test_gaussian_kl_matches_closed_form_and_monte_carlo():
 
 
 def test_kl_of_standard_normal_posterior_is_zero():
-    b = DiagonalGaussian(2, 5)
+    b = DiagonalGaussian(ctx(2, 5))
     torch.nn.init.zeros_(b.proj.weight)
     torch.nn.init.zeros_(b.proj.bias)
     out = b(torch.randn(3, 2))
@@ -31,7 +36,7 @@ def test_kl_of_standard_normal_posterior_is_zero():
 
 
 def test_reparameterisation_uses_passed_noise():
-    b = DiagonalGaussian(4, 2)
+    b = DiagonalGaussian(ctx(4, 2))
     h, eps = torch.randn(3, 4), torch.randn(7, 3, 2)
     out = b(h, eps=eps)
     assert out.z.shape == (7, 3, 2)
@@ -43,11 +48,11 @@ def test_log_q_and_prior_closed_form():
     expected_p = -0.5 * (0.25 + 1.0) - math.log(2 * math.pi)
     assert StandardNormal(2).log_prob(z).item() == pytest.approx(expected_p)
     params = {"mu": torch.tensor([[0.5, -1.0]]), "logvar": torch.zeros(1, 2)}
-    assert DiagonalGaussian(1, 2).log_q(z, params).item() == pytest.approx(-math.log(2 * math.pi))
+    assert DiagonalGaussian(ctx(1, 2)).log_q(z, params).item() == pytest.approx(-math.log(2 * math.pi))
 
 
 def test_deterministic_bottleneck_repeats_code_over_samples():
-    out = Deterministic(4, 2)(torch.randn(3, 4), n_samples=2)
+    out = Deterministic(ctx(4, 2))(torch.randn(3, 4), n_samples=2)
     assert out.z.shape == (2, 3, 2) and torch.equal(out.z[0], out.mean) and out.terms == {}
 
 

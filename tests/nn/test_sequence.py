@@ -7,15 +7,20 @@ import torch
 import aekit
 from aekit.errors import ConfigError
 from aekit.nn.backbones import make_backbone
+from aekit.parts import PartContext
 from aekit.nn.sequence import _stacked
 
 BACKBONES = ["seq-conv", "gru", "lstm", "transformer"]
 
 
+def ctx(data_shape, latent_dim: int, n_params: int = 1) -> PartContext:
+    return PartContext(data_shape=data_shape, latent_shape=(latent_dim,), n_params=n_params)
+
+
 @pytest.mark.parametrize("name", BACKBONES)
 @pytest.mark.parametrize("length", [1, 5, 16, 33])
 def test_encoder_and_decoder_shapes_for_any_length(name, length):
-    encoder, decoder = make_backbone(name, (length, 3), 4, (16,), (8, 16), "relu", 2)
+    encoder, decoder = make_backbone(name, ctx((length, 3), 4, 2), (16,), (8, 16), "relu")
     x = torch.randn(6, length, 3)
     h = encoder(x)
     assert h.shape == (6, encoder.out_features)
@@ -32,7 +37,7 @@ def test_parameters_are_stacked_along_time_the_way_a_likelihood_splits_them():
 @pytest.mark.parametrize("name", BACKBONES)
 def test_every_step_of_the_window_reaches_the_features(name):
     torch.manual_seed(0)
-    encoder, _ = make_backbone(name, (10, 2), 4, (16,), (8, 16), "relu", 1)
+    encoder, _ = make_backbone(name, ctx((10, 2), 4, 1), (16,), (8, 16), "relu")
     x = torch.randn(1, 10, 2, requires_grad=True)
     encoder(x).sum().backward()
     assert bool((x.grad.abs().sum(-1) > 0).all())  # no step is ignored
@@ -40,7 +45,7 @@ def test_every_step_of_the_window_reaches_the_features(name):
 
 def test_the_recurrent_encoder_reads_the_window_in_order():
     torch.manual_seed(0)
-    encoder, _ = make_backbone("gru", (6, 1), 4, (8,), (), "relu", 1)
+    encoder, _ = make_backbone("gru", ctx((6, 1), 4, 1), (8,), (), "relu")
     x = torch.randn(1, 6, 1)
     assert not torch.allclose(encoder(x), encoder(x.flip(1)))
     # its feature is the top layer's last state: running the GRU by hand gives it
@@ -61,12 +66,12 @@ def test_a_vae_on_windows_trains_one_step_and_reconstructs(name):
 
 def test_bad_shapes_and_settings_are_clear_errors():
     with pytest.raises(ConfigError, match=r"backbone=gru takes windows of a series \[T, C\], got data shape \(1, 8"):
-        make_backbone("gru", (1, 8, 8), 4, (8,), (), "relu", 1)
+        make_backbone("gru", ctx((1, 8, 8), 4, 1), (8,), (), "relu")
     with pytest.raises(ConfigError, match="the conv backbone needs images.*seq-conv, gru, lstm or transformer"):
-        make_backbone("conv", (12, 3), 4, (8,), (4,), "relu", 1)
+        make_backbone("conv", ctx((12, 3), 4, 1), (8,), (4,), "relu")
     with pytest.raises(ConfigError, match="backbone.layers=0 must be >= 1"):
-        make_backbone("lstm", (12, 3), 4, (8,), (), "relu", 1, layers=0)
+        make_backbone("lstm", ctx((12, 3), 4, 1), (8,), (), "relu", layers=0)
     with pytest.raises(ConfigError, match="not divisible by backbone.heads=3"):
-        make_backbone("transformer", (12, 3), 4, (16,), (), "relu", 1, heads=3)
+        make_backbone("transformer", ctx((12, 3), 4, 1), (16,), (), "relu", heads=3)
     with pytest.raises(ConfigError, match="backbone.depth: gru has no such setting; it takes layers"):
-        make_backbone("gru", (12, 3), 4, (8,), (), "relu", 1, depth=2)
+        make_backbone("gru", ctx((12, 3), 4, 1), (8,), (), "relu", depth=2)

@@ -6,6 +6,7 @@ import math
 
 import torch
 
+from aekit.data.batch import Batch
 from aekit.errors import ConfigError
 
 
@@ -46,6 +47,7 @@ def _log_likelihood(model, x, n_samples, chunk_size, max_decoded, condition) -> 
         raise ConfigError(f"{model.name} has a deterministic bottleneck: log p(x) is not defined for it")
     condition = model.check_condition(condition, x.shape[0])
     latent = model.encode(x, condition=condition)
+    given = Batch(x, condition=condition)  # what a prior that depends on the input or the condition reads
     batch = x.shape[0]
     max_decoded = max_decoded or (4096 if x.device.type == "cpu" else 65536)
     chunk = chunk_size or max(1, min(n_samples, max_decoded // max(batch, 1)))
@@ -55,7 +57,7 @@ def _log_likelihood(model, x, n_samples, chunk_size, max_decoded, condition) -> 
         k = min(chunk, n_samples - done)
         z = bottleneck.rsample(latent.params, k)  # [k, B, *L, D]
         log_px_z = -model.likelihood.nll(model.decode(z, condition), x)  # [k, B]
-        log_w = log_px_z + bottleneck.log_p(z) - bottleneck.log_q(z, latent.params)  # [k, B]
+        log_w = log_px_z + bottleneck.log_p(z, given) - bottleneck.log_q(z, latent.params)  # [k, B]
         total = torch.logaddexp(total, torch.logsumexp(log_w, dim=0))
         done += k
     return total - math.log(n_samples)

@@ -24,8 +24,7 @@ from torch import nn
 from aekit.config import require
 from aekit.models.base import Autoencoder, AutoencoderConfig, AutoencoderOutput
 from aekit.nn.backbones import mlp
-from aekit.objectives import Loss, Objective, batch_mean, scalar_stats
-from aekit.parts import register_part
+from aekit.objectives import Term
 from aekit.registry import register_model
 
 
@@ -35,7 +34,6 @@ class AAEConfig(AutoencoderConfig):
 
     disc_hidden: tuple[int, ...] = (256, 256)
     adv_weight: float = 1.0
-    objective: str = "adversarial"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -79,6 +77,12 @@ class AAE(Autoencoder):
     def own_optimizers(self) -> tuple[str, ...]:
         return ("discriminator",)
 
+    def own_terms(self) -> dict[str, Term]:
+        """``adv`` weighted by ``adv_weight`` in the model's loss, ``disc`` the discriminator's own loss, and a
+        Gaussian encoder's KL logged only (the discriminator, not a KL, shapes q(z); ``terms.kl.log_only=false``
+        keeps it)."""
+        return adversarial_own_terms(self.config.adv_weight, kl_weight=0.0, batch=False)
+
     def forward(self, x, n_samples: int = 1, eps=None, noise=None, target=None, condition=None,
                 z_prior: torch.Tensor | None = None) -> AutoencoderOutput:
         """Adds ``adv`` = -log D(enc(x)) and ``disc`` = -log D(z_p) - log(1 - D(enc(x))) per example; ``z_prior``
@@ -92,23 +96,11 @@ class AAE(Autoencoder):
         return out
 
 
-@register_part("objectives", "adversarial", "reconstruction + adv_weight * adversarial; the discriminator's loss")
-class AdversarialObjective(Objective):
-    """``model``: E[-log p(x|z)] + adv_weight * E[-log D(enc(x))] (+ kl_weight * KL for a variational encoder);
-    ``discriminator``: its cross-entropy."""
-
-    def __init__(self, config) -> None:
-        self.adv_weight = getattr(config, "adv_weight", 1.0)
-        self.kl_weight = getattr(config, "kl_weight", 0.0)  # > 0: a variational encoder keeps its KL (ARGVA)
-
-    def __call__(self, out, step: int | None, batch=None) -> Loss:
-        recon = batch_mean(out.terms["recon"], batch)
-        adv = batch_mean(out.terms["adv"], batch)
-        disc = batch_mean(out.terms["disc"], batch)
-        loss = recon + self.adv_weight * adv
-        logs = {"recon": recon, "adv": adv, "disc": disc}
-        if self.kl_weight > 0:
-            logs["kl"] = kl = batch_mean(out.terms["kl"], batch)
-            loss = loss + self.kl_weight * kl
-        return Loss(losses={"model": loss, "discriminator": disc},
-                    logs={"loss": loss, **logs, **scalar_stats(out)})
+def adversarial_own_terms(adv_weight: float, kl_weight: float, batch: bool) -> dict[str, Term]:
+    """The terms of an adversarially regularised autoencoder: ``recon``; ``adv`` = -log D(enc(x)) weighted by
+    ``adv_weight`` in the model's loss; ``disc``, the discriminator's cross-entropy, in its own optimiser's; a
+    variational encoder's ``kl`` weighted by ``kl_weight`` (0: logged only). ``batch``: one value per batch (a
+    graph) rather than per example."""
+    kl = Term(weight=kl_weight, batch=batch, label="beta") if kl_weight > 0 else Term(batch=batch, log_only=True)
+    return {"recon": Term(batch=batch), "adv": Term(weight=adv_weight, batch=batch),
+            "disc": Term(optimizer="discriminator", batch=batch), "kl": kl}

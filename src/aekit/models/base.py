@@ -22,14 +22,15 @@ from aekit.errors import ConfigError, DataError
 from aekit.nn.backbones import ACTIVATIONS, make_backbone
 from aekit.nn.bottlenecks import Bottleneck, BottleneckOutput, make_bottleneck
 from aekit.nn.likelihoods import Likelihood, make_likelihood
-from aekit.parts import build_part, part_names
+from aekit.objectives import Term, configured_terms
+from aekit.parts import PartContext, bind_parts, build_part, part_names
 
 PART_OPTIONS = ("likelihood", "bottleneck", "prior", "backbone")  # the parts whose settings dotted keys set
 
 
 def _check_part(kind: str, value: str, key: str) -> None:
-    names = part_names(kind)
-    require(value in names, f"{key}={value!r} is unknown; choose one of {', '.join(names)}")
+    require(value in part_names(kind, aliases=True), f"{key}={value!r} is unknown; choose one of "
+            f"{', '.join(part_names(kind))}")
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,9 @@ class AutoencoderConfig:
 
     ``bottleneck``, ``prior`` and ``objective`` name registered parts (empty: the model's own choice);
     ``condition_dim`` > 0 makes the model conditional on a vector of that size; ``options`` holds each part's
-    own settings by kind (``likelihood.bins=32`` on the command line: ``{"likelihood": {"bins": 32}}``)."""
+    own settings by kind (``likelihood.bins=32`` on the command line: ``{"likelihood": {"bins": 32}}``), merged key
+    by key over a model's own defaults; ``terms`` sets the objective's weight of each term by name (``terms.kl=4``,
+    ``terms.kl.schedule=linear``; :func:`aekit.objectives.configured_terms`)."""
 
     data_shape: tuple[int, ...] = (1, 28, 28)
     latent_dim: int = 16
@@ -53,6 +56,7 @@ class AutoencoderConfig:
     objective: str = ""
     condition_dim: int = 0
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    terms: dict[str, Any] = field(default_factory=dict)
     part_options: ClassVar[tuple[str, ...]] = PART_OPTIONS  # the kinds ``options`` (dotted keys) may set
 
     def __post_init__(self) -> None:
@@ -112,13 +116,23 @@ def _numpy_in_numpy_out(method):
     return wrapper
 
 
+def feature_shape(encoder: nn.Module) -> tuple[int, ...] | None:
+    """What an encoder gives per example: its ``out_shape``, ``(F,)`` or a feature map ``(F, H, W)``, or
+    ``(out_features,)``; None when it declares neither."""
+    shape = getattr(encoder, "out_shape", None)
+    if shape is not None:
+        return tuple(int(s) for s in shape)
+    features = getattr(encoder, "out_features", None)
+    return None if features is None else (int(features),)
+
+
 class Model(nn.Module):
     """What every family shares: a frozen config and a registered name, the objective part, named optimiser
     groups, frozen parts (a teacher network: out of the optimisers and the saved weights), conditioning checks
     and numpy-in/numpy-out user methods. :class:`Autoencoder` composes encoder -> bottleneck -> decoder on it;
     a masked model (:mod:`aekit.models.mae`) composes masker -> encoder -> decoder."""
 
-    default_objective = "reconstruction"
+    default_objective = "terms"
     suites: tuple[str, ...] = ("reconstruction", "representation")
     data_kind = "array"  # what it trains on: arrays of examples, or one ``graph`` (:mod:`aekit.data.graphs`)
     data_defaults: ClassVar[dict[str, Any]] = {}  # data settings of the model's recipe (under the user's)
@@ -128,10 +142,31 @@ class Model(nn.Module):
         super().__init__()
         self.config, self.name = config, name
         self.frozen: set[str] = set()
+        from aekit.training.hooks import watch_step_hooks  # on first use: the models import without it
+
+        watch_step_hooks(self)  # a loop that never runs the parts' step hooks is warned
 
     def objective(self):
-        """The training objective: the config's ``objective`` part, or the model's own."""
-        return build_part("objectives", getattr(self.config, "objective", "") or self.default_objective, self.config)
+        """The training objective: the config's ``objective`` part, or the model's own, over the model's terms
+        (:meth:`objective_terms`)."""
+        return build_part("objectives", self.config.objective or self.default_objective, self.objective_terms(),
+                          model=self.name)
+
+    def own_terms(self) -> dict[str, Term]:
+        """The terms the model itself adds (beside its parts'), and the default weights its config gives to any
+        term (a VAE's ``beta`` and its schedule on the KL)."""
+        return {}
+
+    def objective_terms(self) -> dict[str, Term]:
+        """Every term the model's forward can give, with its weight: what its parts declare (a part's ``terms``),
+        then the model's own (:meth:`own_terms`), then the config's ``terms``."""
+        declared: dict[str, Term] = {}
+        for module in self.modules():
+            terms = getattr(module, "terms", None) if module is not self else None
+            if isinstance(terms, dict) and all(isinstance(t, Term) for t in terms.values()):
+                declared.update(terms)
+        declared.update(self.own_terms())
+        return configured_terms(declared, self.config.terms, self.name)
 
     def own_optimizers(self) -> tuple[str, ...]:
         """Parts trained by an optimiser of their own, named after the part (an adversary: ``discriminator``)."""
@@ -238,30 +273,38 @@ class Autoencoder(Model):
         likelihood: Likelihood | None = None,
     ) -> None:
         super().__init__(config, name)
-        shape = tuple(config.data_shape)
         options = config.options
-        self.likelihood = likelihood or make_likelihood(config.likelihood, shape, config.sigma,
+        context = PartContext(data_shape=tuple(config.data_shape), latent_shape=(config.latent_dim,),
+                              condition_dim=config.condition_dim, model=name)
+        self.likelihood = likelihood or make_likelihood(config.likelihood, context, config.sigma,
                                                         **options.get("likelihood", {}))
+        context = context.replace(n_params=self.likelihood.param_multiplier)
         default_encoder, default_decoder = (None, None)
         if encoder is None or decoder is None:
-            default_encoder, default_decoder = make_backbone(
-                config.backbone, shape, config.latent_dim + config.condition_dim, config.hidden, config.channels,
-                config.activation, self.likelihood.param_multiplier, **options.get("backbone", {}),
-            )
+            default_encoder, default_decoder = make_backbone(config.backbone, context, config.hidden, config.channels,
+                                                             config.activation, **options.get("backbone", {}))
         self.encoder = encoder or default_encoder
         self.decoder = decoder or default_decoder
-        features = getattr(self.encoder, "out_features", None)
+        features = feature_shape(self.encoder)
         if bottleneck is None and features is None:
-            raise DataError("a user encoder must set `out_features` (its output width) or come with a bottleneck")
-        self.bottleneck = bottleneck or self.make_bottleneck(features + config.condition_dim, config.latent_dim)
+            raise DataError("a user encoder must set `out_features` (its output width) or `out_shape` (F,) / (F, H, W),"
+                            " or come with a bottleneck")
+        if features is not None:  # a feature map (F, *L) gives a grid of latents (*L, D)
+            context = context.replace(feature_shape=features, latent_shape=(*features[1:], config.latent_dim))
+        self.context = context
+        self.bottleneck = bottleneck or self.make_bottleneck(context)
         self.corruption = self.make_corruption()
+        bind_parts(self)
 
     # The parts a variant chooses.
-    def make_bottleneck(self, in_features: int, latent_dim: int) -> Bottleneck:
+    def make_bottleneck(self, context: PartContext) -> Bottleneck:
         options = self.config.options
-        return make_bottleneck(self.config.bottleneck or self.default_bottleneck, in_features, latent_dim,
+        return make_bottleneck(self.config.bottleneck or self.default_bottleneck, context,
                                self.config.prior if self.needs_prior else None, options.get("bottleneck", {}),
                                options.get("prior", {}))
+
+    def own_terms(self) -> dict[str, Term]:
+        return {"recon": Term()}
 
     def make_corruption(self) -> nn.Module | None:
         return None
@@ -283,20 +326,25 @@ class Autoencoder(Model):
     # The forward pass.
     def encode(self, x: torch.Tensor, n_samples: int = 1, eps: torch.Tensor | None = None,
                condition: torch.Tensor | None = None) -> BottleneckOutput:
+        """q(z | x, c) from the encoder's features: a vector ``[B, F]``, or a feature map ``[B, F, *L]`` moved
+        channels last, ``[B, *L, F]``, for a grid of latents ``[S, B, *L, D]``."""
         self.check_input(x)
-        h = self.encoder(x)  # [B, F]
+        h = self.encoder(x)  # [B, F] or [B, F, *L]
+        if h.dim() > 2:
+            h = h.movedim(1, -1)  # [B, *L, F]
         condition = self.check_condition(condition, x.shape[0])
         if condition is not None:
-            h = torch.cat([h, condition], dim=-1)  # [B, F + C]
-        return self.bottleneck(h, n_samples=n_samples, eps=eps)
+            c = condition.to(h.dtype).view(h.shape[0], *([1] * (h.dim() - 2)), -1)  # [B, 1.., C]
+            h = torch.cat([h, c.expand(*h.shape[:-1], c.shape[-1])], dim=-1)  # [B, *L, F + C]
+        return self.bottleneck(h, n_samples=n_samples, eps=eps, batch=Batch(x, condition=condition))
 
     def decode(self, z: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
-        """Likelihood parameters for latents ``z [..., *L, D] -> [..., *P]``; ``condition [B, C]`` for ``z [S, B, D]``
-        or ``[B, D]``."""
+        """Likelihood parameters for latents ``z [..., *L, D] -> [..., *P]``; ``condition [B, C]`` for
+        ``z [S, B, *L, D]`` or ``[B, *L, D]``."""
         latent_dims = len(self.bottleneck.latent_shape)
         if condition is not None:
-            c = condition.to(z.dtype).expand(*z.shape[:-1], condition.shape[-1])  # [..., B, C]
-            z = torch.cat([z, c], dim=-1)  # [..., B, D + C]
+            c = condition.to(z.dtype).view(condition.shape[0], *([1] * (latent_dims - 1)), -1)  # [B, 1.., C]
+            z = torch.cat([z, c.expand(*z.shape[:-1], c.shape[-1])], dim=-1)  # [..., B, *L, D + C]
         lead = z.shape[: z.dim() - latent_dims]
         params = self.decoder(z.reshape(-1, *z.shape[z.dim() - latent_dims :]))  # [N, *P]
         return params.view(*lead, *params.shape[1:])

@@ -25,8 +25,7 @@ from aekit.config import require
 from aekit.data.batch import Batch
 from aekit.models.vae import VAE, VAEConfig
 from aekit.nn.corruptions import ContextMask
-from aekit.objectives import ELBO, Loss, batch_mean
-from aekit.parts import register_part
+from aekit.objectives import Term
 from aekit.registry import register_model
 
 CONTEXT_FILLS = ("noise", "zero")
@@ -54,11 +53,16 @@ class CEVAEConfig(VAEConfig):
 @register_model("ce-vae", config=CEVAEConfig,
                 description="Context-encoding VAE: a VAE that also inpaints hidden rectangles (Zimmerer et al. 2018)")
 class CEVAE(VAE):
-    default_objective = "context-elbo"
+    """The ELBO's terms (beta, warm-up, free bits as the VAE's) plus ``ce`` = L_CE weighted by ``ce_weight``
+    (lambda). Validation outputs carry no ``ce`` term (the model is in eval mode), so validation scores the ELBO
+    alone."""
 
     def __init__(self, config: CEVAEConfig, *args, **kwargs) -> None:
         super().__init__(config, *args, **kwargs)
         self.context = ContextMask(config.context_size, config.context_boxes, config.context_fill)
+
+    def own_terms(self) -> dict[str, Term]:
+        return {**super().own_terms(), "ce": Term(weight=self.config.ce_weight)}
 
     def forward(self, x, n_samples=None, eps=None, noise=None, target=None, condition=None):
         """The VAE's output on the clean x; in training (or given the context ``noise``, NaN where visible) the
@@ -78,29 +82,3 @@ class CEVAE(VAE):
         mu = self.encode(x_tilde, condition=condition).mean  # [B, D]
         params = self.decode(mu, condition)  # [B, *P]
         return self.likelihood.nll(params.unsqueeze(0), x)[0]  # [B]
-
-
-@dataclass
-class ContextELBO(ELBO):
-    """The ceVAE's objective: the negative ELBO (beta, warm-up, free bits as :class:`ELBO`) + lambda * L_CE.
-    Validation outputs carry no ``ce`` term (the model is in eval mode), so validation scores the ELBO alone."""
-
-    ce_weight: float = 1.0
-
-    @classmethod
-    def from_config(cls, config) -> ContextELBO:
-        elbo = ELBO.from_config(config)
-        return cls(beta=elbo.beta, free_bits=elbo.free_bits, ce_weight=getattr(config, "ce_weight", 1.0))
-
-    def __call__(self, out, step: int | None, batch=None) -> Loss:
-        loss = super().__call__(out, step, batch)
-        if "ce" not in out.terms:
-            return loss
-        ce = batch_mean(out.terms["ce"], batch)
-        total = loss.total + self.ce_weight * ce
-        return Loss(losses={"model": total}, logs={**loss.logs, "loss": total, "ce": ce})
-
-
-register_part("objectives", "context-elbo", "negative ELBO + ce_weight * the context encoder's inpainting loss")(
-    ContextELBO.from_config
-)

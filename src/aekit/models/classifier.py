@@ -12,7 +12,7 @@ patch embedding at lr * d^(L + 1); the head and the final norm at lr.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
@@ -24,8 +24,7 @@ from aekit.data.batch import Batch
 from aekit.errors import DataError
 from aekit.models.base import Model, _numpy_in_numpy_out
 from aekit.nn.vit import ViTConfig, ViTEncoder, pooled
-from aekit.objectives import Loss, Objective, batch_mean
-from aekit.parts import register_part
+from aekit.objectives import Term
 from aekit.registry import register_model
 
 # The encoder's settings, taken from the ``init`` model's config.
@@ -42,6 +41,7 @@ class ClassifierConfig(ViTConfig):
     init: str = ""
     label_smoothing: float = 0.1
     objective: str = ""
+    terms: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -60,8 +60,11 @@ class ClassifierOutput:
                 description="A ViT with a linear head for fine-tuning a pre-trained mae encoder (init=RUN)")
 class Classifier(Model):
     config_class = ClassifierConfig
-    default_objective = "classification"
     suites = ("classification",)
+
+    def own_terms(self) -> dict[str, Term]:
+        """``ce``, the cross-entropy with label smoothing; ``correct``, the top-1 hits, logged only."""
+        return {"ce": Term(), "correct": Term(log_only=True)}
 
     def __init__(self, config: ClassifierConfig, name: str = "classifier") -> None:
         super().__init__(config, name)
@@ -129,6 +132,8 @@ class Classifier(Model):
         self.check_input(x)
         logits = self.head(self.features(x))  # [B, K]
         terms = {}
+        if labels is None and self.training and torch.is_grad_enabled():
+            raise DataError("the batch has no labels; a classifier trains on labelled data")
         if labels is not None:
             labels = labels.to(logits.device)
             terms["ce"] = F.cross_entropy(logits, labels, reduction="none",
@@ -146,15 +151,3 @@ class Classifier(Model):
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Class probabilities ``[B, K]``."""
         return self.head(self.features(x)).softmax(-1)
-
-
-@register_part("objectives", "classification", "cross-entropy on the labels, with label smoothing")
-class Classification(Objective):
-    def __init__(self, config=None) -> None:
-        pass
-
-    def __call__(self, out, step: int | None, batch=None) -> Loss:
-        if "ce" not in out.terms:
-            raise DataError("the batch has no labels; a classifier trains on labelled data")
-        ce = batch_mean(out.terms["ce"], batch)
-        return Loss(losses={"model": ce}, logs={"loss": ce, "ce": ce, "acc": out.terms["correct"].mean()})

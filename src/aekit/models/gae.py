@@ -33,11 +33,12 @@ from aekit.config import require
 from aekit.data.graphs import GraphBatch, sample_non_edges
 from aekit.errors import DataError
 from aekit.metrics.graph import link_scores
-from aekit.models.aae import LatentDiscriminator, adversarial_terms
+from aekit.models.aae import LatentDiscriminator, adversarial_own_terms, adversarial_terms
 from aekit.models.base import Model, _check_part
 from aekit.nn.bottlenecks import BottleneckOutput, make_bottleneck
 from aekit.nn.graph import InnerProductDecoder
-from aekit.parts import build_part
+from aekit.objectives import Term
+from aekit.parts import PartContext, build_part
 from aekit.registry import register_model
 
 RECON = ("dense", "sampled")
@@ -74,6 +75,7 @@ class GAEConfig:
     adv_weight: float = 1.0
     objective: str = ""
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    terms: dict[str, Any] = field(default_factory=dict)
     part_options: ClassVar[tuple[str, ...]] = ("encoder", "bottleneck")
 
     def __post_init__(self) -> None:
@@ -111,7 +113,6 @@ LINK_TRAINING = {"steps": 200, "lr": 0.01, "lr_schedule": "constant", "optimizer
 @register_model("gae", config=GAEConfig, description="Graph autoencoder: GCN encoder, inner-product decoder "
                 "(Kipf & Welling 2016)")
 class GAE(Model):
-    default_objective = "reconstruction"
     data_kind = "graph"
     suites = ("link-prediction", "node-classification")
     train_defaults: ClassVar[dict[str, Any]] = LINK_TRAINING
@@ -122,17 +123,19 @@ class GAE(Model):
         self.encoder = build_part("graph_encoders", config.encoder, config.data_shape[0],
                                   **{"hidden": tuple(config.hidden), "activation": config.activation,
                                      "dropout": config.dropout, **config.options.get("encoder", {})})
-        self.bottleneck = make_bottleneck(config.bottleneck, self.encoder.out_features, config.latent_dim,
-                                          "standard-normal" if config.adversarial else None,
+        context = PartContext(data_shape=tuple(config.data_shape), feature_shape=(self.encoder.out_features,),
+                              latent_shape=(config.latent_dim,), model=name)
+        self.bottleneck = make_bottleneck(config.bottleneck, context, "standard-normal" if config.adversarial else None,
                                           config.options.get("bottleneck", {}))
         self.decoder = InnerProductDecoder()
         if config.adversarial:
             self.discriminator = LatentDiscriminator(config.latent_dim, tuple(config.disc_hidden), "relu")
 
-    def objective(self):
-        name = self.config.objective or ("adversarial" if self.config.adversarial else
-                                         "elbo" if self.config.bottleneck == "gaussian" else self.default_objective)
-        return build_part("objectives", name, self.config)
+    def own_terms(self) -> dict[str, Term]:
+        """The graph's terms, one value per graph: ``recon``, a variational encoder's ``kl`` weighted by ``beta``
+        and, with ``adversarial``, ARGA's ``adv`` (``adv_weight``) and the discriminator's ``disc``."""
+        c = self.config
+        return adversarial_own_terms(c.adv_weight, c.kl_weight, batch=True)
 
     def own_optimizers(self) -> tuple[str, ...]:
         return ("discriminator",) if self.config.adversarial else ()

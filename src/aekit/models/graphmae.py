@@ -30,6 +30,7 @@ from aekit.models.base import Model, _check_part
 from aekit.models.gae import GAE, _as_batch, check_graph_config
 from aekit.nn.graph import GATLayer, GCNLayer, graph_activation
 from aekit.nn.maskers import make_masker
+from aekit.objectives import Term
 from aekit.parts import build_part
 from aekit.registry import register_model
 
@@ -64,6 +65,7 @@ class GraphMAEConfig:
     probe_epochs: int = 300
     objective: str = ""
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    terms: dict[str, Any] = field(default_factory=dict)
     part_options: ClassVar[tuple[str, ...]] = ("encoder", "masker")
 
     def __post_init__(self) -> None:
@@ -101,7 +103,6 @@ def scaled_cosine_error(x: torch.Tensor, z: torch.Tensor, gamma: float) -> torch
                 description="GraphMAE: masked node features, GAT encoder, re-masked GAT decoder, scaled cosine "
                             "error (Hou et al. 2022)")
 class GraphMAE(Model):
-    default_objective = "reconstruction"
     data_kind = "graph"
     suites = ("node-classification",)
     train_defaults: ClassVar[dict[str, Any]] = {
@@ -110,6 +111,10 @@ class GraphMAE(Model):
     data_defaults: ClassVar[dict[str, Any]] = {"graph_task": "node", "row_normalize": True}
     check_batch = GAE.check_batch
     fit_to_data = GAE.fit_to_data
+
+    def own_terms(self) -> dict[str, Term]:
+        """``recon``: the scaled cosine error over the masked nodes, one value per graph."""
+        return {"recon": Term(batch=True)}
 
     def __init__(self, config: GraphMAEConfig, name: str = "graphmae") -> None:
         super().__init__(config, name)

@@ -10,12 +10,13 @@ All k samples go through the decoder in one batch ``[k, B, ...]``; the bound is 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 from aekit.config import require
 from aekit.models.vae import VAE, VAEConfig
-from aekit.objectives import Loss, Objective, batch_mean, importance_weights, scalar_stats
+from aekit.objectives import Term, WeightedTerms, importance_weights
 from aekit.parts import register_part
 from aekit.registry import register_model
 
@@ -27,18 +28,21 @@ def iwae_bound(out):
 
 
 @register_part("objectives", "iwae", "negative k-sample importance weighted bound (k = n_samples)")
-class IWAEBound(Objective):
-    """-L_k averaged over the batch; logs the bound, the reconstruction and the KL for comparison with a VAE."""
+class IWAEBound(WeightedTerms):
+    """The weighted terms with the term ``iwae`` = -L_k computed from the output's samples; the model's ``recon``
+    and ``kl`` are logged only (for comparison with a VAE), and the bound itself as ``iwae_bound``."""
 
-    def __init__(self, config=None) -> None:
-        pass
+    needs = frozenset({"log_q", "log_p"})
 
-    def __call__(self, out, step: int | None, batch=None) -> Loss:
-        bound = batch_mean(iwae_bound(out), batch)
-        loss = -bound
-        return Loss(losses={"model": loss},
-                    logs={"loss": loss, "iwae_bound": bound, "recon": batch_mean(out.terms["recon"], batch),
-                          "kl": batch_mean(out.terms["kl"], batch), **scalar_stats(out)})
+    def __init__(self, terms: dict[str, Term], model: str = "the model") -> None:
+        logged = {name: dataclasses.replace(terms[name], log_only=True) for name in ("recon", "kl") if name in terms}
+        super().__init__({**terms, **logged, "iwae": Term()}, model)
+
+    def extra_terms(self, out) -> dict:
+        return {"iwae": -iwae_bound(out)}
+
+    def derived_logs(self, logs: dict) -> dict:
+        return {"iwae_bound": -logs["iwae"]}
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from aekit.errors import DataError
 from aekit.models.base import _numpy_in_numpy_out
 from aekit.models.masked import MaskedImageModel, MaskedOutput, MaskingConfig
 from aekit.nn.maskers import Masking
+from aekit.objectives import Term
 from aekit.nn.teachers import FrozenTeacher, load_teacher
 from aekit.nn.vit import PRESETS, Block, ViTConfig, block_flops, init_weights, pooled, sincos_position_embedding
 from aekit.registry import register_model
@@ -182,6 +183,11 @@ class MAE(MaskedImageModel):
         self.masker = c.make_masker()
         self.loss_predictor = LossPredictor(c) if self.masker.needs_difficulty else None
         self.attach_teacher(teacher)
+
+    def own_terms(self) -> dict[str, Term]:
+        """HPM's ranking loss weighted by ``hpm_weight`` and a teacher's feature loss by ``teacher_weight``."""
+        c = self.config
+        return {**super().own_terms(), "hpm": Term(weight=c.hpm_weight), "teacher": Term(weight=c.teacher_weight)}
 
     def attach_teacher(self, module: nn.Module | None) -> None:
         """The frozen teacher and the projection to its width (from ``config.teacher`` when no module is given;

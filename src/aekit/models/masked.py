@@ -22,8 +22,8 @@ from aekit.errors import DataError
 from aekit.models.base import Model, _numpy_in_numpy_out
 from aekit.nn.maskers import RATIO_SCHEDULES, Masker, make_masker
 from aekit.nn.targets import Target, make_target, patchify
-from aekit.objectives import Loss, Objective, batch_mean, scalar_stats
-from aekit.parts import part_names, register_part
+from aekit.objectives import Term
+from aekit.parts import part_names
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ class MaskingConfig:
     target: str = "pixels"
     objective: str = ""
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    terms: dict[str, Any] = field(default_factory=dict)
     part_options: ClassVar[tuple[str, ...]] = ("masker", "target")  # masker.KEY=VALUE: options["masker"]
 
     def __post_init__(self) -> None:
@@ -85,9 +86,13 @@ class MaskedImageModel(Model):
     """A model that hides patches of ``config.patch_size`` on ``config.grid`` and predicts ``target_part`` at each
     (subclasses build ``masker`` and ``target_part``, and their own encoder and decoder)."""
 
-    default_objective = "masked"
     masker: Masker
     target_part: Target
+
+    def own_terms(self) -> dict[str, Term]:
+        """``recon``, the loss on the hidden patches; a model may add terms of its own (HPM's ranking loss, a
+        teacher's feature loss)."""
+        return {"recon": Term()}
 
     def patchify(self, x: torch.Tensor) -> torch.Tensor:
         """``x [B, C, H, W] -> [B, L, p*p*C]``, each patch's pixels row by row with the channels last."""
@@ -153,23 +158,3 @@ class MaskedImageModel(Model):
         """The image from its visible patches: those patches as they are, the hidden ones predicted."""
         self.check_condition(condition, x.shape[0])
         return self.masked_views(x, noise)["reconstruction"]
-
-
-@register_part("objectives", "masked", "a masked model's loss on hidden patches, plus HPM's ranking loss and a "
-               "teacher's feature loss when present")
-class MaskedReconstruction(Objective):
-    """L = E_batch[loss on hidden patches] + hpm_weight * E_batch[ranking loss of the loss predictor]
-    + teacher_weight * E_batch[feature loss on visible tokens]."""
-
-    def __init__(self, config=None) -> None:
-        self.weights = {"hpm": getattr(config, "hpm_weight", 1.0), "teacher": getattr(config, "teacher_weight", 1.0)}
-
-    def __call__(self, out, step: int | None, batch=None) -> Loss:
-        recon = batch_mean(out.terms["recon"], batch)
-        logs = {"recon": recon, **scalar_stats(out)}
-        loss = recon
-        for term, weight in self.weights.items():
-            if term in out.terms:
-                logs[term] = value = batch_mean(out.terms[term], batch)
-                loss = loss + weight * value
-        return Loss(losses={"model": loss}, logs={"loss": loss, **logs})

@@ -14,12 +14,15 @@ from dataclasses import dataclass
 
 from aekit.config import require
 from aekit.models.base import Autoencoder, AutoencoderConfig
-from aekit.objectives import SCHEDULES
+from aekit.objectives import SCHEDULES, Schedule, Term
 from aekit.registry import register_model
 
 
 @dataclass(frozen=True)
 class VAEConfig(AutoencoderConfig):
+    """``beta`` and its schedule (``beta_schedule``, ``warmup_steps``, ``cycle_steps``, ``cycles``) and
+    ``free_bits`` are the KL term's weight and floor: shorthand for ``terms.kl.*``, which wins where both are set."""
+
     n_samples: int = 1
     beta: float = 1.0
     beta_schedule: str = "constant"
@@ -54,6 +57,13 @@ class VAE(Autoencoder):
     default_objective = "elbo"
     needs_prior = True
     suites = ("reconstruction", "variational", "representation")
+
+    def own_terms(self) -> dict[str, Term]:
+        """The KL weighted by beta(t) (Higgins et al. 2017), warmed up (Bowman et al. 2016) or cycled (Fu et al.
+        2019), with free bits (Kingma et al. 2016)."""
+        c = self.config
+        beta = Schedule(c.beta, c.beta_schedule, c.warmup_steps, c.cycle_steps, c.cycles)
+        return {**super().own_terms(), "kl": Term(weight=beta, free_bits=c.free_bits, label="beta")}
 
     def forward(self, x, n_samples=None, eps=None, noise=None, target=None, condition=None):
         return super().forward(x, n_samples or self.config.n_samples, eps=eps, noise=noise, target=target,

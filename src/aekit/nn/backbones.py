@@ -1,8 +1,10 @@
 """Encoder and decoder backbones.
 
-An encoder maps inputs ``x [B, *S]`` to features ``h [B, F]`` (``out_features = F``); a decoder maps latents
-``z [N, D]`` to likelihood parameters ``[N, C * m, H, W]`` (or ``[N, D_x * m]`` for tables), where m is the
-likelihood's number of parameters per data dimension. Any ``nn.Module`` with this contract can stand in.
+An encoder maps inputs ``x [B, *S]`` to features ``h [B, F]`` (``out_features = F``), or to a feature map
+``h [B, F, *L]`` (``out_shape = (F, *L)``), which gives a grid of latents ``[*L, D]``; a decoder maps latents
+``z [N, D]`` (or ``[N, *L, D]``) to likelihood parameters ``[N, C * m, H, W]`` (or ``[N, D_x * m]`` for tables),
+where m is the likelihood's number of parameters per data dimension. Any ``nn.Module`` with this contract can
+stand in. A backbone factory is built with its :class:`~aekit.parts.PartContext`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import torch
 from torch import nn
 
 from aekit.errors import ConfigError
-from aekit.parts import build_part, register_part
+from aekit.parts import PartContext, build_part, register_part
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "elu": nn.ELU, "tanh": nn.Tanh}
 
@@ -160,32 +162,103 @@ class ConvDecoder(nn.Module):
         return self.deconvs(h)  # -> [N, C*m, H, W]
 
 
+class ConvGridEncoder(nn.Module):
+    """Stride-2 3x3 convolutions, one level per width of ``channels``, stopping at the feature map:
+    ``x [B, C, H, W] -> h [B, F, h, w]`` with F = channels[-1] and each level halving the size, rounding up (28 ->
+    14 -> 7 with two widths). The latents then form an h x w grid (VQ-VAE, spatial VAEs)."""
+
+    def __init__(self, data_shape: Sequence[int], channels: Sequence[int] = (32, 64), act: str = "relu") -> None:
+        super().__init__()
+        _check_image_shape(data_shape)
+        if not channels:
+            raise ConfigError("channels=() leaves the conv-grid encoder with no level; give at least one width")
+        c_in, height, width = data_shape
+        self.sizes = [(height, width)]
+        layers: list[nn.Module] = []
+        for i, c_out in enumerate(channels):
+            h, w = self.sizes[-1]
+            self.sizes.append(((h + 1) // 2, (w + 1) // 2))
+            layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1)]
+            layers += [activation(act)] if i < len(channels) - 1 else []
+            c_in = c_out
+        self.convs = nn.Sequential(*layers, activation(act))
+        self.out_shape = (c_in, *self.sizes[-1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.convs(x)  # [B, C, H, W] -> [B, F, h, w]
+
+
+class ConvGridDecoder(nn.Module):
+    """The mirror of :class:`ConvGridEncoder`: ``z [N, h, w, D]`` (channels last, as the bottleneck gives it) ->
+    a 3x3 convolution to the deepest width, then transposed convolutions landing exactly on each encoder size ->
+    ``params [N, C * m, H, W]``."""
+
+    def __init__(self, latent_dim: int, data_shape: Sequence[int], channels: Sequence[int] = (32, 64),
+                 act: str = "relu", param_multiplier: int = 1) -> None:
+        super().__init__()
+        sizes = ConvGridEncoder(data_shape, channels, act).sizes
+        self.grid = sizes[-1]
+        self.inp = nn.Sequential(nn.Conv2d(latent_dim, channels[-1], 3, padding=1), activation(act))
+        layers: list[nn.Module] = []
+        outs = [*reversed(channels[:-1]), data_shape[0] * param_multiplier]
+        c_in = channels[-1]
+        for level, c in zip(range(len(channels), 0, -1), outs, strict=True):
+            (h_in, w_in), (h_out, w_out) = sizes[level], sizes[level - 1]
+            pad = (h_out - 2 * h_in + 1, w_out - 2 * w_in + 1)  # 0 or 1: lands on the odd/even size
+            layers.append(nn.ConvTranspose2d(c_in, c, 3, stride=2, padding=1, output_padding=pad))
+            if level > 1:
+                layers.append(activation(act))
+            c_in = c
+        self.deconvs = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if tuple(z.shape[1:3]) != tuple(self.grid):
+            raise ConfigError(f"the conv-grid decoder takes latents on a {self.grid[0]}x{self.grid[1]} grid, got "
+                              f"{tuple(z.shape[1:])}")
+        h = self.inp(z.movedim(-1, 1))  # [N, h, w, D] -> [N, F, h, w]
+        return self.deconvs(h)  # -> [N, C*m, H, W]
+
+
 @register_part("backbones", "mlp", "fully connected encoder and decoder (`hidden` widths)")
-def mlp_backbone(data_shape, latent_dim, hidden, channels, act, param_multiplier) -> tuple[nn.Module, nn.Module]:
+def mlp_backbone(hidden, channels, act, *, context: PartContext) -> tuple[nn.Module, nn.Module]:
     return (
-        MLPEncoder(data_shape, hidden, act),
-        MLPDecoder(latent_dim, data_shape, tuple(reversed(hidden)), act, param_multiplier),
+        MLPEncoder(context.data_shape, hidden, act),
+        MLPDecoder(decoder_inputs(context), context.data_shape, tuple(reversed(hidden)), act, context.n_params),
     )
 
 
 @register_part("backbones", "conv", "stride-2 3x3 convolutions for any channel count and image size (`channels`)")
-def conv_backbone(data_shape, latent_dim, hidden, channels, act, param_multiplier) -> tuple[nn.Module, nn.Module]:
+def conv_backbone(hidden, channels, act, *, context: PartContext) -> tuple[nn.Module, nn.Module]:
     width = hidden[-1] if hidden else 256
     return (
-        ConvEncoder(data_shape, channels, width, act),
-        ConvDecoder(latent_dim, data_shape, channels, width, act, param_multiplier),
+        ConvEncoder(context.data_shape, channels, width, act),
+        ConvDecoder(decoder_inputs(context), context.data_shape, channels, width, act, context.n_params),
     )
+
+
+@register_part("backbones", "conv-grid", "stride-2 3x3 convolutions to a feature map: an h x w grid of latents "
+               "(one level per width of `channels`)")
+def conv_grid_backbone(hidden, channels, act, *, context: PartContext) -> tuple[nn.Module, nn.Module]:
+    return (
+        ConvGridEncoder(context.data_shape, channels, act),
+        ConvGridDecoder(decoder_inputs(context), context.data_shape, channels, act, context.n_params),
+    )
+
+
+def decoder_inputs(context: PartContext) -> int:
+    """The width of one decoder input vector: the latent's, plus the condition's that a conditional model
+    concatenates to it."""
+    return context.latent_dim + context.condition_dim
 
 
 def make_backbone(
     name: str,
-    data_shape: Sequence[int],
-    latent_dim: int,
+    context: PartContext,
     hidden: Sequence[int],
     channels: Sequence[int],
     act: str,
-    param_multiplier: int,
     **options,
 ) -> tuple[nn.Module, nn.Module]:
-    """Encoder and decoder of the registered backbone ``name``; the decoder takes ``latent_dim`` inputs."""
-    return build_part("backbones", name, data_shape, latent_dim, hidden, channels, act, param_multiplier, **options)
+    """Encoder and decoder of the registered backbone ``name`` for ``context`` (the data's shape, the latent's,
+    the condition's size and the likelihood's parameters per data dimension)."""
+    return build_part("backbones", name, hidden, channels, act, context=context, **options)

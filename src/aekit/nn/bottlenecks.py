@@ -1,63 +1,91 @@
 """Bottlenecks: the part between encoder features and decoder input.
 
-A bottleneck maps encoder features ``h [B, F]`` to latent samples ``z [S, B, *L, D]`` (S posterior samples per
-input; ``L`` empty for a vector latent) and returns, in a :class:`BottleneckOutput`, its auxiliary terms per
-example (KL, later commitment or sparsity) and, for a stochastic one, ``log q(z|x)`` and ``log p(z)`` of each
-sample. Variational, quantised and sparse models differ only here.
+A bottleneck maps encoder features ``h [B, *L, F]`` (channels last; ``L`` empty for a vector of features, the
+positions of a feature map otherwise) to latent samples ``z [S, B, *L, D]`` (S posterior samples per input) and
+returns, in a :class:`BottleneckOutput`, its terms per example (KL, later commitment or sparsity), declared in its
+``terms`` with their default weights (:class:`aekit.objectives.Term`), and, for a stochastic one, ``log q(z|x)``
+and ``log p(z)`` of each sample, computed when first read. Variational, quantised and sparse models differ only
+here. A bottleneck is built with its :class:`~aekit.parts.PartContext` (feature and latent shapes) and its prior.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from aekit.nn.priors import LOG_2PI, Prior, StandardNormal
-from aekit.parts import build_part, register_part
+from aekit.objectives import Term
+from aekit.parts import PartContext, build_part, register_part
 
 
 @dataclass
 class BottleneckOutput:
     """z: ``[S, B, *L, D]`` samples; mean: ``[B, *L, D]`` the point embedding (posterior mean or the code);
-    params: distribution parameters (e.g. ``mu``, ``logvar``); terms: per-example loss terms ``[B]``;
-    stats: diagnostics (``kl_per_dim [B, D]``; 0-dim tensors are logged); log_q, log_p: ``[S, B]`` the log
-    densities of each sample under the posterior and the prior (stochastic bottlenecks only)."""
+    params: distribution parameters (e.g. ``mu``, ``logvar``); terms: loss terms, per example ``[B]`` (or per
+    batch ``[]`` where the part declares so); stats: diagnostics (``kl_per_dim [B, *L, D]``; 0-dim tensors are
+    logged); log_q, log_p: ``[S, B]`` the log densities of each sample under the posterior and the prior
+    (stochastic bottlenecks only), computed on first use by ``densities`` when the bottleneck did not need them
+    itself: an objective without a bound over the samples never pays for them."""
 
     z: torch.Tensor
     mean: torch.Tensor
     params: dict[str, torch.Tensor] = field(default_factory=dict)
     terms: dict[str, torch.Tensor] = field(default_factory=dict)
     stats: dict[str, torch.Tensor] = field(default_factory=dict)
-    log_q: torch.Tensor | None = None
-    log_p: torch.Tensor | None = None
+    given_log_q: torch.Tensor | None = None
+    given_log_p: torch.Tensor | None = None
+    densities: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = field(default=None, repr=False)
+
+    def _compute(self) -> None:
+        if self.given_log_q is None and self.densities is not None:
+            self.given_log_q, self.given_log_p = self.densities()
+
+    @property
+    def log_q(self) -> torch.Tensor | None:
+        self._compute()
+        return self.given_log_q
+
+    @property
+    def log_p(self) -> torch.Tensor | None:
+        self._compute()
+        return self.given_log_p
 
 
 class Bottleneck(nn.Module):
-    stochastic: bool = False
+    """Built from its context: ``context.features`` inputs (the encoder's width plus a condition's) to latents of
+    ``context.latent_shape``. ``terms``: the terms its output may carry, with their default weights."""
 
-    def __init__(self, in_features: int, latent_dim: int) -> None:
+    stochastic: bool = False
+    terms: ClassVar[dict[str, Term]] = {}
+
+    def __init__(self, context: PartContext) -> None:
         super().__init__()
-        self.in_features, self.latent_dim = in_features, latent_dim
+        self.context = context
+        self.in_features, self.latent_dim = context.features, context.latent_dim
         self.prior: Prior | None = None  # what samples are drawn from, where the model has one
 
     @property
     def latent_shape(self) -> tuple[int, ...]:
-        return (self.latent_dim,)
+        return tuple(self.context.latent_shape)
 
 
 @register_part("bottlenecks", "deterministic", "z = W h + b: the plain autoencoder code")
 class Deterministic(Bottleneck):
-    """z = W h + b: the plain autoencoder code."""
+    """z = W h + b: the plain autoencoder code (at every position of a grid)."""
 
-    def __init__(self, in_features: int, latent_dim: int, prior: Prior | None = None) -> None:
-        super().__init__(in_features, latent_dim)
-        self.proj = nn.Linear(in_features, latent_dim)
+    def __init__(self, context: PartContext, prior: Prior | None = None) -> None:
+        super().__init__(context)
+        self.proj = nn.Linear(self.in_features, self.latent_dim)
         if prior is not None:  # a prior to match in latent space (adversarial autoencoders) and to sample from
             self.prior = prior
 
-    def forward(self, h: torch.Tensor, n_samples: int = 1, eps: torch.Tensor | None = None) -> BottleneckOutput:
-        z = self.proj(h)  # [B, D]
+    def forward(self, h: torch.Tensor, n_samples: int = 1, eps: torch.Tensor | None = None,
+                batch=None) -> BottleneckOutput:
+        z = self.proj(h)  # [B, *L, D]
         return BottleneckOutput(z=z.unsqueeze(0).expand(n_samples, *z.shape), mean=z)
 
 
@@ -72,47 +100,57 @@ class DiagonalGaussian(Bottleneck):
     """
 
     stochastic = True
+    terms: ClassVar[dict[str, Term]] = {"kl": Term(label="beta")}
 
-    def __init__(self, in_features: int, latent_dim: int, prior: Prior | None = None) -> None:
-        super().__init__(in_features, latent_dim)
-        self.proj = nn.Linear(in_features, 2 * latent_dim)
-        self.prior = prior if prior is not None else StandardNormal(latent_dim)
+    def __init__(self, context: PartContext, prior: Prior | None = None) -> None:
+        super().__init__(context)
+        self.proj = nn.Linear(self.in_features, 2 * self.latent_dim)
+        self.prior = prior if prior is not None else StandardNormal(context)
 
-    def posterior(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, logvar = self.proj(h).chunk(2, dim=-1)  # [B, D] each
-        return mu, logvar
+    def posterior(self, h: torch.Tensor, batch=None) -> dict[str, torch.Tensor]:
+        """``mu`` and ``logvar`` ``[B, *L, D]`` of q(z|x) from the features ``h [B, *L, F]``."""
+        mu, logvar = self.proj(h).chunk(2, dim=-1)
+        return {"mu": mu, "logvar": logvar}
 
     def rsample(self, params: dict[str, torch.Tensor], n_samples: int, eps: torch.Tensor | None = None) -> torch.Tensor:
-        """``n_samples`` reparameterised draws ``[S, B, D]`` (``eps`` passes the standard-normal noise in)."""
+        """``n_samples`` reparameterised draws ``[S, B, *L, D]`` (``eps`` passes the standard-normal noise in)."""
         mu, logvar = params["mu"], params["logvar"]
         if eps is None:
-            eps = torch.randn(n_samples, *mu.shape, device=mu.device, dtype=mu.dtype)  # [S, B, D]
+            eps = torch.randn(n_samples, *mu.shape, device=mu.device, dtype=mu.dtype)  # [S, B, *L, D]
         return mu + torch.exp(0.5 * logvar) * eps
 
-    def forward(self, h: torch.Tensor, n_samples: int = 1, eps: torch.Tensor | None = None) -> BottleneckOutput:
-        mu, logvar = self.posterior(h)
-        params = {"mu": mu, "logvar": logvar}
-        z = self.rsample(params, n_samples, eps)  # [S, B, D]
-        log_q, log_p = self.log_q(z, params), self.log_p(z)  # [S, B] each
-        kl_per_dim = self.prior.kl_from_gaussian(mu, logvar)  # [B, D], or None without a closed form
-        if kl_per_dim is None:
-            kl, stats = (log_q - log_p).mean(0), {}
-        else:
-            kl, stats = kl_per_dim.flatten(1).sum(-1), {"kl_per_dim": kl_per_dim}
-        return BottleneckOutput(z=z, mean=mu, params=params, terms={"kl": kl}, stats=stats, log_q=log_q, log_p=log_p)
+    def forward(self, h: torch.Tensor, n_samples: int = 1, eps: torch.Tensor | None = None,
+                batch=None) -> BottleneckOutput:
+        params = self.posterior(h)
+        mu, logvar = params["mu"], params["logvar"]
+        z = self.rsample(params, n_samples, eps)  # [S, B, *L, D]
+        kl_per_dim = self.prior.kl_from_gaussian(mu, logvar)  # [B, *L, D], or None without a closed form
+        if kl_per_dim is None:  # the Monte Carlo KL needs the densities now
+            log_q, log_p = self.log_q(z, params), self.log_p(z, batch)  # [S, B] each
+            return BottleneckOutput(z=z, mean=mu, params=params, terms={"kl": (log_q - log_p).mean(0)},
+                                    given_log_q=log_q, given_log_p=log_p)
+        return BottleneckOutput(z=z, mean=mu, params=params, terms={"kl": kl_per_dim.flatten(1).sum(-1)},
+                                stats={"kl_per_dim": kl_per_dim},
+                                densities=lambda: (self.log_q(z, params), self.log_p(z, batch)))
 
     def log_q(self, z: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
         """log q(z|x) summed over latent dims: ``z [S, B, *L, D] -> [S, B]``."""
         mu, logvar = params["mu"], params["logvar"]
         return -0.5 * ((z - mu).pow(2) * torch.exp(-logvar) + logvar + LOG_2PI).flatten(2).sum(-1)
 
-    def log_p(self, z: torch.Tensor) -> torch.Tensor:
-        return self.prior.log_prob(z)
+    def log_p(self, z: torch.Tensor, batch=None) -> torch.Tensor:
+        """log p(z) under the prior, which may depend on the batch (its input or condition): ``[S, B]``."""
+        return self.prior.log_prob(z, batch) if self.prior.conditional else self.prior.log_prob(z)
 
 
-def make_bottleneck(name: str, in_features: int, latent_dim: int, prior: str | None = None,
-                    options: dict | None = None, prior_options: dict | None = None) -> Bottleneck:
-    """Bottleneck ``name`` with prior ``prior`` (a registered prior name; the bottleneck's default when None),
-    each with its own settings."""
-    p = None if prior is None else build_part("priors", prior, latent_dim, **(prior_options or {}))
-    return build_part("bottlenecks", name, in_features, latent_dim, prior=p, **(options or {}))
+def make_prior(name: str, context: PartContext, options: dict | None = None) -> Prior:
+    """The registered prior ``name`` over latents of ``context.latent_shape``, with its settings."""
+    return build_part("priors", name, context=context, **(options or {}))
+
+
+def make_bottleneck(name: str, context: PartContext, prior: str | None = None, options: dict | None = None,
+                    prior_options: dict | None = None) -> Bottleneck:
+    """Bottleneck ``name`` for ``context`` with prior ``prior`` (a registered prior name; the bottleneck's default
+    when None), each with its own settings."""
+    p = None if prior is None else make_prior(prior, context, prior_options)
+    return build_part("bottlenecks", name, context=context, prior=p, **(options or {}))

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aekit.errors import ConfigError
-from aekit.parts import build_part, register_part
+from aekit.parts import PartContext, build_part, register_part
 
 
 class Likelihood(nn.Module):
@@ -173,15 +173,18 @@ class DiscretizedLogistic(Likelihood):
 
 
 for _name, _make, _what in (
-    ("bernoulli", lambda shape, sigma=1.0: Bernoulli(shape), "Bernoulli with logits, for data in [0, 1]"),
-    ("gaussian", lambda shape, sigma=1.0: Gaussian(shape, sigma=sigma), "Gaussian with fixed sigma (`sigma`)"),
-    ("gaussian-learned", lambda shape, sigma=1.0: Gaussian(shape, sigma=sigma, learn_sigma=True),
+    ("bernoulli", lambda context, sigma=1.0: Bernoulli(context.data_shape), "Bernoulli with logits, for data in [0, 1]"),
+    ("gaussian", lambda context, sigma=1.0: Gaussian(context.data_shape, sigma=sigma),
+     "Gaussian with fixed sigma (`sigma`)"),
+    ("gaussian-learned", lambda context, sigma=1.0: Gaussian(context.data_shape, sigma=sigma, learn_sigma=True),
      "Gaussian with a learned sigma per data dimension"),
-    ("logistic", lambda shape, sigma=1.0, bins=256: DiscretizedLogistic(shape, bins=bins),
+    ("logistic", lambda context, sigma=1.0, bins=256: DiscretizedLogistic(context.data_shape, bins=bins),
      "discretised logistic for data of `bins` levels (8-bit: 256; likelihood.bins=32 for 5-bit)"),
 ):
     register_part("likelihoods", _name, _what)(_make)
 
 
-def make_likelihood(name: str, data_shape: tuple[int, ...], sigma: float = 1.0, **options) -> Likelihood:
-    return build_part("likelihoods", name, data_shape, sigma=sigma, **options)
+def make_likelihood(name: str, data_shape: tuple[int, ...] | PartContext, sigma: float = 1.0, **options) -> Likelihood:
+    """The registered likelihood ``name`` for examples of ``data_shape`` (or a part context), with its settings."""
+    context = data_shape if isinstance(data_shape, PartContext) else PartContext(data_shape=tuple(data_shape))
+    return build_part("likelihoods", name, context=context, sigma=sigma, **options)

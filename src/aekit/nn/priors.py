@@ -3,6 +3,10 @@
 A prior gives ``log_prob(z)`` summed over the latent dimensions, ``sample(n)``, and, where it is known in closed
 form, the KL from a diagonal Gaussian posterior per latent dimension (``kl_from_gaussian``). A bottleneck uses
 the closed form when the prior has one and a Monte Carlo estimate, ``E_q[log q(z|x) - log p(z)]``, otherwise.
+
+A prior is built with its :class:`~aekit.parts.PartContext` (its ``latent_shape``); one that needs the built model
+(a VampPrior encodes pseudo-inputs with the model's encoder) defines ``bind(model)``; one that depends on the
+input or the condition sets ``conditional = True`` and takes the batch, ``log_prob(z, batch)``.
 """
 
 from __future__ import annotations
@@ -12,17 +16,21 @@ import math
 import torch
 from torch import nn
 
-from aekit.parts import register_part
+from aekit.parts import PartContext, register_part
 
 LOG_2PI = math.log(2 * math.pi)
 
 
 class Prior(nn.Module):
-    """p(z) over latents of shape ``latent_shape`` (``(D,)``, or ``(*L, D)`` for spatial latents)."""
+    """p(z) over latents of shape ``latent_shape`` (``(D,)``, or ``(*L, D)`` for spatial latents), built from its
+    context (or, by hand, from the latent shape itself). ``conditional``: ``log_prob`` takes the batch too."""
 
-    def __init__(self, latent_shape: tuple[int, ...] | int) -> None:
+    conditional = False
+
+    def __init__(self, context: PartContext | tuple[int, ...] | int) -> None:
         super().__init__()
-        self.latent_shape = (latent_shape,) if isinstance(latent_shape, int) else tuple(latent_shape)
+        shape = context.latent_shape if isinstance(context, PartContext) else context
+        self.latent_shape = (shape,) if isinstance(shape, int) else tuple(shape)
 
     @property
     def latent_dim(self) -> int:

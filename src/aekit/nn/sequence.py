@@ -27,8 +27,8 @@ import torch
 from torch import nn
 
 from aekit.errors import ConfigError
-from aekit.nn.backbones import activation
-from aekit.parts import register_part
+from aekit.nn.backbones import activation, decoder_inputs
+from aekit.parts import PartContext, register_part
 
 
 def _check_sequence_shape(data_shape: Sequence[int], name: str) -> tuple[int, int]:
@@ -178,19 +178,19 @@ def _width(hidden: Sequence[int]) -> int:
 
 
 @register_part("backbones", "seq-conv", "1-D convolutions over time for windows [T, C] (`channels`, `hidden`)")
-def seq_conv_backbone(data_shape, latent_dim, hidden, channels, act, param_multiplier):
+def seq_conv_backbone(hidden, channels, act, *, context: PartContext):
     width = _width(hidden)
-    return (Conv1dEncoder(data_shape, channels, width, act),
-            Conv1dDecoder(latent_dim, data_shape, channels, width, act, param_multiplier))
+    return (Conv1dEncoder(context.data_shape, channels, width, act),
+            Conv1dDecoder(decoder_inputs(context), context.data_shape, channels, width, act, context.n_params))
 
 
 def _recurrent(cell: str):
-    def backbone(data_shape, latent_dim, hidden, channels, act, param_multiplier, layers: int = 1):
+    def backbone(hidden, channels, act, *, context: PartContext, layers: int = 1):
         if layers < 1:
             raise ConfigError(f"backbone.layers={layers} must be >= 1")
         width = _width(hidden)
-        return (RNNEncoder(data_shape, width, cell, layers),
-                RNNDecoder(latent_dim, data_shape, width, cell, layers, param_multiplier))
+        return (RNNEncoder(context.data_shape, width, cell, layers),
+                RNNDecoder(decoder_inputs(context), context.data_shape, width, cell, layers, context.n_params))
 
     return backbone
 
@@ -203,10 +203,10 @@ register_part("backbones", "lstm", "LSTM encoder and decoder for windows [T, C] 
 
 @register_part("backbones", "transformer",
                "Transformer encoder and decoder for windows [T, C] (`hidden`, `backbone.layers`, `backbone.heads`)")
-def transformer_backbone(data_shape, latent_dim, hidden, channels, act, param_multiplier, layers: int = 2,
+def transformer_backbone(hidden, channels, act, *, context: PartContext, layers: int = 2,
                          heads: int = 4):
     if layers < 1 or heads < 1:
         raise ConfigError(f"backbone.layers={layers} and backbone.heads={heads} must be >= 1")
     width = _width(hidden)
-    return (TransformerEncoder(data_shape, width, layers, heads),
-            TransformerDecoder(latent_dim, data_shape, width, layers, heads, param_multiplier))
+    return (TransformerEncoder(context.data_shape, width, layers, heads),
+            TransformerDecoder(decoder_inputs(context), context.data_shape, width, layers, heads, context.n_params))
