@@ -31,14 +31,20 @@ def vitmae(config):
     return hf
 
 
-def step_fn(model, kind, x, noise):
+def step_fn(model, kind, x, noise, compiled=False):
+    """One training step; ``compiled``: the forward and the loss under ``torch.compile`` (inductor), as aekit's
+    ``compile=true`` runs them, the backward and the optimiser step outside."""
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)  # the same optimiser for both
 
-    def step():
+    def loss_of():
         if kind == "hf":
-            loss = model(pixel_values=x, noise=noise).loss
-        else:
-            loss = model(x, noise=noise).terms["recon"].mean()
+            return model(pixel_values=x, noise=noise).loss
+        return model(x, noise=noise).terms["recon"].mean()
+
+    forward = torch.compile(loss_of) if compiled else loss_of
+
+    def step():
+        loss = forward()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -73,6 +79,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", default="")
+    parser.add_argument("--compile", action="store_true", help="also both steps with the forward compiled")
     args = parser.parse_args()
 
     from aekit.interop import from_vitmae
@@ -96,8 +103,16 @@ def main() -> None:
         noise = torch.rand(args.batch, 64)
         steps = {"hf": step_fn(hf, "hf", x, noise), "aekit": step_fn(ours, "aekit", x, noise),
                  "aekit_all_tokens": step_fn(all_tokens, "aekit", x, noise)}
-        for step in steps.values():  # warm-up
+        if args.compile:  # copies, so that the eager models' weights and optimiser states stay their own
+            import copy
+
+            steps["hf_compiled"] = step_fn(copy.deepcopy(hf), "hf", x, noise, compiled=True)
+            steps["aekit_compiled"] = step_fn(copy.deepcopy(ours), "aekit", x, noise, compiled=True)
+        compile_s = {}
+        for name, step in steps.items():  # warm-up (and compilation)
+            start = time.perf_counter()
             timed(step, 2)
+            compile_s[name] = time.perf_counter() - start
         per = {k: [] for k in steps}
         for _ in range(args.repeats):
             for k, step in steps.items():
@@ -115,6 +130,14 @@ def main() -> None:
         }
         row["peak_share_aekit"] = row["gflops_aekit"] / peak
         row["peak_share_hf"] = row["gflops_hf"] / peak
+        if args.compile:
+            for name in ("aekit_compiled", "hf_compiled"):
+                row[f"{name}_s"] = med[name]
+                row[f"{name}_warmup_s"] = compile_s[name]  # two steps, compilation included
+            row["ratio_aekit_compiled_over_hf"] = med["aekit_compiled"] / med["hf"]
+            row["ratio_aekit_compiled_over_hf_compiled"] = med["aekit_compiled"] / med["hf_compiled"]
+            pairs = list(zip(per["aekit_compiled"], per["hf"], strict=True))
+            row["ratio_aekit_compiled_over_hf_min_max"] = [min(a / h for a, h in pairs), max(a / h for a, h in pairs)]
         results.append(row)
         print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
     meta = {"torch": torch.__version__, "machine": platform.processor() or platform.machine(),

@@ -50,6 +50,8 @@ def test_models_and_datasets_lists():
     assert {"ae", "dae", "vae", "beta-vae"} <= {ln.split()[0] for ln in aekit("models").stdout.splitlines()}
     keys = aekit("models", "beta-vae").stdout
     assert "beta               4.0" in keys and "checkpoint_every" in keys and "val_fraction" in keys
+    assert "options            {}" in keys and "MISSING" not in keys  # a mapping's default, not a sentinel
+    assert "  kl                 4, beta" in keys.split("terms and their weights")[1]  # the KL weighted by beta
     names = {ln.split()[0] for ln in aekit("datasets").stdout.splitlines()}
     assert {"digits", "mnist", "binarized-mnist", "cifar10"} <= names
 

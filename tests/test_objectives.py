@@ -77,7 +77,7 @@ def test_a_term_no_part_declares_is_an_error_naming_it():
 
 
 def test_an_unknown_weight_key_lists_the_model_terms():
-    with pytest.raises(ConfigError, match="terms.commit: vae has no term 'commit'; its terms are kl, recon"):
+    with pytest.raises(ConfigError, match="terms.commit: vae has no term 'commit'; its terms are recon, kl"):
         vae(terms={"commit": 0.25}).objective()
     with pytest.raises(ConfigError, match="terms.kl.warmup is not a term setting"):
         vae(terms={"kl": {"warmup": 10}}).objective()

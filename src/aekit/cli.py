@@ -255,8 +255,29 @@ def cmd_models(args: argparse.Namespace) -> int:
     for title, cls in (("model", entry.config_class), ("data", DataConfig), ("train", TrainConfig)):
         print(f"\n{title} keys (key=value on `aekit train`):")
         for field in dataclasses.fields(cls):
-            print(f"  {field.name:<18} {field.default!r}")
+            default = field.default_factory() if field.default is dataclasses.MISSING else field.default
+            print(f"  {field.name:<18} {default!r}")
+        if title == "model":
+            _print_terms(entry.name)
     return 0
+
+
+def _print_terms(name: str) -> None:
+    """The terms a model with its default settings gives, with their weights (``terms.NAME=...`` sets them)."""
+    from aekit.errors import AekitError
+    from aekit.registry import build_model
+
+    try:
+        terms = build_model(name).objective_terms()
+    except (AekitError, TypeError, ValueError):  # a model that needs its data to be built
+        return
+    print("\nterms and their weights (terms.NAME=WEIGHT, terms.NAME.schedule=linear, terms.NAME.free_bits=...):")
+    for term_name, term in terms.items():
+        weight = "logged only" if term.log_only else f"{term.weight.value:g}" + (
+            f" ({term.weight.kind})" if term.weight.kind != "constant" else "")
+        extra = f", {term.label}" if term.label else ""
+        print(f"  {term_name:<18} {weight}{extra}{'' if term.optimizer == 'model' else ', ' + term.optimizer}"
+              f"{', per batch' if term.batch else ''}")
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:

@@ -146,7 +146,8 @@ def configured_terms(declared: dict[str, Term], settings: dict[str, Any], model:
         value = value if isinstance(value, dict) else {"weight": value}
         unknown = sorted(set(value) - set(TERM_SETTINGS))
         if unknown:
-            raise ConfigError(f"terms.{name}.{unknown[0]} is not a term setting; choose from {', '.join(TERM_SETTINGS)}")
+            raise ConfigError(f"terms.{name}.{unknown[0]} is not a term setting; choose from "
+                              f"{', '.join(TERM_SETTINGS)}")
         term, schedule = terms[name], terms[name].weight
         try:
             schedule = Schedule(float(value.get("weight", schedule.value)), str(value.get("schedule", schedule.kind)),
@@ -230,7 +231,8 @@ class WeightedTerms(Objective):
             if term.logs_weight():
                 weights[term.label or f"{name}_weight"] = weight
             contribution = weight * self.penalty(name, term, mean, out, step)
-            losses[term.optimizer] = contribution if term.optimizer not in losses else losses[term.optimizer] + contribution
+            previous = losses.get(term.optimizer)
+            losses[term.optimizer] = contribution if previous is None else previous + contribution
         if "model" not in losses:
             raise ConfigError(f"no term of {self.model} is weighted for the model's optimiser; terms: "
                               f"{', '.join(out.terms)}")

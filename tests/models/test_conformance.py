@@ -127,19 +127,29 @@ def test_determinism_under_seed(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_tiny_model_learns(name):
+    """A loop of its own, as a user writes one, running the parts' step hooks as aekit's loop does."""
+    import warnings
+
     torch.manual_seed(0)
     model = tiny(name, (1, 8, 8), "mlp", "bernoulli")
     patterns = (torch.rand(2, 1, 8, 8) > 0.5).float()
     b = Batch(patterns[torch.arange(16) % 2], labels=torch.arange(16) % 2)  # the label is the pattern
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     objective = model.objective()
+    hooks = aekit.StepHooks(model, total_steps=100)
     first = None
-    for step in range(100):
-        loss = objective(model(b), step, b).total
-        first = first if first is not None else loss.item()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*without its step hooks")  # they run: no warning
+        for step in range(100):
+            hooks.start(step)
+            out = model(b)
+            loss = objective(out, step, b).total
+            first = first if first is not None else loss.item()
+            opt.zero_grad()
+            loss.backward()
+            hooks.before_step(step, outputs=[out], batches=[b])
+            opt.step()
+            hooks.after_step(step, outputs=[out], batches=[b])
     assert loss.item() < 0.7 * first
 
 

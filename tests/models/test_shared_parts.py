@@ -10,10 +10,9 @@ from torch import nn
 import aekit
 from aekit.metrics import importance_sampled_log_likelihood
 from aekit.models.iwae import iwae_bound
-from aekit.parts import PartContext
 from aekit.nn.bottlenecks import BottleneckOutput, DiagonalGaussian
-from aekit.nn.priors import Prior, StandardNormal
-from aekit.parts import get_part, list_parts
+from aekit.nn.priors import Prior
+from aekit.parts import PartContext, get_part, list_parts
 
 
 def ctx(features: int, latent_dim: int) -> PartContext:

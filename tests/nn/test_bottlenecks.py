@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from aekit.errors import ConfigError
-from aekit.parts import PartContext
 from aekit.nn.bottlenecks import Deterministic, DiagonalGaussian, StandardNormal
 from aekit.nn.corruptions import GaussianNoise, MaskingNoise, SaltAndPepper, make_corruption
+from aekit.parts import PartContext
 
 
 def ctx(features: int, latent_dim: int) -> PartContext:

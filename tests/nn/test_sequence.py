@@ -7,8 +7,8 @@ import torch
 import aekit
 from aekit.errors import ConfigError
 from aekit.nn.backbones import make_backbone
-from aekit.parts import PartContext
 from aekit.nn.sequence import _stacked
+from aekit.parts import PartContext
 
 BACKBONES = ["seq-conv", "gru", "lstm", "transformer"]
 

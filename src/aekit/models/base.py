@@ -160,12 +160,13 @@ class Model(nn.Module):
     def objective_terms(self) -> dict[str, Term]:
         """Every term the model's forward can give, with its weight: what its parts declare (a part's ``terms``),
         then the model's own (:meth:`own_terms`), then the config's ``terms``."""
-        declared: dict[str, Term] = {}
+        parts: dict[str, Term] = {}
         for module in self.modules():
             terms = getattr(module, "terms", None) if module is not self else None
             if isinstance(terms, dict) and all(isinstance(t, Term) for t in terms.values()):
-                declared.update(terms)
-        declared.update(self.own_terms())
+                parts.update(terms)
+        own = self.own_terms()  # first, in the model's order (recon leads)
+        declared = {**own, **{name: term for name, term in parts.items() if name not in own}}
         return configured_terms(declared, self.config.terms, self.name)
 
     def own_optimizers(self) -> tuple[str, ...]:

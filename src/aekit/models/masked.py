@@ -147,10 +147,15 @@ class MaskedImageModel(Model):
         patches, hidden = self.patchify(x), out.mask.unsqueeze(-1)  # [B, L, P], [B, L, 1]
         views = {"original": x, "masked": self.unpatchify(patches * (1 - hidden) + 0.5 * hidden)}
         if self.config.target == "pixels":  # feature targets have no image to show
-            pred = self.predicted_pixels(x, out)
-            views["prediction"] = self.unpatchify(pred)
-            views["reconstruction"] = self.unpatchify(patches * (1 - hidden) + pred * hidden)
+            views["prediction"] = self.unpatchify(self.predicted_pixels(x, out))
+            views["reconstruction"] = self.reconstruction_of(x, out)
         return views
+
+    def reconstruction_of(self, x: torch.Tensor, out: MaskedOutput) -> torch.Tensor:
+        """The image ``[B, C, H, W]`` of one forward's ``out``: the visible patches of x as they are, the hidden
+        ones as predicted."""
+        hidden = out.mask.unsqueeze(-1)  # [B, L, 1], 1 = hidden
+        return self.unpatchify(self.patchify(x) * (1 - hidden) + self.predicted_pixels(x, out) * hidden)
 
     @_numpy_in_numpy_out
     @torch.no_grad()

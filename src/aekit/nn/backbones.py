@@ -86,6 +86,23 @@ def _check_image_shape(data_shape: Sequence[int]) -> None:
         )
 
 
+def upsampling(sizes: list[tuple[int, int]], widths: list[int], c_out: int, act: str) -> nn.Sequential:
+    """Stride-2 3x3 transposed convolutions from the deepest of an encoder's ``sizes`` (with ``widths[-1]``
+    channels) back through each of its levels to ``c_out`` channels at the input size; each output padding lands
+    exactly on the encoder's odd or even size."""
+    layers: list[nn.Module] = []
+    levels = len(sizes) - 1
+    c_in = widths[levels - 1]
+    for level, c in zip(range(levels, 0, -1), [*reversed(widths[: levels - 1]), c_out], strict=True):
+        (h_in, w_in), (h_out, w_out) = sizes[level], sizes[level - 1]
+        pad = (h_out - 2 * h_in + 1, w_out - 2 * w_in + 1)  # 0 or 1
+        layers.append(nn.ConvTranspose2d(c_in, c, 3, stride=2, padding=1, output_padding=pad))
+        if level > 1:
+            layers.append(activation(act))
+        c_in = c
+    return nn.Sequential(*layers)
+
+
 class ConvEncoder(nn.Module):
     """Stride-2 3x3 convolutions down to about 4x4, then a linear layer: ``x [B, C, H, W] -> h [B, F]``.
 
@@ -145,17 +162,7 @@ class ConvDecoder(nn.Module):
             nn.Linear(hidden, math.prod(self.start_shape)),
             activation(act),
         )
-        layers: list[nn.Module] = []
-        outs = [*reversed(widths[:-1]), c_out * param_multiplier]
-        c_in = widths[-1]
-        for level, c in zip(range(levels, 0, -1), outs, strict=True):
-            (h_in, w_in), (h_out, w_out) = sizes[level], sizes[level - 1]
-            pad = (h_out - 2 * h_in + 1, w_out - 2 * w_in + 1)  # 0 or 1: lands on the odd/even size
-            layers.append(nn.ConvTranspose2d(c_in, c, 3, stride=2, padding=1, output_padding=pad))
-            if level > 1:
-                layers.append(activation(act))
-            c_in = c
-        self.deconvs = nn.Sequential(*layers)
+        self.deconvs = upsampling(sizes, widths, c_out * param_multiplier, act)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.fc(z).view(-1, *self.start_shape)  # [N, D] -> [N, c, h, w]
@@ -199,17 +206,7 @@ class ConvGridDecoder(nn.Module):
         sizes = ConvGridEncoder(data_shape, channels, act).sizes
         self.grid = sizes[-1]
         self.inp = nn.Sequential(nn.Conv2d(latent_dim, channels[-1], 3, padding=1), activation(act))
-        layers: list[nn.Module] = []
-        outs = [*reversed(channels[:-1]), data_shape[0] * param_multiplier]
-        c_in = channels[-1]
-        for level, c in zip(range(len(channels), 0, -1), outs, strict=True):
-            (h_in, w_in), (h_out, w_out) = sizes[level], sizes[level - 1]
-            pad = (h_out - 2 * h_in + 1, w_out - 2 * w_in + 1)  # 0 or 1: lands on the odd/even size
-            layers.append(nn.ConvTranspose2d(c_in, c, 3, stride=2, padding=1, output_padding=pad))
-            if level > 1:
-                layers.append(activation(act))
-            c_in = c
-        self.deconvs = nn.Sequential(*layers)
+        self.deconvs = upsampling(sizes, list(channels), data_shape[0] * param_multiplier, act)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         if tuple(z.shape[1:3]) != tuple(self.grid):

@@ -173,7 +173,8 @@ class DiscretizedLogistic(Likelihood):
 
 
 for _name, _make, _what in (
-    ("bernoulli", lambda context, sigma=1.0: Bernoulli(context.data_shape), "Bernoulli with logits, for data in [0, 1]"),
+    ("bernoulli", lambda context, sigma=1.0: Bernoulli(context.data_shape),
+     "Bernoulli with logits, for data in [0, 1]"),
     ("gaussian", lambda context, sigma=1.0: Gaussian(context.data_shape, sigma=sigma),
      "Gaussian with fixed sigma (`sigma`)"),
     ("gaussian-learned", lambda context, sigma=1.0: Gaussian(context.data_shape, sigma=sigma, learn_sigma=True),

@@ -1,0 +1,64 @@
+"""The ``variational`` suite: what a model with a posterior q(z|x) and a prior p(z) adds, the bound on log p(x),
+its latent diagnostics and the importance-sampled estimate of log p(x) itself."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from aekit.evaluation.suite import Suite, SuiteState, own_stream, register_suite
+from aekit.metrics import active_units, importance_sampled_log_likelihood, kl_per_dimension
+
+
+@register_suite("variational")
+class Variational(Suite):
+    """``elbo`` = -(recon + kl) per example, averaged; ``kl_per_dim``, the KL of each latent dimension averaged over
+    the examples (and the positions of a grid of latents), where the bottleneck reports it; ``active_units``
+    (Burda et al. 2016), the dimensions whose posterior mean E_q[z_d] varies over the test examples by more than
+    0.01. With ``nll_samples = K > 0``,
+    ``nll`` = -log p(x) by importance sampling with K samples over the first ``nll_examples`` examples, its
+    standard error ``nll_stderr``, and for discrete likelihoods ``bits_per_dim`` = nll / (D ln 2).
+
+    The estimate is made batch by batch inside the pass, from a random stream of its own (seeded by the
+    evaluation's seed and the batch's position), so the other metrics are the same with or without it."""
+
+    def update(self, model, batch, out, state: SuiteState) -> None:
+        terms = out.terms
+        if "kl" in terms and terms["kl"].dim() == 1:
+            state.add("elbo", -(terms["recon"] + terms["kl"]))
+        if "kl_per_dim" in out.stats:
+            state.keep("kl_per_dim", out.stats["kl_per_dim"])
+        state.keep("means", out.latent.mean.flatten(1))  # E_q[z | x]: the posterior means  [B, D]
+        if state.ctx.nll_samples > 0 and getattr(model.bottleneck, "stochastic", False):
+            self.estimate_nll(model, batch, state)
+
+    @staticmethod
+    def estimate_nll(model, batch, state: SuiteState) -> None:
+        """-log p(x) of the batch's examples among the first ``nll_examples``, kept for the mean."""
+        ctx, estimates = state.ctx, state.kept.get("nll", [])
+        n = min(len(batch), (ctx.nll_examples or len(ctx.test)) - sum(map(len, estimates)))  # None or 0: all
+        if n <= 0:
+            return
+        condition = model.condition_of(batch)
+        with own_stream(ctx.seed, len(estimates), batch.inputs.device):
+            log_px = importance_sampled_log_likelihood(model, batch.inputs[:n], n_samples=ctx.nll_samples,
+                                                       condition=None if condition is None else condition[:n])
+        state.keep("nll", -log_px.double())  # [n]
+
+    def compute(self, model, state: SuiteState) -> dict[str, Any]:
+        metrics: dict[str, Any] = {}
+        if "elbo" in state.sums:
+            metrics["elbo"] = state.mean("elbo")
+        metrics["active_units"] = active_units(state.rows("means"))
+        kl_dims = state.rows("kl_per_dim")  # [N, *L, D]; a grid of latents counts each position as an example
+        if kl_dims is not None:
+            metrics["kl_per_dim"] = [round(float(v), 5) for v in kl_per_dimension(kl_dims.flatten(0, -2))]
+        nll = state.rows("nll")  # [N], one estimate per example
+        if nll is not None:
+            metrics["nll"] = mean = float(nll.mean())
+            if len(nll) > 1:  # how much the mean would move with another draw of as many test examples
+                metrics["nll_stderr"] = float(nll.std() / math.sqrt(len(nll)))
+            metrics["nll_samples"] = state.ctx.nll_samples
+            if model.config.likelihood in ("bernoulli", "logistic"):  # discrete data: a code length
+                metrics["bits_per_dim"] = mean / (math.prod(state.ctx.test.shape) * math.log(2))
+        return metrics
