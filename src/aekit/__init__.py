@@ -28,6 +28,8 @@ _LAZY = {
     "Graph": "aekit.data.graphs",
     "train": "aekit.training",
     "TrainConfig": "aekit.training",
+    "StepHooks": "aekit.training",
+    "run_step_hooks": "aekit.training",
     "evaluate": "aekit.evaluation",
     "AekitError": "aekit.errors",
 }

@@ -23,8 +23,8 @@ part's submodules, so ``state_dict``, DDP and FSDP see each weight once) and fol
 
 from __future__ import annotations
 
-import inspect
 import dataclasses
+import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass

@@ -13,10 +13,18 @@ from aekit.models.ae import AE, AEConfig
 from aekit.registry import register_model
 
 
+def unit_columns(weight: torch.Tensor) -> None:
+    weight.div_(weight.norm(dim=0, keepdim=True).clamp(min=1e-8))  # [out, D]: each column to norm 1
+
+
 class Tracker(nn.Module):
-    """Hooks of every kind the loop calls: a schedule set at the start of each step, decoder columns renormalised
-    and an all-reduced EMA of the codes' batch mean after each optimiser step. Writes its state per rank to
-    $HOOK_DIR when that is set."""
+    """Hooks at every point of the step: a schedule set at the start of each step; the decoder-column-parallel
+    component of the decoder's gradient projected out before each optimiser step (the columns stay unit-norm to
+    first order); after it, the columns renormalised and an all-reduced EMA of the codes' batch mean, read from
+    the step's outputs. Its EMA is averaged under ``ema_decay``, its other buffers copied, and the averaged
+    decoder's columns renormalised. Writes its state per rank to $HOOK_DIR when that is set."""
+
+    average_buffers = {"ema": "average"}
 
     def __init__(self, latent_dim: int, decoder_layer: nn.Linear) -> None:
         super().__init__()
@@ -24,21 +32,35 @@ class Tracker(nn.Module):
         self.register_buffer("temperature", torch.tensor(1.0))
         self.register_buffer("updates", torch.tensor(0))
         self.register_buffer("ema", torch.zeros(latent_dim))
-        self.last_mean = None
+        self.parallel = []  # |<w_j, grad_j>| after the projection, per optimiser step
 
     def on_train_step_start(self, ctx) -> None:
+        assert ctx.outputs is None and ctx.batches is None and ctx.optimizer is None
         self.temperature.fill_(max(0.1, 1.0 - 0.01 * ctx.step))
 
+    def before_optimizer_step(self, ctx) -> None:
+        weight, grad = self.decoder_layer[0].weight, self.decoder_layer[0].weight.grad
+        unit = weight / weight.norm(dim=0, keepdim=True)  # [out, D]
+        grad -= (unit * grad).sum(0, keepdim=True) * unit
+        self.parallel.append(float((unit * grad).sum(0).abs().max()))
+
     def after_optimizer_step(self, ctx) -> None:
-        weight = self.decoder_layer[0].weight  # [out, D]: unit-norm columns
-        weight.div_(weight.norm(dim=0, keepdim=True).clamp(min=1e-8))
+        unit_columns(self.decoder_layer[0].weight)
         self.updates += 1
-        mean = ctx.all_reduce(self.last_mean.clone(), "mean")
+        local = torch.cat([out.latent.mean for out in ctx.outputs]).mean(0)  # [D]
+        mean = ctx.all_reduce(local.clone(), "mean")
+        gathered = ctx.all_gather(local)  # [world, D]
         self.ema.mul_(0.9).add_(0.1 * mean)
+        first = ctx.broadcast(torch.full((2,), float(ctx.rank + 1)), src=0)
         if os.environ.get("HOOK_DIR"):
             state = {"updates": int(self.updates), "ema": self.ema.tolist(), "temperature": float(self.temperature),
-                     "local_mean": self.last_mean.tolist(), "world": ctx.world_size}
+                     "local_mean": local.tolist(), "world": ctx.world_size, "gathered": gathered.tolist(),
+                     "broadcast": first.tolist(), "examples": sum(len(b) for b in ctx.batches),
+                     "optimizer": ctx.optimizer, "parallel": max(self.parallel)}
             (Path(os.environ["HOOK_DIR"]) / f"rank{ctx.rank}.json").write_text(json.dumps(state))
+
+    def after_average(self) -> None:
+        unit_columns(self.decoder_layer[0].weight)
 
 
 @dataclass(frozen=True)
@@ -52,8 +74,3 @@ class HookedAE(AE):
         super().__init__(config, *args, **kwargs)
         first = next(m for m in self.decoder.modules() if isinstance(m, nn.Linear))
         self.tracker = Tracker(config.latent_dim, first)
-
-    def forward(self, x, *args, **kwargs):
-        out = super().forward(x, *args, **kwargs)
-        self.tracker.last_mean = out.latent.mean.detach().mean(0)
-        return out

@@ -40,9 +40,9 @@ from aekit.errors import DataError
 from aekit.models.base import _numpy_in_numpy_out
 from aekit.models.masked import MaskedImageModel, MaskedOutput, MaskingConfig
 from aekit.nn.maskers import Masking
-from aekit.objectives import Term
 from aekit.nn.teachers import FrozenTeacher, load_teacher
 from aekit.nn.vit import PRESETS, Block, ViTConfig, block_flops, init_weights, pooled, sincos_position_embedding
+from aekit.objectives import Term
 from aekit.registry import register_model
 
 _FROM_PRESET = ("width", "depth", "heads", "decoder_width", "decoder_depth", "decoder_heads")

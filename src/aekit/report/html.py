@@ -55,7 +55,22 @@ METRIC_EXPLANATIONS = {
     "test/bce": "binary cross-entropy of the reconstruction, summed over data values; nats per example",
     "test/elbo": "evidence lower bound on log p(x), -(recon + kl); nats per example",
     "test/kl": "KL(q(z|x) || p(z)), the rate of the code; nats per example",
-    "test/kl_per_dim": "KL of each latent dimension, averaged over the examples; nats",
+    "test/kl_per_dim": "KL of each latent dimension (each channel of a grid, averaged over its positions), "
+                        "averaged over the examples; nats",
+    "test/batch_terms_batch_size": "examples per batch behind the whole-batch terms (an MMD), whose value depends "
+                                   "on the batch: each is averaged over full batches of this size; count",
+    "test/adv": "-log D(z) for the encoder's codes: how well they fool the latent discriminator; nats per example",
+    "test/disc": "the latent discriminator's cross-entropy, prior draws against codes; nats per example",
+    "test/disc_accuracy": "share of prior draws and codes the latent discriminator tells apart; fraction",
+    "test/ce": "cross-entropy (the classifier's, or the ceVAE's inpainting -log p(x | z of the masked x)); nats "
+               "per example",
+    "test/correct": "share of examples whose most probable class is the label; fraction",
+    "test/accuracy": "share of test examples whose most probable class is the label; fraction",
+    "test/masked_mse": "squared error of the predicted hidden patches, in pixels (norm_pix_loss undone), averaged "
+                       "over their values; squared data units",
+    "test/visible_mse": "squared error of the prediction on the visible patches, which the loss does not score; "
+                        "squared data units",
+    "test/mask_ratio": "share of the patches hidden from the encoder; fraction",
     "test/nll": "-log p(x) by importance sampling; nats per example",
     "test/nll_stderr": "standard error of test/nll over the examples scored; nats",
     "test/nll_samples": "importance samples per example behind test/nll; count",
