@@ -207,6 +207,7 @@ def test_hpm_trains_its_loss_predictor_and_masks_by_it_only_in_training():
     called = []
     original = model.predicted_difficulty
     model.predicted_difficulty = lambda tokens: called.append(1) or original(tokens)
+    aekit.StepHooks(model).start(1)  # a training step, as the loop starts it
     model(x)
     model.eval()
     model(x)
