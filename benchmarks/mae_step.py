@@ -17,6 +17,7 @@ import json
 import platform
 import statistics
 import time
+import warnings
 
 import torch
 
@@ -81,6 +82,7 @@ def main() -> None:
     parser.add_argument("--json", default="")
     parser.add_argument("--compile", action="store_true", help="also both steps with the forward compiled")
     args = parser.parse_args()
+    warnings.filterwarnings("ignore", message="mae is being trained without its step hooks")  # a constant ratio
 
     from aekit.interop import from_vitmae
     from aekit.models.mae import MAEConfig, mae_flops

@@ -20,6 +20,8 @@ SHAPES = [
     ((12, 3), "seq-conv", "gaussian-learned"),  # windows of a series [T, C]
     ((9, 2), "gru", "gaussian"),
     ((8, 2), "transformer", "gaussian"),
+    ((1, 8, 8), "conv-grid", "bernoulli"),  # a 2x2 grid of latents
+    ((2, 13, 11), "conv-grid", "gaussian-learned"),  # a 4x3 grid: odd sizes land exactly
 ]
 
 
@@ -56,6 +58,8 @@ def sample_kwargs(model):
 @pytest.mark.parametrize("shape,backbone,likelihood", SHAPES)
 def test_shapes_and_loss(name, shape, backbone, likelihood):
     torch.manual_seed(0)
+    if not is_autoencoder(name) and backbone == "conv-grid":
+        return  # a ViT or a masked CNN has no backbone to choose
     if not is_autoencoder(name) and len(shape) != 3:
         with pytest.raises(ConfigError, match="takes images"):
             tiny(name, shape, backbone, likelihood)
@@ -82,11 +86,13 @@ def test_shapes_and_loss(name, shape, backbone, likelihood):
             model.sample(2)
         return
     m = model.likelihood.param_multiplier
+    latent = model.bottleneck.latent_shape  # (3,), or (*L, 3) on a grid
+    assert latent[-1] == 3 and (len(latent) == 3) == (backbone == "conv-grid")
     assert out.x_params.shape[1:] == (4, shape[0] * m, *shape[1:])
-    assert model.embed(b).shape == (4, 3)
-    assert model.encode(x, condition=condition).z.shape == (1, 4, 3)
+    assert model.embed(b).shape == (4, *latent)
+    assert model.encode(x, condition=condition).z.shape == (1, 4, *latent)
     c5 = None if condition is None else condition[torch.arange(5) % 4]
-    assert model.decode(torch.zeros(2, 5, 3), c5).shape == (2, 5, shape[0] * m, *shape[1:])
+    assert model.decode(torch.zeros(2, 5, *latent), c5).shape == (2, 5, shape[0] * m, *shape[1:])
     if model.has_prior:
         samples = model.sample(5, generator=torch.Generator().manual_seed(0), **sample_kwargs(model))
         assert samples.shape == (5, *shape)

@@ -15,6 +15,7 @@ posterior variant); samples decode z ~ p(z).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -72,7 +73,8 @@ class AAE(Autoencoder):
 
     def __init__(self, config: AAEConfig, *args, **kwargs) -> None:
         super().__init__(config, *args, **kwargs)
-        self.discriminator = LatentDiscriminator(config.latent_dim, tuple(config.disc_hidden), config.activation)
+        self.discriminator = LatentDiscriminator(math.prod(self.bottleneck.latent_shape), tuple(config.disc_hidden),
+                                                 config.activation)  # a grid of latents is judged whole
 
     def own_optimizers(self) -> tuple[str, ...]:
         return ("discriminator",)
@@ -88,9 +90,10 @@ class AAE(Autoencoder):
         """Adds ``adv`` = -log D(enc(x)) and ``disc`` = -log D(z_p) - log(1 - D(enc(x))) per example; ``z_prior``
         passes the prior draws in (one per example)."""
         out = super().forward(x, n_samples=n_samples, eps=eps, noise=noise, target=target, condition=condition)
-        z_q = out.latent.z[0]  # [B, D], the encoder's code (its first sample for a Gaussian posterior)
+        z_q = out.latent.z[0].flatten(1)  # [B, D] (or [B, *L * D]): the code, a Gaussian posterior's first sample
         if z_prior is None:
             z_prior = self.bottleneck.prior.sample(z_q.shape[0], device=z_q.device).to(z_q.dtype)
+        z_prior = z_prior.flatten(1)
         out.terms["adv"], out.terms["disc"], out.latent.stats["disc_accuracy"] = adversarial_terms(
             self.discriminator, z_q, z_prior)
         return out

@@ -71,7 +71,9 @@ class Masker(nn.Module):
         super().__init__()
         require(0.0 <= ratio < 1.0, f"mask_ratio={ratio} must be in [0, 1); 0.75 is MAE's")
         self.final_ratio = ratio
-        self.register_buffer("ratio", torch.tensor(float(ratio)), persistent=False)  # set by the step hook
+        # The ratio of this step, set by the step hook: a Python number, so that reading it syncs no device and
+        # breaks no compiled graph (a constant schedule compiles once; a ramp recompiles as its ratio moves).
+        self.ratio = float(ratio)
         self.set_schedule()
 
     def set_schedule(self, kind: str = "constant", start: float | None = None, steps: int = 0) -> None:
@@ -82,7 +84,7 @@ class Masker(nn.Module):
         require(0.0 <= start < 1.0, f"ratio_start={start} must be in [0, 1)")
         require(steps >= 0, f"ratio_steps={steps} must be >= 0")
         self.schedule, self.start, self.steps = kind, start, steps
-        self.ratio.fill_(self.ratio_at(0))
+        self.ratio = self.ratio_at(0)
 
     def ratio_at(self, step: int) -> float:
         """The scheduled ratio at training ``step``: constant, or linear / cosine from ``ratio_start``."""
@@ -94,11 +96,11 @@ class Masker(nn.Module):
         return self.start + t * (self.final_ratio - self.start)
 
     def on_train_step_start(self, ctx) -> None:
-        self.ratio.fill_(self.ratio_at(ctx.step))
+        self.ratio = self.ratio_at(ctx.step)
 
     def current_ratio(self) -> float:
         """The scheduled ratio while training; the final one in evaluation."""
-        return float(self.ratio) if self.training else self.final_ratio
+        return self.ratio if self.training else self.final_ratio
 
     needs_difficulty = False  # a masker that hides what the model finds hard (hpm) is given its predicted losses
 
