@@ -8,6 +8,7 @@ import aekit
 from aekit.errors import ConfigError, DataError
 from aekit.models.mae import MAE, MAEConfig, mae_flops
 from aekit.nn.vit import block_flops, sincos_position_embedding
+from aekit.parts import PartContext
 
 TINY = dict(width=8, depth=1, heads=2, decoder_width=8, decoder_depth=1, decoder_heads=2)
 
@@ -218,7 +219,7 @@ def test_hpm_trains_its_loss_predictor_and_masks_by_it_only_in_training():
 def test_hog_target_by_hand_and_as_the_decoders_output():
     from aekit.nn.targets import HOGTarget
 
-    hog = HOGTarget(1, 4, cell=4, bins=4)
+    hog = HOGTarget(4, context=PartContext(data_shape=(1, 8, 8)), cell=4, bins=4)
     x = torch.zeros(1, 1, 4, 8)
     x[..., 4:] = 1.0  # a vertical edge between the two patches: horizontal gradients only
     t = hog(x)  # [1, 2, 4]

@@ -164,3 +164,25 @@ def test_a_prior_may_depend_on_the_condition():
     from aekit.metrics import importance_sampled_log_likelihood
 
     assert importance_sampled_log_likelihood(model, x, n_samples=8, condition=c).shape == (4,)
+
+
+@register_part("corruptions", "trial-rows", "hide whole rows of an image (reads the image's height)")
+class HideRows(nn.Module):
+    """A corruption that needs the data's shape: it is given the context because it declares one."""
+
+    def __init__(self, level: float, *, context: PartContext) -> None:
+        super().__init__()
+        self.rows = max(1, round(level * context.data_shape[1]))
+
+    def forward(self, x, noise=None):
+        return torch.cat([torch.zeros_like(x[:, :, : self.rows]), x[:, :, self.rows :]], dim=2)
+
+
+def test_every_kind_of_part_is_built_with_its_context():
+    dae = aekit.build_model("dae", data_shape=(1, 8, 8), latent_dim=2, hidden=(8,), noise="trial-rows",
+                            noise_level=0.25)
+    assert dae.corruption.rows == 2 and dae.context.data_shape == (1, 8, 8)
+    assert dae.bottleneck.context.feature_shape == (8,) and dae.bottleneck.context.latent_shape == (2,)
+    mae = aekit.build_model("mae", data_shape=(2, 8, 8), patch_size=4, width=8, depth=1, heads=2, decoder_width=8,
+                            decoder_depth=1, decoder_heads=2, target="hog")
+    assert mae.target_part.channels == 2  # the target read the channels from the context

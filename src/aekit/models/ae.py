@@ -43,5 +43,5 @@ class DAEConfig(AutoencoderConfig):
 class AE(Autoencoder):
     def make_corruption(self):
         if isinstance(self.config, DAEConfig):
-            return make_corruption(self.config.noise, self.config.noise_level)
+            return make_corruption(self.config.noise, self.config.noise_level, self.context)
         return None

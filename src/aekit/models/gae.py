@@ -120,7 +120,8 @@ class GAE(Model):
 
     def __init__(self, config: GAEConfig, name: str = "gae") -> None:
         super().__init__(config, name)
-        self.encoder = build_part("graph_encoders", config.encoder, config.data_shape[0],
+        nodes = PartContext(data_shape=tuple(config.data_shape), model=name)  # node features (F,)
+        self.encoder = build_part("graph_encoders", config.encoder, context=nodes,
                                   **{"hidden": tuple(config.hidden), "activation": config.activation,
                                      "dropout": config.dropout, **config.options.get("encoder", {})})
         context = PartContext(data_shape=tuple(config.data_shape), feature_shape=(self.encoder.out_features,),

@@ -31,7 +31,7 @@ from aekit.models.gae import GAE, _as_batch, check_graph_config
 from aekit.nn.graph import GATLayer, GCNLayer, graph_activation
 from aekit.nn.maskers import make_masker
 from aekit.objectives import Term
-from aekit.parts import build_part
+from aekit.parts import PartContext, build_part
 from aekit.registry import register_model
 
 DECODERS = ("gat", "gcn", "linear")
@@ -123,9 +123,11 @@ class GraphMAE(Model):
         settings = {"hidden": c.hidden, "heads": c.heads, "layers": c.layers, "activation": c.activation,
                     "feat_drop": c.feat_drop, "attn_drop": c.attn_drop, "negative_slope": c.negative_slope,
                     "residual": c.residual} if c.encoder == "gat" else {"hidden": (c.hidden,) * c.layers}
-        self.encoder = build_part("graph_encoders", c.encoder, features, **{**settings, **c.options.get("encoder", {})})
+        self.encoder = build_part("graph_encoders", c.encoder, context=PartContext(data_shape=(features,), model=name),
+                                  **{**settings, **c.options.get("encoder", {})})
         width = self.encoder.out_features
-        self.masker = make_masker(c.masker, c.mask_rate, c.options.get("masker", {}))
+        self.masker = make_masker(c.masker, c.mask_rate, c.options.get("masker", {}),
+                                  context=PartContext(data_shape=(features,), model=name))
         self.mask_token = nn.Parameter(torch.zeros(1, features))  # x_[M]
         self.encoder_to_decoder = nn.Linear(width, width, bias=False)  # W of the re-mask step
         if c.decoder == "gat":

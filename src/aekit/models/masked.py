@@ -23,7 +23,7 @@ from aekit.models.base import Model, _numpy_in_numpy_out
 from aekit.nn.maskers import RATIO_SCHEDULES, Masker, make_masker
 from aekit.nn.targets import Target, make_target, patchify
 from aekit.objectives import Term
-from aekit.parts import part_names
+from aekit.parts import PartContext, part_names
 
 
 @dataclass(frozen=True)
@@ -60,10 +60,12 @@ class MaskingConfig:
 
     def make_masker(self) -> Masker:
         return make_masker(self.masker, self.mask_ratio, self.options.get("masker", {}), self.ratio_schedule,
-                           None if self.ratio_start < 0 else self.ratio_start, self.ratio_steps)
+                           None if self.ratio_start < 0 else self.ratio_start, self.ratio_steps,
+                           PartContext(data_shape=tuple(self.data_shape)))
 
     def make_target(self, patch: int) -> Target:
-        return make_target(self.target, self.data_shape[0], patch, self.norm_pix_loss, self.options.get("target", {}))
+        return make_target(self.target, PartContext(data_shape=tuple(self.data_shape)), patch, self.norm_pix_loss,
+                           self.options.get("target", {}))
 
 
 @dataclass

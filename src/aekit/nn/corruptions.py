@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from aekit.errors import ConfigError
-from aekit.parts import build_part, register_part
+from aekit.parts import PartContext, build_part, register_part
 
 
 class Corruption(nn.Module):
@@ -116,7 +116,8 @@ for _name, _cls in CORRUPTIONS.items():
     register_part("corruptions", _name, (_cls.__doc__ or "").split(";")[0].strip())(_cls)
 
 
-def make_corruption(name: str, level: float) -> Corruption:
+def make_corruption(name: str, level: float, context: PartContext | None = None) -> Corruption:
+    """The registered corruption ``name`` at ``level``; ``context`` reaches a corruption that declares one."""
     if level < 0 or (name != "gaussian" and level > 1):
         raise ConfigError(f"noise_level={level} is out of range for noise={name!r}")
-    return build_part("corruptions", name, level)
+    return build_part("corruptions", name, level, context=context)

@@ -26,7 +26,7 @@ from torch import nn
 
 from aekit.config import require
 from aekit.nn.backbones import ACTIVATIONS
-from aekit.parts import register_part
+from aekit.parts import PartContext, register_part
 
 GRAPH_ACTIVATIONS = (*ACTIVATIONS, "prelu")
 
@@ -81,14 +81,15 @@ class GCNEncoder(nn.Module):
 
 
 @register_part("graph_encoders", "gcn", "GCN layers then A_hat H: the bottleneck's linear map is the last GCN layer")
-def gcn_encoder(in_features: int, hidden: Sequence[int] = (32,), activation: str = "relu", dropout: float = 0.0):
-    return GCNEncoder(in_features, hidden, activation, dropout)
+def gcn_encoder(*, context: PartContext, hidden: Sequence[int] = (32,), activation: str = "relu",
+                dropout: float = 0.0):
+    return GCNEncoder(context.data_shape[0], hidden, activation, dropout)
 
 
 @register_part("graph_encoders", "resgcn", "GCN layers with residual connections (ResVGAE), then A_hat H")
-def resgcn_encoder(in_features: int, hidden: Sequence[int] = (32, 32, 32, 32), activation: str = "relu",
+def resgcn_encoder(*, context: PartContext, hidden: Sequence[int] = (32, 32, 32, 32), activation: str = "relu",
                    dropout: float = 0.0):
-    return GCNEncoder(in_features, hidden, activation, dropout, residual=True)
+    return GCNEncoder(context.data_shape[0], hidden, activation, dropout, residual=True)
 
 
 def edge_softmax(scores: torch.Tensor, dst: torch.Tensor, num_nodes: int) -> torch.Tensor:
@@ -265,9 +266,11 @@ class GATEncoder(nn.Module):
 
 
 @register_part("graph_encoders", "gat", "GAT layers, heads concatenated, activation after every layer (GraphMAE)")
-def gat_encoder(in_features: int, hidden: int = 512, heads: int = 4, layers: int = 2, activation: str = "prelu",
-                feat_drop: float = 0.2, attn_drop: float = 0.1, negative_slope: float = 0.2, residual: bool = False):
-    return GATEncoder(in_features, hidden, heads, layers, activation, feat_drop, attn_drop, negative_slope, residual)
+def gat_encoder(*, context: PartContext, hidden: int = 512, heads: int = 4, layers: int = 2,
+                activation: str = "prelu", feat_drop: float = 0.2, attn_drop: float = 0.1, negative_slope: float = 0.2,
+                residual: bool = False):
+    return GATEncoder(context.data_shape[0], hidden, heads, layers, activation, feat_drop, attn_drop, negative_slope,
+                      residual)
 
 
 class InnerProductDecoder(nn.Module):

@@ -27,7 +27,7 @@ from torch import nn
 
 from aekit.config import require
 from aekit.errors import ConfigError
-from aekit.parts import build_part, register_part
+from aekit.parts import PartContext, build_part, register_part
 
 RATIO_SCHEDULES = ("constant", "linear", "cosine")
 
@@ -278,9 +278,9 @@ for _colour, _what in zip(COLOURS, ("low-pass", "high-pass", "band-pass", "band-
 
 
 def make_masker(name: str, ratio: float, options: dict, schedule: str = "constant", start: float | None = None,
-                steps: int = 0) -> Masker:
+                steps: int = 0, context: PartContext | None = None) -> Masker:
     """The registered masker ``name`` at mask ratio ``ratio`` with its ``options`` (``masker.KEY=VALUE``) and
-    ratio schedule."""
-    masker = build_part("maskers", name, ratio, **options)
+    ratio schedule; ``context`` (the data's shape) reaches a masker that declares one."""
+    masker = build_part("maskers", name, ratio, context=context, **options)
     masker.set_schedule(schedule, start, steps)
     return masker

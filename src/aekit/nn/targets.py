@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aekit.config import require
-from aekit.parts import build_part, register_part
+from aekit.parts import PartContext, build_part, register_part
 
 
 def patchify(x: torch.Tensor, patch: int) -> torch.Tensor:
@@ -35,10 +35,10 @@ class Target(nn.Module):
 
 @register_part("targets", "pixels", "the patch's pixels, per-patch normalised with norm_pix_loss (MAE)")
 class PixelTarget(Target):
-    def __init__(self, channels: int, patch: int, norm_pix_loss: bool = False) -> None:
+    def __init__(self, patch: int, norm_pix_loss: bool = False, *, context: PartContext) -> None:
         super().__init__()
         self.patch, self.norm = patch, norm_pix_loss
-        self.dim = patch * patch * channels
+        self.dim = patch * patch * context.data_shape[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t = patchify(x, self.patch)
@@ -49,8 +49,10 @@ class PixelTarget(Target):
 
 @register_part("targets", "hog", "histograms of oriented gradients per patch (MaskFeat)")
 class HOGTarget(Target):
-    def __init__(self, channels: int, patch: int, norm_pix_loss: bool = False, cell: int = 0, bins: int = 9) -> None:
+    def __init__(self, patch: int, norm_pix_loss: bool = False, *, context: PartContext, cell: int = 0,
+                 bins: int = 9) -> None:
         super().__init__()
+        channels = context.data_shape[0]
         cell = cell or min(patch, 8)
         require(patch % cell == 0, f"target.cell={cell} must divide the patch size {patch}")
         require(bins >= 2, f"target.bins={bins} must be >= 2")
@@ -77,5 +79,6 @@ class HOGTarget(Target):
         return hist / hist.norm(dim=-1, keepdim=True).clamp(min=1e-6)
 
 
-def make_target(name: str, channels: int, patch: int, norm_pix_loss: bool, options: dict) -> Target:
-    return build_part("targets", name, channels, patch, norm_pix_loss, **options)
+def make_target(name: str, context: PartContext, patch: int, norm_pix_loss: bool, options: dict) -> Target:
+    """The registered target ``name`` for images of ``context.data_shape``, per patch of ``patch`` pixels."""
+    return build_part("targets", name, patch, norm_pix_loss, context=context, **options)
