@@ -6,45 +6,14 @@ import math
 
 import pytest
 import torch
+import trial_parts  # noqa: F401  (registers trial-vamp; pytest puts this folder on sys.path)
 from torch import nn
 
 import aekit
 from aekit.nn.bottlenecks import Bottleneck, BottleneckOutput
 from aekit.nn.priors import Prior, StandardNormal
 from aekit.objectives import Term
-from aekit.parts import ModelRef, PartContext, register_part
-
-
-@register_part("priors", "trial-vamp", "VampPrior: a mixture of the posteriors of K learned pseudo-inputs")
-class VampPrior(Prior):
-    """Tomczak & Welling 2018: p(z) = (1/K) sum_k q(z | u_k), the u_k learned pseudo-inputs of the data's shape,
-    encoded with the model's own encoder and posterior (bound after the model is built)."""
-
-    def __init__(self, context: PartContext, components: int = 5) -> None:
-        super().__init__(context)
-        self.pseudo_inputs = nn.Parameter(torch.rand(components, *context.data_shape))  # u_k [K, *S]
-        self.model = None
-
-    def bind(self, model) -> None:
-        self.model = ModelRef(model)
-
-    def components(self) -> dict[str, torch.Tensor]:
-        model = self.model()
-        h = model.encoder(self.pseudo_inputs)  # [K, F]
-        return model.bottleneck.posterior(h)  # mu, logvar [K, D]
-
-    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
-        q = self.components()
-        mu, logvar = q["mu"], q["logvar"]  # [K, D]
-        z = z.unsqueeze(-2)  # [..., 1, D]
-        log_n = -0.5 * ((z - mu).pow(2) * torch.exp(-logvar) + logvar + math.log(2 * math.pi)).sum(-1)  # [..., K]
-        return torch.logsumexp(log_n, -1) - math.log(mu.shape[0])
-
-    def sample(self, n, generator=None, device=None):
-        q = self.components()
-        k = torch.randint(0, q["mu"].shape[0], (n,), generator=generator)
-        eps = torch.randn(n, self.latent_dim, generator=generator)
-        return (q["mu"][k] + torch.exp(0.5 * q["logvar"][k]) * eps.to(q["mu"].device)).detach()
+from aekit.parts import PartContext, register_part
 
 
 def vamp_vae():
@@ -76,6 +45,17 @@ def test_vamp_prior_binding_registers_no_weight_twice_and_follows_a_deep_copy():
     assert twin.bottleneck.prior.model() is twin and model.bottleneck.prior.model() is model
     z = torch.randn(4, 3)
     assert torch.allclose(twin.bottleneck.prior.log_prob(z), model.bottleneck.prior.log_prob(z))
+
+
+def test_vamp_prior_trains_on_two_ddp_processes(tmp_path):
+    """The bound prior under DDP: the encoder serves the data and the pseudo-inputs in one forward, each weight is
+    registered once, and the two processes end on one model."""
+    run = aekit.train("vae", "digits", tmp_path / "ddp", steps=4, latent_dim=3, hidden=(16,), prior="trial-vamp",
+                      options={"prior": {"components": 4}}, devices=2, accelerator="cpu", imports="trial_parts",
+                      progress=False, evaluate=False, figures=False)
+    model = aekit.load(tmp_path / "ddp")
+    assert run.metrics["train/steps"] == 4 and model.bottleneck.prior.model() is model
+    assert sorted(model.state_dict()) == sorted(vamp_vae().state_dict())
 
 
 def test_vamp_prior_trains_its_pseudo_inputs_through_the_loop_and_samples(tmp_path):
