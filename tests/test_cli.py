@@ -365,3 +365,37 @@ def test_models_lists_the_first_users_of_the_new_parts(capsys):
     out = aekit_here(capsys, "models").stdout
     for name in ("iwae", "cvae", "aae", "vae", "beta-vae", "ae", "dae"):
         assert any(line.split()[0] == name for line in out.splitlines()), name
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["latent_dim=4", "latent_dim=8"], "latent_dim is given twice (latent_dim=4, then latent_dim=8); give it once"),
+    (["latent_dim=4", "model.latent_dim=8"], "latent_dim is given twice"),
+    (["--steps", "50", "steps=70"], "steps is given twice (--steps 50 and steps=70)"),
+    (["--steps", "0"], "--steps 0: give a number >= 1"),
+    (["steps=0"], "steps=0: give a number >= 1"),
+])
+def test_a_setting_given_twice_or_zero_steps_is_refused_before_anything_runs(capsys, tmp_path, args, fragment):
+    result = aekit_here(capsys, "train", "vae", "--data", "digits", "--out", tmp_path / "run", *args)
+    assert_clean_error(result, fragment)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--steps", "0"], "--steps 0: give a number >= 1"),
+    (["--steps", "5", "steps=7"], "steps is given twice"),
+])
+def test_detect_refuses_zero_steps_and_a_doubled_setting(capsys, tmp_path, args, fragment):
+    table = tmp_path / "t.csv"
+    table.write_text("a,b\n" + "\n".join(f"{i},{i % 3}" for i in range(40)) + "\n")
+    result = aekit_here(capsys, "detect", table, "--out", tmp_path / "d", *args)
+    assert_clean_error(result, fragment)
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".npy", ".csv"])
+def test_an_empty_file_is_one_clear_line_for_train_and_detect(capsys, tmp_path, suffix):
+    empty = tmp_path / f"empty{suffix}"
+    empty.write_bytes(b"")
+    for command in (["train", "ae", "--data", empty, "--out", tmp_path / "run"], ["detect", empty, "--out",
+                                                                                    tmp_path / "det"]):
+        result = aekit_here(capsys, *command, "--steps", "2")
+        assert_clean_error(result, "the file is empty (0 bytes)")

@@ -30,13 +30,41 @@ EPILOG = """Examples:
 def _parse_overrides(items: list[str]) -> dict[str, str]:
     from aekit.errors import ConfigError
 
-    out = {}
+    out: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"{item!r} is not key=value; write settings such as latent_dim=8 or lr=3e-4")
-        out[key.strip()] = value.strip()
+        key, value = key.strip(), value.strip()
+        same = next((k for k in out if _bare(k) == _bare(key)), None)
+        if same is not None:
+            raise ConfigError(f"{_bare(key)} is given twice ({same}={out[same]}, then {key}={value}); give it once")
+        out[key] = value
     return out
+
+
+def _bare(key: str) -> str:
+    """A key without its section (``model.latent_dim`` and ``latent_dim`` set the same thing)."""
+    section, _, rest = key.partition(".")
+    return rest if rest and section in ("model", "data", "train") else key
+
+
+def _add_flags(overrides: dict[str, Any], args: argparse.Namespace, flags: tuple[str, ...]) -> None:
+    """The command-line flags (``--steps 50``) among the overrides; one set both ways, or a step count below 1,
+    is an error."""
+    from aekit.errors import ConfigError
+
+    for flag in flags:
+        value = getattr(args, flag, None)
+        if value is None:
+            continue
+        same = next((k for k in overrides if _bare(k) == flag), None)
+        if same is not None:
+            raise ConfigError(f"{flag} is given twice (--{flag} {value} and {same}={overrides[same]}); give it once")
+        if flag in ("steps", "epochs") and value < 1:
+            raise ConfigError(f"--{flag} {value}: give a number >= 1 (leave --{flag} out for the recipe's or the "
+                              "default)")
+        overrides[flag] = value
 
 
 def _read_recipe(path: str) -> dict[str, Any]:
@@ -57,6 +85,7 @@ def _read_recipe(path: str) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from aekit.errors import ConfigError
     from aekit.io import check_out_dir
     from aekit.training import train
 
@@ -65,9 +94,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.model and "=" in args.model:  # no MODEL given: the first key=value landed in its place
         args.overrides, args.model = [args.model, *args.overrides], None
     overrides: dict[str, Any] = _parse_overrides(args.overrides)
-    for flag in ("steps", "epochs", "seed", "devices"):
-        if getattr(args, flag) is not None:
-            overrides[flag] = getattr(args, flag)
+    _add_flags(overrides, args, ("steps", "epochs", "seed", "devices"))
+    for key in ("steps", "epochs"):
+        given = next((k for k in overrides if _bare(k) == key), None)
+        if given is not None and str(overrides[given]).strip() in ("0", "0.0"):
+            raise ConfigError(f"{given}=0: give a number >= 1 (leave it out for the recipe's or the default)")
     model = args.model or recipe.get("model", {}).get("name")
     recipe.get("model", {}).pop("name", None)
     data = args.data or recipe.get("data", {}).pop("name", None) or "digits"
@@ -185,12 +216,20 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def cmd_detect(args: argparse.Namespace) -> int:
     from aekit.detect import detect
+    from aekit.errors import ConfigError
 
+    overrides: dict[str, Any] = _parse_overrides(args.overrides)
+    _add_flags(overrides, args, ("steps",))
+    try:
+        steps = int(float(overrides.pop("steps", 1000)))
+    except ValueError:
+        raise ConfigError("steps must be a whole number of training steps, e.g. --steps 500") from None
+    if steps < 1:
+        raise ConfigError(f"steps={steps}: give a number of training steps >= 1")
     result = detect(args.data, args.model, args.out, window=args.window, train_fraction=args.train_fraction,
                     contamination=args.contamination, labels=args.labels, label_column=args.label_column,
-                    normal_class=args.normal_class, steps=args.steps, random_state=args.seed,
-                    explain=not args.no_explain, verbose=args.verbose,
-                    **_parse_overrides(args.overrides))
+                    normal_class=args.normal_class, steps=steps, random_state=args.seed,
+                    explain=not args.no_explain, verbose=args.verbose, **overrides)
     print(json.dumps(result.metrics, indent=2))
     print(f"scores: {result.out / 'scores.csv'}")
     print(f"report: {result.report}")
@@ -307,7 +346,7 @@ def _add_detect_parser(sub) -> None:
                                           "training images, score all its test images, the other classes anomalous")
     p.add_argument("--no-explain", action="store_true",
                    help="leave out the attributions and anomaly maps of the highest scores")
-    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--steps", type=int, help="training steps (default 1000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--verbose", action="store_true")
     p.add_argument("overrides", nargs="*", metavar="key=value")

@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from aekit.data.formats import check_not_empty
 from aekit.errors import ConfigError, DataError
 
 TIME_COLUMNS = ("timestamp", "time", "date", "datetime")
@@ -81,6 +82,7 @@ def read_detection_data(path: str | os.PathLike, label_column: str = "label") ->
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file; pass a CSV (a table, or timestamp,value rows) or an npz with X")
+    check_not_empty(path)
     if path.suffix.lower() == ".npz":
         return _checked(*_read_npz(path), path.name, None)
     header, rows = _read_csv(path)

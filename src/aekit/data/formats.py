@@ -552,6 +552,12 @@ def _parse_column_cells(cells: np.ndarray, rows: list[int], columns: list[str], 
     return values
 
 
+def check_not_empty(path: PathLike) -> None:
+    """A file of 0 bytes is refused in one line, before any reader fails on it with a message of its own."""
+    if Path(path).is_file() and Path(path).stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty (0 bytes); pass the file that holds the data")
+
+
 def read_csv(path: PathLike) -> tuple[np.ndarray, np.ndarray | None, Classes]:
     """A numeric CSV table as float32 ``[N, D]``, with the labels of a column named label/y/target/class.
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,8 +148,11 @@ def _read_graph(spec: str, root: PathLike | None):
             labels = sorted(path.glob("labels.*"))
             return read_graph_files(edges[0], features[0], labels[0] if labels else None, name=path.name)
     elif path.suffix == ".npz" and path.is_file():
-        with np.load(path, allow_pickle=False) as data:
-            is_graph = ("edge_index" in data.files or "edges" in data.files) and "x" in data.files
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                is_graph = ("edge_index" in data.files or "edges" in data.files) and "x" in data.files
+        except (EOFError, ValueError, OSError, zipfile.BadZipFile):  # empty or damaged: the reader says so
+            return None
         if is_graph:
             return read_graph_files(path)
     return None
@@ -156,6 +160,7 @@ def _read_graph(spec: str, root: PathLike | None):
 
 def _read_path(path: Path, inputs: str | None, labels: str | PathLike | None) -> tuple[Parts, list[str]]:
     """The parts in a user's file or folder, and notes on the arrays chosen by their names."""
+    formats.check_not_empty(path)
     kind = detect_format(path)
     if kind == "numpy":
         arrays, classes, note = formats.read_numpy(path, inputs=inputs, labels=labels)
