@@ -399,3 +399,18 @@ def test_an_empty_file_is_one_clear_line_for_train_and_detect(capsys, tmp_path, 
                                                                                     tmp_path / "det"]):
         result = aekit_here(capsys, *command, "--steps", "2")
         assert_clean_error(result, "the file is empty (0 bytes)")
+
+
+def test_a_relative_data_path_is_stored_resolved_so_the_run_evaluates_from_anywhere(tmp_path):
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir()
+    elsewhere.mkdir()
+    np.savez(work / "table.npz", x=np.random.default_rng(0).random((120, 6)).astype("float32"))
+    result = aekit("train", "ae", "--data", "table.npz", "--out", "run", "--steps", "3", "hidden=8", "--no-eval",
+                   cwd=work)
+    assert result.returncode == 0, result.stderr
+    data = json.loads((work / "run" / "config.json").read_text())["data"]
+    assert data["name"] == str((work / "table.npz").resolve()) and data["given_as"] == "table.npz"
+    result = aekit("evaluate", work / "run", cwd=elsewhere)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((work / "run" / "metrics.json").read_text())["test/examples"] > 0

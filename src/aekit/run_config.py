@@ -126,6 +126,8 @@ class DataConfig:
     ``edge_split`` (validation, test) shares of its edges, ``node`` keeps every edge and the data's node split;
     ``row_normalize`` divides each node's features by their sum.
 
+    ``given_as``: the data path as it was typed, where ``name`` holds it made absolute (set by aekit).
+
     ``train_on_val``: train on the training and validation parts together, with no validation (the usual last
     step once the settings have been chosen on validation); the test part is unchanged.
     """
@@ -145,6 +147,7 @@ class DataConfig:
     graph_task: str = "link"
     edge_split: tuple[float, ...] = (0.05, 0.10)
     row_normalize: bool = False
+    given_as: str = ""
 
     def __post_init__(self) -> None:
         from aekit.data.graphs import GRAPH_TASKS
@@ -224,6 +227,25 @@ def literal(value: Any) -> Any:
 
 
 IN_MEMORY = "in-memory"  # the data name of a run given arrays, a Dataset, a data source or a stream
+
+
+def with_resolved_paths(data: dict[str, Any]) -> dict[str, Any]:
+    """The data settings with a path (the data's, a labels file's) made absolute, so that the run directory can be
+    evaluated, resumed or reported from any folder; what was typed is kept as ``given_as``. A registered name
+    stays a name."""
+    from aekit.data import list_datasets
+
+    data = dict(data)
+    name = data.get("name")
+    registered = {n for n, _ in list_datasets()}
+    if isinstance(name, str) and name not in registered and name != IN_MEMORY and Path(name).expanduser().exists():
+        resolved = str(Path(name).expanduser().resolve())
+        if resolved != name:
+            data["given_as"], data["name"] = name, resolved
+    labels = data.get("labels")
+    if isinstance(labels, str) and Path(labels).expanduser().is_file():  # a labels file beside a .npy
+        data["labels"] = str(Path(labels).expanduser().resolve())
+    return data
 
 
 def load_splits(data: DataConfig) -> Splits:
@@ -312,6 +334,8 @@ def resolve_run(model: str, data: str | DataConfig, out: Path | None, resume: bo
         raise ConfigError(f"{keys}: the model and data of a run are fixed; on --resume only training keys may change")
     base["model"] = merge(base["model"], m)
     base["data"].update(d)
+    if not resume:
+        base["data"] = with_resolved_paths(base["data"])
     base["train"] = merge(base["train"], t)
     data_config = from_dict(DataConfig, base["data"], where="data")
     train_config = from_dict(TrainConfig, base["train"], where="train")

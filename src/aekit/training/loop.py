@@ -10,6 +10,9 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -309,21 +312,41 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         self.setup()
         self.module.train()
-        config, step = self.config, self.state["step"]
-        while step < self.total_steps:
-            t0 = time.perf_counter()
-            epoch = step // self.steps_per_epoch
-            logs, lr = self.train_step(step)
-            step += 1
-            self.state["train_time_s"] += time.perf_counter() - t0
-            self.state["examples"] += self.last_examples
-            self.state["step"] = step
-            self.report_train(step, epoch, lr, logs)
-            if len(self.splits.val) and (step % self.eval_every == 0 or step == self.total_steps):
-                self.validate(step, epoch, lr)
-            if config.checkpoint_every and step % config.checkpoint_every == 0 and step < self.total_steps:
-                self.last_good = self.save(step)
+        step = self.state["step"]
+        with StopRequests(enabled=self.world == 1) as stop:
+            while step < self.total_steps:
+                if stop.requested:
+                    self.stop_on_request(step, stop.requested)
+                step = self.fit_step(step)
         return self.finish(step)
+
+    def stop_on_request(self, step: int, signal_name: str) -> None:
+        """Ctrl-C or SIGTERM between two steps: write a checkpoint of the steps done (a run in memory has none),
+        say how to continue, and raise KeyboardInterrupt."""
+        if self.progress is not None:
+            self.progress.close()
+        path = self.save(step)
+        where = (f"; checkpoint {path}; continue with --resume (resume=True)" if path
+                 else " (a run in memory keeps nothing)")
+        print(f"aekit: {signal_name} at step {step} of {self.total_steps}{where}", file=sys.stderr, flush=True)
+        raise KeyboardInterrupt(signal_name)
+
+    def fit_step(self, step: int) -> int:
+        """One training step, its logs, and the validation and checkpoint that fall on it; the next step."""
+        config = self.config
+        t0 = time.perf_counter()
+        epoch = step // self.steps_per_epoch
+        logs, lr = self.train_step(step)
+        step += 1
+        self.state["train_time_s"] += time.perf_counter() - t0
+        self.state["examples"] += self.last_examples
+        self.state["step"] = step
+        self.report_train(step, epoch, lr, logs)
+        if len(self.splits.val) and (step % self.eval_every == 0 or step == self.total_steps):
+            self.validate(step, epoch, lr)
+        if config.checkpoint_every and step % config.checkpoint_every == 0 and step < self.total_steps:
+            self.last_good = self.save(step)
+        return step
 
     def report_train(self, step: int, epoch: int, lr: float, logs: dict[str, torch.Tensor | float]) -> None:
         """The progress bar's count every step; every ``log_every`` steps (and at the end) the logs, read from the
@@ -340,3 +363,29 @@ class Trainer:
             self.log.write({"step": step, "epoch": epoch, "split": "train", "lr": lr,
                             "time_s": self.state["train_time_s"], **logs})
             self.fabric.log_dict({f"train/{k}": v for k, v in logs.items()}, step=step)
+
+
+class StopRequests:
+    """Within the block, Ctrl-C (SIGINT) and SIGTERM ask the loop to stop after the step under way, so that the
+    checkpoint it writes is one of whole steps and resuming stays exact; a second Ctrl-C interrupts at once.
+    Only in one process's main thread (several DDP processes would have to agree on the step to stop at)."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.requested: str | None = None
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopRequests:
+        if self.enabled:
+            for number in (signal.SIGINT, signal.SIGTERM):
+                self.previous[number] = signal.signal(number, self.request)
+        return self
+
+    def request(self, number: int, frame) -> None:
+        if self.requested and number == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = "interrupted (Ctrl-C)" if number == signal.SIGINT else "stopped (SIGTERM)"
+
+    def __exit__(self, *exc) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
