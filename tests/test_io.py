@@ -70,3 +70,14 @@ def test_check_out_dir_refuses_an_unwritable_folder(tmp_path: Path, monkeypatch)
             check_out_dir(locked / "run")
     finally:
         locked.chmod(0o700)
+
+
+def test_dir_lists_the_public_api_without_importing_it():
+    import subprocess
+    import sys
+
+    code = ("import sys, aekit; names = dir(aekit); "
+            "print(all(n in names for n in ('train', 'load', 'build_model', 'StepHooks', 'evaluate')), "
+            "'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout.split()
+    assert out == ["True", "False"]  # listed, and nothing heavy imported to list it

@@ -41,3 +41,9 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'aekit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public API (what ``__getattr__`` loads on first use) beside the module's own names, for ``dir(aekit)``
+    and tab completion."""
+    return sorted(set(globals()) | set(_LAZY))
