@@ -80,7 +80,11 @@ def test_train_evaluate_sample_end_to_end(tmp_path):
 
     result = aekit("sample", run, "-n", "7", "--out", tmp_path / "samples")
     assert result.returncode == 0, result.stderr
-    assert np.load(tmp_path / "samples" / "samples.npy").shape == (7, 1, 8, 8)
+    assert np.load(tmp_path / "samples" / "samples-n7-seed0.npy").shape == (7, 1, 8, 8)
+    result = aekit("sample", run, "-n", "3", "--seed", "1", "--out", tmp_path / "samples")
+    assert result.returncode == 0, result.stderr  # another call writes beside the first, named by its settings
+    assert {p.name for p in (tmp_path / "samples").iterdir()} == {
+        "samples-n7-seed0.npy", "samples-n7-seed0.png", "samples-n3-seed1.npy", "samples-n3-seed1.png"}
 
 
 def test_recipe_file(tmp_path):
@@ -273,7 +277,7 @@ def test_sample_refuses_a_count_below_one(n, runs, tmp_path, capsys):
 def test_sample_condition_on_an_unconditional_model_is_a_clean_error(runs, tmp_path, capsys):
     result = aekit_here(capsys, "sample", runs / "vae", "-n", "2", "--condition", "3", "--out", tmp_path / "s")
     assert_clean_error(result, "vae", "condition")
-    assert not (tmp_path / "s" / "samples.npy").exists()
+    assert not (tmp_path / "s").exists() or not any((tmp_path / "s").iterdir())
     assert_clean_error(aekit_here(capsys, "sample", runs / "vae", "--condition", "red"), "'red'", "class id")
 
 

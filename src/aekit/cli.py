@@ -187,7 +187,7 @@ def _parse_condition(text: str):
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from aekit.errors import ConfigError
+    from aekit.errors import ConfigError, DataError
 
     if args.n < 1:
         raise ConfigError(f"-n {args.n} draws no sample; pass -n 1 or more")
@@ -206,11 +206,22 @@ def cmd_sample(args: argparse.Namespace) -> int:
         if "condition" not in inspect.signature(model.sample).parameters:
             raise ConfigError(f"{model.name} takes no condition; leave out --condition, or train a conditional model")
         extra["condition"] = condition
-    samples = model.sample(args.n, generator=torch.Generator().manual_seed(args.seed), **extra).cpu()
+    try:
+        samples = model.sample(args.n, generator=torch.Generator().manual_seed(args.seed), **extra).cpu()
+    except DataError as exc:
+        if condition is None:
+            raise
+        c_dim = model.config.condition_dim
+        labelled = getattr(model.config, "condition", None) == "labels"
+        wanted = f"a class id 0..{c_dim - 1}" if labelled else f"{c_dim} numbers separated by commas"
+        raise ConfigError(f"--condition {args.condition} does not fit {model.name}, which is conditioned on "
+                          f"{wanted}") from exc
     out.mkdir(parents=True, exist_ok=True)
-    np.save(out / "samples.npy", samples.numpy())
-    print(f"samples: {out / 'samples.npy'}")
-    print(f"figure: {plot_samples(samples, out / 'samples.png')}")
+    stem = f"samples-n{args.n}-seed{args.seed}" + ("" if args.condition is None else
+                                                   f"-condition{args.condition.replace(',', '_')}")
+    np.save(out / f"{stem}.npy", samples.numpy())  # named by its settings: another call writes beside it
+    print(f"samples: {out / f'{stem}.npy'}")
+    print(f"figure: {plot_samples(samples, out / f'{stem}.png')}")
     return 0
 
 

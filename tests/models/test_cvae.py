@@ -92,6 +92,11 @@ def test_cvae_trains_on_digits_and_samples_a_class_from_the_cli(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "aekit.cli", "sample", str(out), "-n", "6", "--condition", "3",
                            "--out", str(tmp_path / "s")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    samples = np.load(tmp_path / "s" / "samples.npy")
+    samples = np.load(tmp_path / "s" / "samples-n6-seed0-condition3.npy")
     expected = run.model.sample(6, generator=torch.Generator().manual_seed(0), condition=3).numpy()
     assert samples.shape == (6, 1, 8, 8) and np.allclose(samples, expected, atol=1e-5)
+    proc = subprocess.run([sys.executable, "-m", "aekit.cli", "sample", str(out), "--condition", "0.1,0.9",
+                           "--out", str(tmp_path / "bad")], capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "--condition 0.1,0.9 does not fit cvae, which is conditioned on a class id 0..9" in proc.stderr
+    assert "condition=" not in proc.stderr.replace("--condition", "")  # no advice meant for the Python API
