@@ -74,8 +74,9 @@ def test_a_table_with_a_label_column_is_scored_per_row(tmp_path, capsys):
 @pytest.mark.parametrize("content,args,fragment", [
     ("a,b\n1,2\n3,\n4,5\n", [], "NaN, Inf or empty values in column(s) b"),
     ("a,b\n1,2\n3,x\n", [], "column 'b', data row 2: 'x' is not a number"),
-    ("timestamp,value\n2020-01-01 00:00:00,1\n2020-01-01 00:00:00,2\n", [], "data row 2 (2020-01-01 00:00:00) repeats"),
-    ("timestamp,value\n2020-01-02,1\n2020-01-01,2\n", [], "is earlier than the one before"),
+    ("timestamp,value\n2020-01-01 00:00:00,1\n2020-01-01 00:00:00,2\n", ["--strict"],
+     "data row 2 (2020-01-01 00:00:00) repeats"),
+    ("timestamp,value\n2020-01-02,1\n2020-01-01,2\n", ["--strict"], "is earlier than the one before"),
     ("timestamp,value\n2020-01-01,1\n2020-01-02,2\n2020-01-03,3\n", ["--window", "8"],
      "fewer than the window of 8"),
     ("a,b\n1,2\n3,4\n", ["--contamination", "0.7"], "contamination=0.7 must lie in (0, 0.5]"),
@@ -88,6 +89,19 @@ def test_bad_input_is_a_one_line_error(tmp_path, capsys, content, args, fragment
     result = aekit_here(capsys, "detect", tmp_path / "d.csv", "--out", tmp_path / "run", *args, *FAST)
     assert_clean_error(result, fragment)
     assert not (tmp_path / "run" / "scores.csv").exists()
+
+
+def test_a_series_whose_time_steps_back_is_scored_in_file_order_after_a_note(tmp_path, capsys):
+    """As NAB scores its own realKnownCause/machine_temperature_system_failure.csv, whose timestamps step back."""
+    write_series(tmp_path / "s.csv", n=200)
+    lines = (tmp_path / "s.csv").read_text().splitlines()
+    lines[101], lines[102] = lines[102], lines[101]  # data rows 101 and 102 swapped: row 102 is earlier
+    (tmp_path / "s.csv").write_text("\n".join(lines) + "\n")
+    result = aekit_here(capsys, "detect", tmp_path / "s.csv", "--out", tmp_path / "run", "--window", "8", *FAST)
+    assert result.returncode == 0, result.stderr
+    assert "data row 102" in result.stderr and "is earlier than the one before" in result.stderr
+    assert "scored in file order, as NAB does (--strict refuses such a file)" in result.stderr
+    assert len((tmp_path / "run" / "scores.csv").read_text().splitlines()) == 201  # every row scored
 
 
 def test_windows_that_are_not_for_the_file_are_refused(tmp_path, capsys):

@@ -240,7 +240,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     result = detect(args.data, args.model, args.out, window=args.window, train_fraction=args.train_fraction,
                     contamination=args.contamination, labels=args.labels, label_column=args.label_column,
                     normal_class=args.normal_class, steps=steps, random_state=args.seed,
-                    explain=not args.no_explain, verbose=args.verbose, **overrides)
+                    explain=not args.no_explain, verbose=args.verbose, strict=args.strict, **overrides)
     print(json.dumps(result.metrics, indent=2))
     print(f"scores: {result.out / 'scores.csv'}")
     print(f"report: {result.report}")
@@ -358,6 +358,8 @@ def _add_detect_parser(sub) -> None:
     p.add_argument("--no-explain", action="store_true",
                    help="leave out the attributions and anomaly maps of the highest scores")
     p.add_argument("--steps", type=int, help="training steps (default 1000)")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse a series whose timestamps step back or repeat (default: score it in file order)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--verbose", action="store_true")
     p.add_argument("overrides", nargs="*", metavar="key=value")

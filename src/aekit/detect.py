@@ -41,6 +41,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,8 +78,10 @@ class DetectionData:
         return "series" if self.is_series else "images" if self.is_images else "table"
 
 
-def read_detection_data(path: str | os.PathLike, label_column: str = "label") -> DetectionData:
-    """A CSV (a table, or a series when its first column is a time) or an npz table, checked (module docstring)."""
+def read_detection_data(path: str | os.PathLike, label_column: str = "label", strict: bool = False) -> DetectionData:
+    """A CSV (a table, or a series when its first column is a time) or an npz table, checked (module docstring).
+    Timestamps that step back or repeat are scored in file order, as NAB scores its own files, after a note;
+    ``strict`` refuses them."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file; pass a CSV (a table, or timestamp,value rows) or an npz with X")
@@ -101,7 +104,7 @@ def read_detection_data(path: str | os.PathLike, label_column: str = "label") ->
         raise DataError(f"{path}: no value columns besides {', '.join(header[i] for i in sorted(skip))}")
     values = np.stack([_numbers([row[i] for row in rows], header[i], path) for i in range(len(header))
                        if i not in skip], 1)
-    timestamps = _timestamps([row[0] for row in rows], path) if series else None
+    timestamps = _timestamps([row[0] for row in rows], path, strict) if series else None
     return _checked(values, columns, labels, path.name, timestamps)
 
 
@@ -130,7 +133,7 @@ def _numbers(texts: list[str], column: str, path: Path) -> np.ndarray:
     return out
 
 
-def _timestamps(texts: list[str], path: Path) -> np.ndarray:
+def _timestamps(texts: list[str], path: Path, strict: bool = False) -> np.ndarray:
     from aekit.data.nab import parse_timestamps
 
     stamps = parse_timestamps([t.strip() for t in texts], f"{path}: timestamp")
@@ -139,8 +142,13 @@ def _timestamps(texts: list[str], path: Path) -> np.ndarray:
     if len(backwards):
         i = int(backwards[0]) + 1
         what = "repeats" if stamps[i] == stamps[i - 1] else "is earlier than"
-        raise DataError(f"{path}: the timestamp of data row {i + 1} ({texts[i].strip()}) {what} the one before; "
-                        "sort the rows by time and drop repeated ones")
+        first = f"the timestamp of data row {i + 1} ({texts[i].strip()}) {what} the one before"
+        if strict:
+            raise DataError(f"{path}: {first}; sort the rows by time and drop repeated ones (or leave out --strict "
+                            "to score them in file order)")
+        others = f" and {len(backwards) - 1} more row(s) step back or repeat" if len(backwards) > 1 else ""
+        print(f"aekit: {path.name}: {first}{others}; scored in file order, as NAB does (--strict refuses such a "
+              "file)", file=sys.stderr)
     return stamps
 
 
@@ -280,7 +288,7 @@ def detect(data: str | os.PathLike | DetectionData, model: str = "ae", out: str 
            *, window: int = 32, train_fraction: float | None = None, contamination: float = 0.01,
            labels: str | os.PathLike | None = None, label_column: str = "label", normal_class: int | str | None = None,
            root: str | os.PathLike | None = None, steps: int = 1000, random_state: int = 0, explain: bool = True,
-           verbose: bool = False, **settings: Any) -> DetectionResult:
+           verbose: bool = False, strict: bool = False, **settings: Any) -> DetectionResult:
     """Fit a detector on ``data`` (a file path or :class:`DetectionData`), score every row, write ``out``.
 
     ``normal_class``: the one-class protocol (:func:`aekit.data.one_class_split`) on ``data``, a labelled image
@@ -304,7 +312,7 @@ def detect(data: str | os.PathLike | DetectionData, model: str = "ae", out: str 
         d, train = _one_class(data, normal_class, root, random_state)
         fraction = None
     else:
-        d = data if isinstance(data, DetectionData) else read_detection_data(data, label_column)
+        d = data if isinstance(data, DetectionData) else read_detection_data(data, label_column, strict)
         if labels is not None:
             d.labels = labels_from_windows(labels, d)
         fraction = train_fraction if train_fraction is not None else (0.15 if d.is_series else 1.0)
