@@ -418,3 +418,14 @@ def test_a_relative_data_path_is_stored_resolved_so_the_run_evaluates_from_anywh
     result = aekit("evaluate", work / "run", cwd=elsewhere)
     assert result.returncode == 0, result.stderr
     assert json.loads((work / "run" / "metrics.json").read_text())["test/examples"] > 0
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["vea", "--data", "digits"], "model 'vea' is not registered (did you mean 'vae'?)"),
+    (["vae", "--data", "digit"], "digit: no such file or folder (did you mean 'digits'?)"),
+    (["vae", "--data", "digits", "latent_dims=3"], "unknown key 'latent_dims' for vae (did you mean 'latent_dim'?)"),
+])
+def test_a_mistyped_name_gets_a_suggestion(capsys, tmp_path, args, fragment):
+    result = aekit_here(capsys, "train", *args, "--out", tmp_path / "run")
+    assert_clean_error(result, fragment)
+    assert len(result.stderr) < 400  # a suggestion, not every key there is

@@ -20,3 +20,11 @@ class ShapeConfigError(ConfigError):
 
 class TrainingDiverged(AekitError):
     """The loss became NaN or infinite during training."""
+
+
+def did_you_mean(name: str, choices) -> str:
+    """``" (did you mean 'vae'?)"`` for the choice closest to a mistyped ``name``, or "" when none is close."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aekit.errors import ConfigError
+from aekit.errors import ConfigError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,8 @@ def _ensure_builtin_models() -> None:
 def model_entry(name: str) -> ModelEntry:
     _ensure_builtin_models()
     if name not in _MODELS:
-        raise ConfigError(f"model {name!r} is not registered; choose one of {', '.join(sorted(_MODELS))}")
+        raise ConfigError(f"model {name!r} is not registered{did_you_mean(name, _MODELS)}; choose one of "
+                          f"{', '.join(sorted(_MODELS))}")
     return _MODELS[name]
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from aekit.config import config_fields, from_dict, merge, require, to_dict
 from aekit.data.base import Splits
-from aekit.errors import ConfigError, ShapeConfigError
+from aekit.errors import ConfigError, ShapeConfigError, did_you_mean
 from aekit.io import read_json
 
 LR_SCHEDULES = ("cosine", "constant", "multistep")
@@ -192,8 +192,11 @@ def split_overrides(overrides: dict[str, Any], model_name: str) -> tuple[dict, d
         if not candidates:
             if explicit:
                 raise ConfigError(f"unknown key {key!r}: {path[0]!r} is not a {section_names[0]} key")
-            known = ", ".join(sorted(sections["model"] | sections["train"] | sections["data"]))
-            raise ConfigError(f"unknown key {key!r} for {model_name}; known keys: {known}")
+            known = sections["model"] | sections["train"] | sections["data"]
+            hint = did_you_mean(path[0], known)
+            listing = ("; `aekit models " + model_name + "` lists them all") if hint else \
+                f"; known keys: {', '.join(sorted(known))}"
+            raise ConfigError(f"unknown key {key!r} for {model_name}{hint}{listing}")
         section = candidates[0]
         if len(path) == 1:
             out[section][path[0]] = value

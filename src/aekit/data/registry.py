@@ -23,7 +23,7 @@ from aekit.data.base import Splits, holdout_split, random_split
 from aekit.data.formats import Parts, PathLike
 from aekit.data.images import ImageFolderSource
 from aekit.data.sources import MemmapDataset
-from aekit.errors import DataError
+from aekit.errors import DataError, did_you_mean
 
 DATA_ROOT_ENV = "AEKIT_DATA"
 
@@ -107,9 +107,8 @@ def load_data(
     else:
         path = Path(spec).expanduser()
         if not path.exists():
-            raise DataError(
-                f"{spec}: no such file or folder; pass a registered name ({', '.join(_REGISTRY)}) or a path"
-            )
+            raise DataError(f"{spec}: no such file or folder{did_you_mean(spec, [*_REGISTRY, *GRAPH_DATASETS])}; "
+                            f"pass a registered name ({', '.join(_REGISTRY)}) or a path")
         if image_size:
             if detect_format(path) != "image-folder":
                 raise DataError(f"{path}: image_size={image_size} reads a folder of images, but this is "
