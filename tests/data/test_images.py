@@ -98,3 +98,10 @@ def test_augment_refuses_what_it_cannot_do():
         random_resized_crop(torch.rand(1, 1, 4, 4), (0.5, 0.2))
     with pytest.raises(AekitError, match="augment='rotate'"):
         aekit.train("ae", data="digits", out=None, steps=1, augment=("rotate",))
+
+
+def test_images_of_mixed_sizes_name_the_image_size_that_reads_them(tmp_path):
+    Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray(np.zeros((10, 12), dtype=np.uint8)).save(tmp_path / "b.png")
+    with pytest.raises(DataError, match="but a.png has 8x8 with 1; pass image_size=8 to read every image"):
+        load_data(str(tmp_path))

@@ -650,8 +650,9 @@ def read_image_folder(folder: PathLike) -> tuple[np.ndarray, np.ndarray | None, 
         if images and image.shape != images[0].shape:
             (h, w, c), (h0, w0, c0) = image.shape, images[0].shape
             raise DataError(
-                f"{path}: {w}x{h} pixels with {c} channel(s), but {files[0].name} has {w0}x{h0} with {c0}; "
-                "resize and convert all images to one size and mode"
+                f"{path}: {w}x{h} pixels with {c} channel(s), but {files[0].name} has {w0}x{h0} with {c0}; pass "
+                f"image_size={min(h, w, h0, w0)} to read every image resized and centre-cropped to that square, or "
+                "convert them to one size and mode"
             )
         images.append(image)
     x = np.stack(images).transpose(0, 3, 1, 2)  # [N, H, W, C] -> [N, C, H, W]
