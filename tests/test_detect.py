@@ -31,7 +31,7 @@ def test_a_series_is_scored_per_timestamp_with_labels_from_windows(tmp_path, cap
     result = aekit_here(capsys, "detect", tmp_path / "s.csv", "--out", tmp_path / "run", "--window", "16",
                         "--train-fraction", "0.5", "--labels", tmp_path / "w.json", *FAST)
     assert result.returncode == 0, result.stderr
-    assert "constant column(s) dropped: other" in result.stdout
+    assert "constant column(s) dropped: other" in result.stderr
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["detect/rows"] == 400 and metrics["detect/train_rows"] == 200
     assert metrics["detect/roc_auc"] > 0.8
@@ -183,7 +183,8 @@ def test_the_one_class_protocol_from_the_command_line(tmp_path, capsys):
     result = aekit_here(capsys, "detect", "digits", "--normal-class", "0", "--out", tmp_path / "run",
                         "--model", "ae", "--steps", "150", "channels=[8,16]", "--no-explain")
     assert result.returncode == 0, result.stderr
-    assert "trained on the" in result.stdout and "images of class '0'" in result.stdout
+    assert "trained on the" in result.stderr and "images of class '0'" in result.stderr  # notes go to stderr
+    assert "trained on the" not in result.stdout
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["detect/roc_auc"] > 0.9 and metrics["detect/rows"] == 359
     assert not (tmp_path / "run" / "figures" / "explanations.png").exists()

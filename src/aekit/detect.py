@@ -331,7 +331,7 @@ def detect(data: str | os.PathLike | DetectionData, model: str = "ae", out: str 
         metrics.update({"detect/roc_auc": float(roc_auc_score(d.labels, finite)),
                         "detect/average_precision": float(average_precision_score(d.labels, finite))})
     for note in d.notes:
-        print(f"aekit: {d.name}: {note}")
+        print(f"aekit: {d.name}: {note}", file=sys.stderr)
     report = None
     if out is not None:
         config = {"model": {"name": model, **{k: _plain(v) for k, v in settings.items()}},
