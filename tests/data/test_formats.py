@@ -426,3 +426,16 @@ def test_unreadable_image_names_the_file(tmp_path, write_images, rng):
     (tmp_path / "broken.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match=r"broken\.png: not a readable image"):
         formats.read_image_folder(tmp_path)
+
+
+def test_a_csv_label_column_is_taken_with_a_note(tmp_path):
+    from aekit.data import load_data
+
+    path = tmp_path / "t.csv"
+    path.write_text("a,b,Target\n" + "\n".join(f"{i},{i * 2},{i % 2}" for i in range(20)) + "\n")
+    splits = load_data(str(path))
+    assert splits.train.inputs().shape[1:] == (2,)
+    assert splits.notes == ["t.csv: labels from its column 'Target', the other columns are the inputs (rename the "
+                            "column to train on it as an input)"]
+    (tmp_path / "u.csv").write_text("a,b\n" + "\n".join(f"{i},{i * 2}" for i in range(20)) + "\n")
+    assert load_data(str(tmp_path / "u.csv")).notes == []

@@ -558,6 +558,13 @@ def check_not_empty(path: PathLike) -> None:
         raise DataError(f"{path}: the file is empty (0 bytes); pass the file that holds the data")
 
 
+def csv_label_column(path: PathLike) -> str | None:
+    """The name of a CSV's label column (label, y, target or class, in its header), or None."""
+    first = read_head(path, 65536).decode("utf-8-sig", errors="replace").splitlines()[:1]
+    header = next(csv.reader(first), []) if first else []
+    return next((cell.strip() for cell in header if cell.strip().lower() in LABEL_COLUMNS), None)
+
+
 def read_csv(path: PathLike) -> tuple[np.ndarray, np.ndarray | None, Classes]:
     """A numeric CSV table as float32 ``[N, D]``, with the labels of a column named label/y/target/class.
 

@@ -169,7 +169,10 @@ def _read_path(path: Path, inputs: str | None, labels: str | PathLike | None) ->
     if inputs is not None or labels is not None:
         raise DataError(f"{path}: inputs= and labels= choose arrays of a .npy/.npz or safetensors file, but this "
                         f"is {kind}, which names its own; drop them")
-    return LOADERS[kind](path), []
+    column = formats.csv_label_column(path) if kind == "csv" else None
+    notes = [f"{path.name}: labels from its column {column!r}, the other columns are the inputs (rename the column "
+             "to train on it as an input)"] if column else []
+    return LOADERS[kind](path), notes
 
 
 def _memmap_source(path: Path, inputs: str | None, labels: str | PathLike | None) -> MemmapDataset:
