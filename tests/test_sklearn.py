@@ -130,3 +130,28 @@ def test_images_as_arrays_maps_attributions_and_reconstructions():
     with pytest.raises(AekitError, match="criterion=combined needs a model with a posterior"):
         AutoencoderDetector("ae", backbone="conv", standardize=False, steps=5).fit(images[:50]).anomaly_score(
             x, criterion="combined")
+
+
+def test_pyod_attributes_stand_beside_scikit_learns_with_pyods_signs():
+    """decision_scores_ and labels_ of the training rows, threshold_ on them, predict_proba as PyOD computes it."""
+    from scipy.special import erf
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 4))
+    detector = AutoencoderDetector("ae", latent_dim=2, hidden=(8,), steps=30, contamination=0.1,
+                                   random_state=0).fit(x)
+    scores = detector.anomaly_score(x)
+    assert np.allclose(detector.decision_scores_, scores, atol=1e-5)
+    assert detector.labels_.sum() == (detector.decision_scores_ > detector.threshold_).sum() <= 21
+    assert set(np.unique(detector.labels_)) == {0, 1}
+    test = np.concatenate([x[:5], x[:5] + 8.0])  # five normal rows, then five far off
+    probs = detector.predict_proba(test)
+    train = detector.decision_scores_
+    expected = np.clip((detector.anomaly_score(test) - train.min()) / (train.max() - train.min()), 0, 1)
+    assert probs.shape == (10, 2) and np.allclose(probs.sum(1), 1) and np.allclose(probs[:, 1], expected)
+    assert (probs[5:, 1] > probs[:5, 1]).all()
+    unify = detector.predict_proba(test, method="unify")[:, 1]
+    z = (detector.anomaly_score(test) - train.mean()) / (train.std() * np.sqrt(2))
+    assert np.allclose(unify, np.clip(erf(z), 0, 1))
+    with pytest.raises(AekitError, match="method=.rank. is unknown"):
+        detector.predict_proba(test, method="rank")

@@ -16,6 +16,24 @@ is higher for more normal rows, ``decision_function`` is negative for outliers, 
 ``anomaly_score`` is the raw score, higher for more anomalous rows, in nats per row, and ``threshold_`` is the
 anomaly score above which a row is an outlier (the ``1 - contamination`` quantile of the training rows).
 
+PyOD's attributes stand beside them, with PyOD's signs: ``decision_scores_`` (the training rows' anomaly scores,
+higher = more anomalous), ``labels_`` (1 for the training rows above ``threshold_``, else 0) and
+``predict_proba(X, method="linear" | "unify")``. Side by side:
+
+=====================  ==============================  =====================================
+what                   scikit-learn (aekit)            PyOD
+=====================  ==============================  =====================================
+a row's raw score      ``anomaly_score`` (high: odd)   ``decision_function`` (high: odd)
+normality score        ``score_samples`` (high: ok)    (none)
+signed decision        ``decision_function`` (<0 odd)  (none)
+labels of new rows     ``predict``: -1 odd, +1 ok      ``predict``: 1 odd, 0 ok
+training rows          (none)                          ``decision_scores_``, ``labels_``
+cut-off                ``threshold_`` on anomaly_score ``threshold_`` on decision_scores_
+=====================  ==============================  =====================================
+
+aekit keeps scikit-learn's ``decision_function`` and ``predict``, so that a detector works in scikit-learn's
+tools; ``decision_scores_``, ``labels_``, ``threshold_`` and ``predict_proba`` are PyOD's in meaning and sign.
+
 Both pass scikit-learn's ``check_estimator`` except two checks (``tests/test_sklearn.py``):
 ``check_do_not_raise_errors_in_init_or_set_params``, because the model's settings are keyword arguments and the
 check passes one named ``settings`` itself; and ``check_methods_subset_invariance``, because scores are computed
@@ -209,7 +227,27 @@ class AutoencoderDetector(OutlierMixin, _AutoencoderEstimator):
         train_scores = self._scores_of(self._standardize(self._as_rows(X)))
         self.threshold_ = float(np.quantile(train_scores, 1.0 - self.contamination))
         self.offset_ = -self.threshold_
+        self.decision_scores_ = train_scores  # PyOD's names: the training rows' scores and labels (1 = outlier)
+        self.labels_ = (train_scores > self.threshold_).astype(np.int64)
         return self
+
+    def predict_proba(self, X, method: str = "linear") -> np.ndarray:
+        """PyOD's outlier probability ``[N, 2]`` (inlier, outlier) from the anomaly scores, calibrated on the
+        training rows' ``decision_scores_``: ``linear`` min-max scales them (clipped to [0, 1]); ``unify``
+        (Kriegel et al. 2011) takes erf((s - mean) / (std sqrt 2)), clipped at 0."""
+        from scipy.special import erf
+
+        check_is_fitted(self, "decision_scores_")
+        scores, train = self.anomaly_score(X), self.decision_scores_
+        if method == "linear":
+            span = max(train.max() - train.min(), np.finfo(np.float64).tiny)
+            outlier = (scores - train.min()) / span
+        elif method == "unify":
+            outlier = erf((scores - train.mean()) / (max(train.std(), np.finfo(np.float64).tiny) * np.sqrt(2)))
+        else:
+            raise ConfigError(f"method={method!r} is unknown; choose linear or unify (PyOD's)")
+        outlier = np.clip(outlier, 0.0, 1.0)
+        return np.stack([1.0 - outlier, outlier], axis=1)
 
     def _anomaly(self, x: torch.Tensor, criterion: str | None = None) -> np.ndarray:
         # the same rows get the same scores, call after call: the samples come from a fixed seed
