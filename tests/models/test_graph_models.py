@@ -52,6 +52,8 @@ def test_shapes_losses_and_gradients(name, task, graph):
         assert 0 <= float(val.stats["auc"]) <= 1 and 0 <= float(val.stats["ap"]) <= 1
         p = model.predict_links(graph, torch.tensor([[0, 1], [2, 3]]))
         assert p.shape == (2,) and ((p > 0) & (p < 1)).all()
+        from_splits = model.predict_links(splits, torch.tensor([[0, 1], [2, 3]]))  # as load_data gives them
+        assert torch.equal(from_splits, model.predict_links(splits.train, torch.tensor([[0, 1], [2, 3]])))
 
 
 @pytest.mark.parametrize("name", GRAPH_MODELS)

@@ -242,9 +242,14 @@ class GAE(Model):
 
 
 def _as_batch(data, device) -> GraphBatch:
-    """A GraphBatch from a batch, a graph source or a :class:`~aekit.data.graphs.Graph`, on ``device``."""
+    """A GraphBatch from a batch, a graph source, a :class:`~aekit.data.graphs.Graph` or the splits
+    ``aekit.load_data("cora")`` gives (their training graph, whose edges the encoder propagates over), on
+    ``device``."""
+    from aekit.data.base import Splits
     from aekit.data.graphs import Adjacency, Graph, GraphSource
 
+    if isinstance(data, Splits):
+        data = data.train
     if isinstance(data, Graph):
         data = GraphBatch(data.x, data.y, graph=Adjacency(data.edge_index, data.num_nodes))
     elif isinstance(data, GraphSource):
