@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -119,8 +120,14 @@ def test_images_as_arrays_maps_attributions_and_reconstructions():
     shares = detector.attributions(x, "recon-error")
     assert np.allclose(shares.reshape(6, -1).sum(1), detector.anomaly_score(x, criterion="recon"), rtol=1e-5)
     ig = detector.attributions(x, steps=64)  # of the fitted criterion (nll), from a black image
-    rise = detector.anomaly_score(x) - detector.anomaly_score(np.zeros_like(x))  # the same samples per row
+    from aekit.anomaly import score_function
+
+    score = score_function(detector.model_, "nll", 8)  # the samples integrated gradients draw: the same per row
+    with torch.no_grad():
+        rise = (score(torch.as_tensor(x, dtype=torch.float32)) - score(torch.zeros(6, 1, 8, 8))).numpy()
     assert np.allclose(ig.reshape(6, -1).sum(1), rise, rtol=0.05)
+    # anomaly_score draws each row's samples from a stream of its own: the same estimate to Monte Carlo error
+    assert np.allclose(detector.anomaly_score(x), score(torch.as_tensor(x, dtype=torch.float32)).detach(), atol=1.0)
     combined = detector.anomaly_score(x, criterion="combined")
     assert np.allclose(combined, detector.anomaly_map(x, "combined").reshape(6, -1).sum(1), rtol=1e-5)
     with pytest.raises(AekitError, match=r"rows of shape \(1, 4, 16\) do not fit the \(1, 8, 8\)"):
@@ -155,3 +162,18 @@ def test_pyod_attributes_stand_beside_scikit_learns_with_pyods_signs():
     assert np.allclose(unify, np.clip(erf(z), 0, 1))
     with pytest.raises(AekitError, match="method=.rank. is unknown"):
         detector.predict_proba(test, method="rank")
+
+
+@pytest.mark.parametrize("criterion", ["elbo", "nll"])
+def test_a_rows_score_does_not_depend_on_the_rows_scored_with_it(criterion):
+    """Each row's posterior samples come from a stream of its own (seeded by the row), so scoring a row alone, in a
+    batch, or in another order gives the same score (to float32 rounding), while a fixed row's score stays put."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(120, 5))
+    detector = AutoencoderDetector("vae", criterion=criterion, latent_dim=2, hidden=(8,), steps=20, nll_samples=16,
+                                   random_state=0).fit(x)
+    together = detector.anomaly_score(x[:10])
+    alone = np.array([detector.anomaly_score(x[i : i + 1])[0] for i in range(10)])
+    shuffled = detector.anomaly_score(x[:10][::-1])[::-1]
+    assert np.allclose(together, alone, rtol=0, atol=1e-4) and np.allclose(together, shuffled, rtol=0, atol=1e-4)
+    assert np.array_equal(detector.anomaly_score(x[:10]), together)

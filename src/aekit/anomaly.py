@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import zlib
 from collections.abc import Callable, Iterator
 
 import torch
@@ -58,26 +59,42 @@ def check_criterion(model, criterion: str, allowed: tuple[str, ...] = CRITERIA, 
                           "none: use recon")
 
 
-def score_function(model, criterion: str = "recon", n_samples: int = 1, seed: int = 0
+def score_function(model, criterion: str = "recon", n_samples: int = 1, seed: int = 0, per_row: bool = False
                    ) -> Callable[[torch.Tensor], torch.Tensor]:
     """A differentiable ``x [B, *S] -> [B]`` for one of :data:`DIFFERENTIABLE`, with its posterior samples drawn
-    from ``seed`` at every call (the same x gives the same value)."""
+    from ``seed`` at every call (the same x gives the same value). ``per_row``: each row's samples come from a
+    stream of its own, seeded by ``seed`` and the row's values (:func:`row_noise`), so that a row's score does not
+    depend on the rows scored with it; a gradient or a path integral over x needs the batch's stream instead, whose
+    samples do not move with x."""
     from aekit.metrics import importance_sampled_log_likelihood
 
     check_criterion(model, criterion, DIFFERENTIABLE)
 
     def score(x: torch.Tensor) -> torch.Tensor:
+        k = max(1, n_samples)
+        eps = row_noise(x, k, tuple(model.bottleneck.latent_shape), seed) if per_row and criterion != "recon" \
+            else None
         with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
             torch.manual_seed(seed)
             if criterion == "recon":
                 z = model.encode(x).mean  # [B, D]; not embed(), which keeps no graph
                 return model.likelihood.nll(model.decode(z).unsqueeze(0), x)[0]
             if criterion == "elbo":
-                out = model(x, n_samples=max(1, n_samples))
+                out = model(x, n_samples=k, eps=eps)
                 return out.terms["recon"] + out.terms["kl"]
-            return -importance_sampled_log_likelihood(model, x, n_samples=max(1, n_samples), differentiable=True)
+            return -importance_sampled_log_likelihood(model, x, n_samples=k, differentiable=True, eps=eps)
 
     return score
+
+
+def row_noise(x: torch.Tensor, n_samples: int, latent_shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
+    """Standard-normal draws ``[S, B, *latent_shape]``, each row's from a generator seeded by ``seed`` and the
+    row's own bytes: a deterministic function of the row, whichever rows are scored with it."""
+    rows = x.detach().to("cpu", torch.float32).contiguous().view(x.shape[0], -1).numpy()
+    draws = [torch.randn(n_samples, *latent_shape,
+                         generator=torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(row.tobytes())))
+             for row in rows]
+    return torch.stack(draws, 1).to(x.device, x.dtype) if draws else x.new_zeros(n_samples, 0, *latent_shape)
 
 
 def _as_input(model, x) -> torch.Tensor:
@@ -137,7 +154,7 @@ def anomaly_scores(model, x, criterion: str = "recon", n_samples: int = 100, see
             if criterion == "combined":
                 parts.append(anomaly_maps(model, rows, "combined", n_samples=1, seed=seed).flatten(1).sum(1))
             else:
-                parts.append(score_function(model, criterion, n_samples, seed)(rows))
+                parts.append(score_function(model, criterion, n_samples, seed, per_row=True)(rows))
         scores = torch.cat(parts) if parts else x.new_zeros(0)
     return torch.where(torch.isfinite(scores), scores, torch.full_like(scores, math.inf))
 

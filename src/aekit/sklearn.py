@@ -250,7 +250,7 @@ class AutoencoderDetector(OutlierMixin, _AutoencoderEstimator):
         return np.stack([1.0 - outlier, outlier], axis=1)
 
     def _anomaly(self, x: torch.Tensor, criterion: str | None = None) -> np.ndarray:
-        # the same rows get the same scores, call after call: the samples come from a fixed seed
+        # a row gets the same score, call after call and batch after batch: its samples come from its own stream
         return anomaly.anomaly_scores(self.model_, x, criterion or self.criterion_,
                                       n_samples=self.nll_samples).double().numpy()
 

@@ -20,7 +20,7 @@ def elbo_terms(model, x: torch.Tensor, n_samples: int = 1) -> dict[str, torch.Te
 
 def importance_sampled_log_likelihood(
     model, x: torch.Tensor, n_samples: int = 5000, chunk_size: int | None = None, max_decoded: int | None = None,
-    condition: torch.Tensor | None = None, differentiable: bool = False,
+    condition: torch.Tensor | None = None, differentiable: bool = False, eps: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """log p(x) per example ``[B]`` by importance sampling with q(z|x) as proposal (Burda et al. 2016):
 
@@ -34,14 +34,15 @@ def importance_sampled_log_likelihood(
     ``max_decoded`` defaults to 4096 on a CPU, where a chunk's decoder outputs then stay in the cache (an
     MNIST chunk is 13 MB), and to 65,536 on an accelerator, whose throughput grows with the chunk.
     ``differentiable=True`` keeps the graph (for gradients of log p(x) with respect to x); by default none is built.
+    ``eps`` passes the standard-normal noise of all K samples in, ``[K, B, *L, D]`` (per-row streams).
     """
     if n_samples < 1:
         raise ConfigError(f"n_samples={n_samples} must be >= 1")
     with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
-        return _log_likelihood(model, x, n_samples, chunk_size, max_decoded, condition)
+        return _log_likelihood(model, x, n_samples, chunk_size, max_decoded, condition, eps)
 
 
-def _log_likelihood(model, x, n_samples, chunk_size, max_decoded, condition) -> torch.Tensor:
+def _log_likelihood(model, x, n_samples, chunk_size, max_decoded, condition, eps=None) -> torch.Tensor:
     bottleneck = model.bottleneck
     if not getattr(bottleneck, "stochastic", False):
         raise ConfigError(f"{model.name} has a deterministic bottleneck: log p(x) is not defined for it")
@@ -55,7 +56,7 @@ def _log_likelihood(model, x, n_samples, chunk_size, max_decoded, condition) -> 
     done = 0
     while done < n_samples:
         k = min(chunk, n_samples - done)
-        z = bottleneck.rsample(latent.params, k)  # [k, B, *L, D]
+        z = bottleneck.rsample(latent.params, k, None if eps is None else eps[done : done + k])  # [k, B, *L, D]
         log_px_z = -model.likelihood.nll(model.decode(z, condition), x)  # [k, B]
         log_w = log_px_z + bottleneck.log_p(z, given) - bottleneck.log_q(z, latent.params)  # [k, B]
         total = torch.logaddexp(total, torch.logsumexp(log_w, dim=0))
