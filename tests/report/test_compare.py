@@ -132,7 +132,8 @@ def test_an_out_that_is_a_file_is_refused(two_runs: list[Path], tmp_path: Path) 
         ("test/nll", [3.0, 1.0, 2.0], 1.0),
         ("val/recon", [3.0, 1.0], 1.0),
         ("test/psnr", [10.0, 12.0], 12.0),
-        ("test/active_units", [3, 5, None], 5),
+        ("test/active_units", [3, 5, None], None),  # no direction: more units may be a rate bought with recon
+        ("test/kl", [0.1, 20.0], None),  # the lowest KL may be a collapsed posterior
         ("test/linear_probe_acc", [0.5, 0.7], 0.7),
         ("test/nll", [float("nan"), 2.0], None),  # a single finite number: nothing to beat
         ("test/nll_stderr", [0.1, 0.2], None),

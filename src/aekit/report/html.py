@@ -103,10 +103,10 @@ METRIC_EXPLANATIONS = {
     "detect/roc_auc": "ROC-AUC of the scores against the labels; fraction",
     "detect/average_precision": "average precision of the scores against the labels; fraction",
 }
-# Metric names (the key after its split prefix) for which one direction is better; others have none.
-_LOWER_IS_BETTER = {"nll", "recon", "mse", "bce", "kl", "bits_per_dim", "best_val_loss"}
-_HIGHER_IS_BETTER = {"elbo", "psnr", "active_units", "auc", "ap", "node_acc", "best_val_auc", "roc_auc",
-                     "average_precision"}
+# Metric names (the key after its split prefix) for which one direction is better; others have none. The KL and
+# the active units have none: the lowest KL may be a collapsed posterior, the most units a rate bought with recon.
+_LOWER_IS_BETTER = {"nll", "recon", "mse", "bce", "bits_per_dim", "best_val_loss"}
+_HIGHER_IS_BETTER = {"elbo", "psnr", "auc", "ap", "node_acc", "best_val_auc", "roc_auc", "average_precision"}
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _CONFIG_SECTIONS = ("model", "data", "train")
 
