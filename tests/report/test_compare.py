@@ -142,3 +142,15 @@ def test_an_out_that_is_a_file_is_refused(two_runs: list[Path], tmp_path: Path) 
 )
 def test_best_value(key: str, values: list, best: float | None) -> None:
     assert _best_value(key, values) == best
+
+
+def test_an_nll_taken_with_other_sample_counts_is_marked_not_comparable(tmp_path: Path) -> None:
+    a = make_run(tmp_path / "a", "vae", {"test/nll": 90.0, "test/nll_samples": 5000})
+    b = make_run(tmp_path / "b", "vae", {"test/nll": 88.0, "test/nll_samples": 1000})
+    table = rows(write_comparison([a, b], tmp_path / "out").read_text(encoding="utf-8"))
+    assert "best" not in table["test/nll"]
+    assert ("not comparable: measured with nll_samples 5,000, 1,000; rescore with aekit evaluate RUN --nll-samples "
+            "K to compare") in table["test/nll"]
+    c = make_run(tmp_path / "c", "vae", {"test/nll": 91.0, "test/nll_samples": 5000})
+    table = rows(write_comparison([a, c], tmp_path / "out2").read_text(encoding="utf-8"))
+    assert "best" in table["test/nll"] and "not comparable" not in table["test/nll"]

@@ -110,7 +110,8 @@ def _metrics_table(runs: list[_Run]) -> str:
         return _missing("The runs' metrics.json files hold no metrics yet.")
     lines = ["<table>", _header(runs, "metric", "meaning")]
     for key in keys:
-        best = _best_value(key, [run.metrics.get(key) for run in runs])
+        differently = _measured_differently(key, runs)
+        best = None if differently else _best_value(key, [run.metrics.get(key) for run in runs])
         cells = []
         for run in runs:
             if key not in run.metrics:
@@ -119,12 +120,30 @@ def _metrics_table(runs: list[_Run]) -> str:
             value = run.metrics[key]
             marked = best is not None and _is_number(value) and value == best
             cells.append(value_cell(value, _format_metric, "best" if marked else ""))
+        note = explain_metric(key) + (f" (not comparable: {differently})" if differently else "")
         lines.append(f"<tr><td>{escape(key)}</td>{''.join(cells)}"
-                     f'<td class="note">{escape(explain_metric(key))}</td></tr>')
+                     f'<td class="note">{escape(note)}</td></tr>')
     lines.append("</table>")
     lines.append('<p class="subtitle">Bold on green: the best value of a row whose metric is known to be better '
                  "lower or higher.</p>")
     return "\n".join(lines)
+
+
+# How a metric was taken, where runs may have taken it differently: its companion keys in metrics.json.
+MEASURED_WITH = {"nll": ("nll_samples",), "bits_per_dim": ("nll_samples",), "nll_stderr": ("nll_samples",)}
+
+
+def _measured_differently(key: str, runs: list[_Run]) -> str:
+    """A note when the runs holding ``key`` took it differently (an NLL with 5,000 and with 1,000 importance
+    samples), else ""."""
+    split, _, name = key.rpartition("/")
+    for companion in MEASURED_WITH.get(name, ()):
+        values = [run.metrics.get(f"{split}/{companion}") for run in runs if key in run.metrics]
+        if len({repr(v) for v in values}) > 1:
+            shown = ", ".join("unknown" if v is None else f"{v:,}" if _is_number(v) else str(v) for v in values)
+            return (f"measured with {companion} {shown}; rescore with aekit evaluate RUN "
+                    f"--{companion.replace('_', '-')} K to compare")
+    return ""
 
 
 def _best_value(key: str, values: list[Any]) -> float | None:
