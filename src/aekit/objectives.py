@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from aekit.config import require
+from aekit.config import _scalar, require
 from aekit.errors import ConfigError
 from aekit.parts import register_alias, register_part
 
@@ -157,28 +157,20 @@ def configured_terms(declared: dict[str, Term], settings: dict[str, Any], model:
                 term, weight=schedule, free_bits=float(value.get("free_bits", term.free_bits)),
                 capacity=float(value.get("capacity", term.capacity)),
                 capacity_steps=int(value.get("capacity_steps", term.capacity_steps)),
-                log_only=_boolean(value.get("log_only", term.log_only)))
+                log_only=_scalar(value.get("log_only", term.log_only), bool, f"terms.{name}.log_only"))
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"terms.{name}={value}: {exc}; weights and settings are numbers "
                               "(schedule: constant, linear or cyclical)") from None
     return terms
 
 
-def _boolean(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.lower() in ("1", "true", "yes", "on")
-    return bool(value)
-
-
 class Objective:
     """Weighs a model output's terms at training ``step``. ``step=None`` gives the objective the schedules end
     on (every warm-up or cycle finished): what validation scores, so that validation losses taken during a
     warm-up compare with those taken after it (model selection, early stopping). ``dataset_size``: the number of
-    training examples, set by the training loop (for objectives whose estimators need it). ``needs``: what the
-    objective reads from the output beyond its terms (``log_q``, ``log_p``), so that a bottleneck can skip the rest."""
+    training examples, set by the training loop (for objectives whose estimators need it)."""
 
     dataset_size: int | None = None
-    needs: frozenset[str] = frozenset()
 
     def __call__(self, out, step: int | None, batch=None) -> Loss:
         raise NotImplementedError

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -70,19 +69,10 @@ class PartContext:
         return self.latent_shape[-1]
 
     @property
-    def grid(self) -> tuple[int, ...]:
-        """L, the latent grid (empty for a vector latent)."""
-        return tuple(self.latent_shape[:-1])
-
-    @property
     def features(self) -> int:
         """F, the width of one feature vector the bottleneck receives (the encoder's channels for a map), plus
         the condition's size, which a conditional model concatenates to it."""
         return self.feature_shape[0] + self.condition_dim
-
-    @property
-    def data_size(self) -> int:
-        return math.prod(self.data_shape)
 
     def replace(self, **changes: Any) -> PartContext:
         return dataclasses.replace(self, **changes)

@@ -32,8 +32,6 @@ class IWAEBound(WeightedTerms):
     """The weighted terms with the term ``iwae`` = -L_k computed from the output's samples; the model's ``recon``
     and ``kl`` are logged only (for comparison with a VAE), and the bound itself as ``iwae_bound``."""
 
-    needs = frozenset({"log_q", "log_p"})
-
     def __init__(self, terms: dict[str, Term], model: str = "the model") -> None:
         logged = {name: dataclasses.replace(terms[name], log_only=True) for name in ("recon", "kl") if name in terms}
         super().__init__({**terms, **logged, "iwae": Term()}, model)
