@@ -136,13 +136,13 @@ def test_the_nll_is_estimated_in_the_pass_over_the_first_examples_without_moving
     metrics = evaluate(model, data, nll_samples=4, nll_examples=4, batch_size=3, seed=5)
     with torch.no_grad(), own_stream(5, 0, x.device):
         first = importance_sampled_log_likelihood(model, x[:3], n_samples=4)  # batch 0: its 3 examples
-    with torch.no_grad(), own_stream(5, 1, x.device):
+    with torch.no_grad(), own_stream(5, 3, x.device):  # a stream keyed by the position of the examples
         second = importance_sampled_log_likelihood(model, x[3:4], n_samples=4)  # batch 1: the 4th only
     nll = -torch.cat([first, second]).double()
     assert metrics["test/nll"] == pytest.approx(float(nll.mean()), abs=1e-5)
     assert metrics["test/nll_stderr"] == pytest.approx(float(nll.std()) / 2, abs=1e-5)
     assert metrics["test/bits_per_dim"] == pytest.approx(float(nll.mean()) / (6 * math.log(2)), abs=1e-5)
-    assert metrics["test/nll_samples"] == 4
+    assert metrics["test/nll_samples"] == 4 and metrics["test/nll_examples"] == 4
     without = evaluate(model, data, batch_size=3, seed=5)
     assert {k: v for k, v in metrics.items() if "nll" not in k and "bits" not in k} == without
 

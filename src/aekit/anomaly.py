@@ -144,10 +144,13 @@ def anomaly_maps(model, x, kind: str = "combined", n_samples: int = 1, seed: int
 def anomaly_scores(model, x, criterion: str = "recon", n_samples: int = 100, seed: int = 0,
                    batch_size: int = 1024) -> torch.Tensor:
     """Anomaly score per example ``[B]`` (higher = more anomalous, in nats; ``combined``: the combined map's
-    sum), in batches of ``batch_size``; non-finite scores (an overflowing likelihood) become +inf."""
+    sum), in batches of ``batch_size``; non-finite scores (an overflowing likelihood) become +inf. Progress is
+    shown within :func:`aekit.progress.shown` (``aekit detect``)."""
+    from aekit.progress import Phase
+
     check_criterion(model, criterion)
     x = _as_input(model, x)
-    with _evaluating(model):
+    with _evaluating(model), Phase(f"scoring by {criterion}", len(x), unit="rows", enabled=None) as phase:
         parts = []
         for i in range(0, len(x), batch_size):
             rows = x[i : i + batch_size]
@@ -155,6 +158,7 @@ def anomaly_scores(model, x, criterion: str = "recon", n_samples: int = 100, see
                 parts.append(anomaly_maps(model, rows, "combined", n_samples=1, seed=seed).flatten(1).sum(1))
             else:
                 parts.append(score_function(model, criterion, n_samples, seed, per_row=True)(rows))
+            phase.update(len(rows))
         scores = torch.cat(parts) if parts else x.new_zeros(0)
     return torch.where(torch.isfinite(scores), scores, torch.full_like(scores, math.inf))
 

@@ -94,7 +94,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.model and "=" in args.model:  # no MODEL given: the first key=value landed in its place
         args.overrides, args.model = [args.model, *args.overrides], None
     overrides: dict[str, Any] = _parse_overrides(args.overrides)
-    _add_flags(overrides, args, ("steps", "epochs", "seed", "devices"))
+    _add_flags(overrides, args, ("steps", "epochs", "seed", "devices", "evaluation"))
     for key in ("steps", "epochs"):
         given = next((k for k in overrides if _bare(k) == key), None)
         if given is not None and str(overrides[given]).strip() in ("0", "0.0"):
@@ -124,11 +124,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from aekit.config import from_dict
     from aekit.errors import DataError
-    from aekit.evaluation import evaluate
     from aekit.io import default_device, load, read_json
-    from aekit.outputs import write_metrics
+    from aekit.outputs import evaluate_run, refresh_model_card, write_metrics
     from aekit.report import write_report
-    from aekit.run_config import DataConfig, load_splits
+    from aekit.run_config import DataConfig, TrainConfig, load_splits
 
     run_dir = Path(args.run_dir)
     model = load(run_dir, map_location=default_device())
@@ -142,16 +141,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.data and tuple(splits.shape) != tuple(model.config.data_shape):
         raise DataError(f"{args.data}: examples of shape {tuple(splits.shape)} do not fit the model of {run_dir}, "
                         f"which takes {tuple(model.config.data_shape)}; evaluate on data of the same shape")
-    scores = evaluate(model, splits, nll_samples=args.nll_samples, nll_examples=args.nll_examples or None,
-                      seed=args.seed)
+    train_config = from_dict(TrainConfig, {**run.get("train", {}), "nll_samples": args.nll_samples,
+                                           "nll_examples": args.nll_examples or 0, "seed": args.seed})
+    metrics = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
+    scores = evaluate_run(model, splits, train_config, int(metrics.get("train/examples") or 0), mode=args.evaluation)
     if args.data:  # the run's own metrics.json and report stay as training left them
         path = write_metrics(run_dir / "evaluations" / _evaluation_name(args.data), scores)
         print(json.dumps({k: v for k, v in scores.items() if not isinstance(v, list)}, indent=2))
         print(f"metrics: {path}")
         return 0
-    metrics = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
+    metrics = {k: v for k, v in metrics.items() if not k.startswith("test/")}  # the new evaluation's, all of them
     metrics.update(scores)
     write_metrics(run_dir, metrics)
+    refresh_model_card(run_dir, metrics)
     print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, list)}, indent=2))
     print(f"report: {write_report(run_dir)}")
     return 0
@@ -385,6 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--devices", type=int, help="processes/GPUs; >1 runs DDP (gloo on CPU)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     p.add_argument("--no-eval", action="store_true", help="skip the final evaluation, figures and report")
+    p.add_argument("--eval", dest="evaluation", choices=["auto", "quick", "full"],
+                   help="how much of the test protocol to take: full, a quick share, or auto (default: full when it "
+                        "costs no more than the training did)")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.set_defaults(func=cmd_train)
 
@@ -397,6 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nll-samples", type=int, default=1000, help="importance samples for test NLL (0: skip)")
     p.add_argument("--nll-examples", type=int, default=None,
                    help="evaluate NLL on the first N test examples (default or 0: all)")
+    p.add_argument("--eval", dest="evaluation", choices=["auto", "quick", "full"], default="full",
+                   help="full (default): the whole test split and --nll-samples; quick or auto: a share in "
+                        "proportion to the run's training, as `aekit train` takes")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_evaluate)
 

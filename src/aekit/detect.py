@@ -282,6 +282,16 @@ class DetectionResult:
 
 IMAGE_DEFAULTS = {"backbone": "conv", "standardize": False, "likelihood": "bernoulli", "latent_dim": 16}
 EXPLAINED_ROWS = 8
+SCORING_SAMPLES = (10, 100)  # the fewest and the most posterior samples per row that detect picks by itself
+
+
+def scoring_samples(trained_examples: int, scored_rows: int) -> int:
+    """Posterior samples per row for an ``nll`` or ``elbo`` score when none is given: the most of 10, 20, 50 and
+    100 (:data:`SCORING_SAMPLES`) that keeps the scoring's decoder passes (rows x K) within the training's example
+    passes, and 10 when none does."""
+    fewest, most = SCORING_SAMPLES
+    fits = trained_examples / max(scored_rows, 1)
+    return max([k for k in (10, 20, 50, 100) if fewest <= k <= min(most, fits)], default=fewest)
 
 
 def detect(data: str | os.PathLike | DetectionData, model: str = "ae", out: str | os.PathLike | None = "runs/detect",
@@ -296,6 +306,7 @@ def detect(data: str | os.PathLike | DetectionData, model: str = "ae", out: str 
     ``explain``: add why the highest scores are high to the report (images: reconstruction, anomaly maps and
     integrated gradients; tables: integrated-gradients and reconstruction-error attributions per feature)."""
     from aekit.io import check_out_dir
+    from aekit.progress import shown
 
     if not (isinstance(contamination, (int, float)) and 0 < contamination <= 0.5):
         raise ConfigError(f"contamination={contamination!r} must lie in (0, 0.5]")
@@ -317,29 +328,37 @@ def detect(data: str | os.PathLike | DetectionData, model: str = "ae", out: str 
             d.labels = labels_from_windows(labels, d)
         fraction = train_fraction if train_fraction is not None else (0.15 if d.is_series else 1.0)
         train = d.values[: max(2, int(len(d.values) * fraction))]
-    detector = _detector(d, train, model, window, contamination, steps, random_state, verbose, settings)
-    detector.fit(train)
-    scores = detector.anomaly_score(d.values)
-    n = len(d.values)
-    flagged = (scores > detector.threshold_).astype(int)
-    metrics = {"detect/threshold": float(detector.threshold_), "detect/rows": n, "detect/train_rows": len(train),
-               "detect/flagged_share": float(flagged.mean())}
-    if d.labels is not None and 0 < d.labels.sum() < n:
-        from sklearn.metrics import average_precision_score, roc_auc_score
+    with shown():  # training, scoring and explaining show their progress
+        detector = _detector(d, train, model, window, contamination, steps, random_state, verbose, settings)
+        if "nll_samples" not in settings:  # the samples behind an nll or elbo score, in proportion to the training
+            detector.set_params(nll_samples=scoring_samples(steps * detector.batch_size, len(train) + len(d.values)))
+        detector.fit(train)
+        if detector.criterion_ in ("nll", "elbo") and "nll_samples" not in settings:
+            print(f"aekit: scoring by {detector.criterion_} with {detector.nll_samples} posterior samples per row, in "
+                  f"proportion to the {steps} training steps (nll_samples=N sets it)", file=sys.stderr)
+        scores = detector.anomaly_score(d.values)
+        n = len(d.values)
+        flagged = (scores > detector.threshold_).astype(int)
+        metrics = {"detect/threshold": float(detector.threshold_), "detect/rows": n, "detect/train_rows": len(train),
+                   "detect/flagged_share": float(flagged.mean())}
+        if detector.criterion_ in ("nll", "elbo"):
+            metrics["detect/nll_samples"] = detector.nll_samples
+        if d.labels is not None and 0 < d.labels.sum() < n:
+            from sklearn.metrics import average_precision_score, roc_auc_score
 
-        finite = np.nan_to_num(scores, posinf=np.finfo(np.float64).max)
-        metrics.update({"detect/roc_auc": float(roc_auc_score(d.labels, finite)),
-                        "detect/average_precision": float(average_precision_score(d.labels, finite))})
-    for note in d.notes:
-        print(f"aekit: {d.name}: {note}", file=sys.stderr)
-    report = None
-    if out is not None:
-        config = {"model": {"name": model, **{k: _plain(v) for k, v in settings.items()}},
-                  "data": {"name": d.name, "kind": d.kind, "columns": d.columns},
-                  "detect": {"window": window if d.is_series else None, "train_fraction": fraction,
-                             "normal_class": normal_class, "contamination": contamination, "steps": steps,
-                             "criterion": detector.criterion_, "notes": d.notes}}
-        report = _write_outputs(out, d, scores, flagged, detector, metrics, config, explain)
+            finite = np.nan_to_num(scores, posinf=np.finfo(np.float64).max)
+            metrics.update({"detect/roc_auc": float(roc_auc_score(d.labels, finite)),
+                            "detect/average_precision": float(average_precision_score(d.labels, finite))})
+        for note in d.notes:
+            print(f"aekit: {d.name}: {note}", file=sys.stderr)
+        report = None
+        if out is not None:
+            config = {"model": {"name": model, **{k: _plain(v) for k, v in settings.items()}},
+                      "data": {"name": d.name, "kind": d.kind, "columns": d.columns},
+                      "detect": {"window": window if d.is_series else None, "train_fraction": fraction,
+                                 "normal_class": normal_class, "contamination": contamination, "steps": steps,
+                                 "criterion": detector.criterion_, "notes": d.notes}}
+            report = _write_outputs(out, d, scores, flagged, detector, metrics, config, explain)
     return DetectionResult(scores, float(detector.threshold_), metrics, out, report, detector)
 
 
@@ -399,7 +418,10 @@ def _write_outputs(out: Path, d: DetectionData, scores, flagged, detector, metri
         plot_score_histograms(scores, d.labels, figures / "score_histograms.png", detector.threshold_)
         plot_roc_pr(scores, d.labels, figures / "roc_pr.png")
     if explain:
-        _write_explanations(out, d, scores, detector, index)
+        from aekit.progress import Phase
+
+        with Phase(f"explaining the {min(EXPLAINED_ROWS, len(scores))} highest scores", None, enabled=None):
+            _write_explanations(out, d, scores, detector, index)
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     atomic_write_text(out / "config.json", json.dumps(config, indent=2, default=str) + "\n")
     return write_report(out)

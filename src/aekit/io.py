@@ -1,4 +1,5 @@
-"""Save and load models: a directory with ``config.json`` and ``model.safetensors``. No pickles."""
+"""Save and load models: a directory with ``config.json``, ``model.safetensors`` and a model card (Hugging Face's
+layout, so a folder can be pushed to the Hub as it is and loaded back by its id). No pickles."""
 
 from __future__ import annotations
 
@@ -47,8 +48,10 @@ def read_json(path: Path) -> dict[str, Any]:
         raise DataError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno}); the file is corrupt") from None
 
 
-def save_model(model, path: str | os.PathLike) -> Path:
-    """Write ``config.json`` (model name and config) and ``model.safetensors`` into directory ``path``."""
+def save_model(model, path: str | os.PathLike, metrics: dict[str, Any] | None = None) -> Path:
+    """Write the folder a model is shared as, Hugging Face's layout: ``config.json`` (model name and config),
+    ``model.safetensors`` and ``README.md``, a model card with the model's settings and ``metrics`` (a run's
+    ``metrics.json``) where given. The same as ``model.save_pretrained(path)``."""
     from aekit.config import to_dict
 
     path = Path(path)
@@ -56,19 +59,69 @@ def save_model(model, path: str | os.PathLike) -> Path:
     save_tensors(model.state_dict(), path / "model.safetensors", metadata={"format": FORMAT})
     meta = {"format": FORMAT, "model": model.name, "config": to_dict(model.config)}
     atomic_write_text(path / "config.json", json.dumps(meta, indent=2) + "\n")
+    atomic_write_text(path / "README.md", model_card(meta, metrics))
     return path
 
 
-def resolve_model_dir(path: str | os.PathLike) -> Path:
-    """A model directory, or a run directory whose trained model sits in ``model/``."""
+def model_card(meta: dict[str, Any], metrics: dict[str, Any] | None = None) -> str:
+    """A model card (README.md) for a saved model: what it is, how to load it, its test metrics and settings."""
+    name, config = meta["model"], meta.get("config", {})
+    lines = ["---", "library_name: aekit", f"tags: [aekit, autoencoder, {name}]", "---", "",
+             f"# An aekit `{name}`", "",
+             f"A `{name}` model of aekit, the autoencoder library, for data of shape "
+             f"{tuple(config.get('data_shape') or ())}, saved as `config.json` + `model.safetensors` (no pickles).",
+             "", "```python", "import aekit", "", 'model = aekit.load("THIS_FOLDER_OR_HUB_ID")  # or '
+             'aekit.models.Model.from_pretrained(...)', "```", ""]
+    shown = {k: v for k, v in (metrics or {}).items() if k.startswith("test/") and isinstance(v, (int, float, str))}
+    if shown:
+        lines += ["## Test metrics", "", "| metric | value |", "|---|---|"]
+        lines += [f"| `{k}` | {v:.6g} |" if isinstance(v, float) else f"| `{k}` | {v} |" for k, v in shown.items()]
+        lines.append("")
+    lines += ["## Settings", "", "```json", json.dumps(config, indent=2), "```", ""]
+    return "\n".join(lines)
+
+
+def resolve_model_dir(path: str | os.PathLike, revision: str | None = None, cache_dir: str | os.PathLike | None = None,
+                      local_files_only: bool = False) -> Path:
+    """A model directory, a run directory whose trained model sits in ``model/``, or a Hugging Face Hub id
+    (``owner/name``, at ``revision``) that is no folder here, fetched through ``huggingface_hub`` into its cache
+    (``cache_dir``; ``local_files_only``: from the cache only, as offline)."""
     path = Path(path)
     if not path.exists():
-        raise DataError(f"{path}: no such file or folder; pass a model or run directory")
+        if _is_hub_id(str(path)):
+            return _from_hub(str(path), revision, cache_dir, local_files_only)
+        raise DataError(f"{path}: no such file or folder; pass a model or run directory, or a Hub id owner/name")
     if (path / "model" / "config.json").is_file():
         return path / "model"
     if (path / "config.json").is_file() and (path / "model.safetensors").is_file():
         return path
     raise DataError(f"{path}: holds no config.json + model.safetensors (nor model/ inside); is it a trained run?")
+
+
+def _is_hub_id(text: str) -> bool:
+    import re
+
+    return re.fullmatch(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}", text) is not None
+
+
+def _from_hub(repo_id: str, revision: str | None, cache_dir, local_files_only: bool) -> Path:
+    """The folder of a Hub model's snapshot: config.json, model.safetensors and the card, nothing else."""
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise DataError(f"{repo_id}: no such folder here; to load it from the Hugging Face Hub, pip install "
+                        "huggingface_hub") from None
+    try:
+        folder = snapshot_download(repo_id, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only,
+                                   allow_patterns=["config.json", "model.safetensors", "README.md"])
+    except Exception as exc:  # offline, unknown repo, no access: huggingface_hub raises many types
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{repo_id}: no such folder here, and the Hugging Face Hub did not give it ({reason}); check "
+                        "the path or the Hub id") from None
+    folder = Path(folder)
+    if not ((folder / "config.json").is_file() and (folder / "model.safetensors").is_file()):
+        raise DataError(f"{repo_id}: the Hub snapshot holds no config.json + model.safetensors; is it an aekit model?")
+    return folder
 
 
 def check_out_dir(path: str | os.PathLike) -> Path:
@@ -97,11 +150,14 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def load(path: str | os.PathLike, map_location: str | torch.device = "cpu", **parts: Any):
-    """Rebuild a saved model: ``aekit.load("runs/vae")``. User-made encoders/decoders are passed as ``parts``."""
+def load(path: str | os.PathLike, map_location: str | torch.device = "cpu", *, revision: str | None = None,
+         cache_dir: str | os.PathLike | None = None, local_files_only: bool = False, **parts: Any):
+    """Rebuild a saved model: ``aekit.load("runs/vae")``, a model folder, or a Hugging Face Hub id
+    (``aekit.load("owner/name", revision=...)``, which needs ``huggingface_hub``; a folder of that name here wins).
+    User-made encoders/decoders are passed as ``parts``."""
     from aekit.registry import build_model, make_config
 
-    directory = resolve_model_dir(path)
+    directory = resolve_model_dir(path, revision, cache_dir, local_files_only)
     meta = read_json(directory / "config.json")
     if meta.get("format") != FORMAT or "model" not in meta:
         raise DataError(f"{directory / 'config.json'}: not an aekit model config (format {meta.get('format')!r})")

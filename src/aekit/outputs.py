@@ -11,50 +11,82 @@ import torch
 from aekit.data.base import Splits
 from aekit.evaluation import embed_dataset, evaluate
 from aekit.io import atomic_write_text
+from aekit.progress import note
 
 
-def write_figures(model, splits: Splits, run_dir: Path, seed: int = 0) -> list[Path]:
+def write_figures(model, splits: Splits, run_dir: Path, seed: int = 0, examples: int | None = None,
+                  heartbeat=None) -> list[Path]:
     """The figures of the model's suites: inputs vs reconstructions (reconstruction; original, masked and
     reconstruction rows for a masked model), samples from the prior,
     one row per class for a model conditioned on labels (models with a prior), the latent map (representation;
-    a graph model's node embeddings by class), and the training curves."""
-    from aekit.report import plot_image_rows, plot_latent_map, plot_reconstructions, plot_samples, plot_training_curves
+    of at most 2,000 test examples, no more than the evaluation took: ``examples``; a graph model's node
+    embeddings by class), and the training curves. ``heartbeat(what)`` is told of each figure.
 
+    A figure that fails is left out with a note on stderr, and ``figures/failed.json`` names it and why, for the
+    report: the run's metrics and model are already written, and one figure should not lose the others."""
+    from aekit.report import plot_image_rows, plot_latent_map, plot_reconstructions, plot_samples, plot_training_curves
+    from aekit.report.html import FAILED_FIGURES
+
+    heartbeat = heartbeat or (lambda what: None)
     figures = run_dir / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     device = next(model.parameters()).device
     batch = splits.test.batch(slice(0, 16)).to(device)
-    written = []
+    planned: dict[str, Any] = {}  # figure name -> a function that draws it
+
     if "masked" in model.suites:
-        views = model.masked_views(batch)
-        rows = {k: views[k].cpu() for k in ("original", "masked", "reconstruction") if k in views}
-        written.append(plot_image_rows(rows, figures / "masked.png", title=f"masker={model.config.masker}, "
-                                       f"ratio {model.config.mask_ratio}"))
+        def masked() -> Path:
+            views = model.masked_views(batch)
+            rows = {k: views[k].cpu() for k in ("original", "masked", "reconstruction") if k in views}
+            return plot_image_rows(rows, figures / "masked.png", title=f"masker={model.config.masker}, "
+                                   f"ratio {model.config.mask_ratio}")
+        planned["masked.png"] = masked
     elif "reconstruction" in model.suites and batch.inputs.is_floating_point():
-        x = batch.inputs
-        written.append(plot_reconstructions(x.cpu(), model.reconstruct(batch).cpu(), figures / "reconstructions.png"))
+        planned["reconstructions.png"] = lambda: plot_reconstructions(
+            batch.inputs.cpu(), model.reconstruct(batch).cpu(), figures / "reconstructions.png")
     if model.has_prior:
         generator = torch.Generator().manual_seed(seed)
         if model.config.condition_dim and getattr(model.config, "condition", None) == "labels":
             classes = min(model.config.condition_dim, 10)
-            samples = torch.cat([model.sample(8, generator=generator, condition=k).cpu() for k in range(classes)])
-            written.append(plot_samples(samples, figures / "samples_per_class.png", n=len(samples), columns=8,
-                                        title=f"Samples of classes 0-{classes - 1}, one row per class"))
+
+            def per_class() -> Path:
+                samples = torch.cat([model.sample(8, generator=generator, condition=k).cpu() for k in range(classes)])
+                return plot_samples(samples, figures / "samples_per_class.png", n=len(samples), columns=8,
+                                    title=f"Samples of classes 0-{classes - 1}, one row per class")
+            planned["samples_per_class.png"] = per_class
         else:
-            samples = model.sample(64, generator=generator).cpu()
-            written.append(plot_samples(samples, figures / "samples.png"))
+            planned["samples.png"] = lambda: plot_samples(model.sample(64, generator=generator).cpu(),
+                                                          figures / "samples.png")
     if "representation" in model.suites:
-        n = min(len(splits.test), 2000)
-        z = embed_dataset(model, splits.test, limit=n).flatten(1)
-        y = splits.test.labels(slice(0, n))
-        y = None if y is None else y.numpy()
-        written.append(plot_latent_map(z, y, figures / "latent_map.png", class_names=splits.test.classes))
+        def latent_map() -> Path:
+            n = min(len(splits.test), 2000, examples or 2000)
+            z = embed_dataset(model, splits.test, limit=n).flatten(1)
+            y = splits.test.labels(slice(0, n))
+            return plot_latent_map(z, None if y is None else y.numpy(), figures / "latent_map.png",
+                                   class_names=splits.test.classes)
+        planned["latent_map.png"] = latent_map
     if {"link-prediction", "node-classification"} & set(model.suites):  # a graph: its node embeddings
-        y = splits.test.y
-        written.append(plot_latent_map(model.embed(splits.test.batch()).cpu(), None if y is None else y.numpy(),
-                                       figures / "node_embeddings.png", class_names=splits.test.classes))
+        def node_map() -> Path:
+            y = splits.test.y
+            return plot_latent_map(model.embed(splits.test.batch()).cpu(), None if y is None else y.numpy(),
+                                   figures / "node_embeddings.png", class_names=splits.test.classes)
+        planned["node_embeddings.png"] = node_map
     if (run_dir / "log.csv").is_file():
-        written.append(plot_training_curves(run_dir / "log.csv", figures / "training_curves.png"))
+        planned["training_curves.png"] = lambda: plot_training_curves(run_dir / "log.csv",
+                                                                      figures / "training_curves.png")
+
+    written, failed = [], {}
+    for name, draw in planned.items():
+        heartbeat(name)
+        try:
+            written.append(draw())
+        except Exception as exc:  # noqa: BLE001 - any failure of one figure is reported, the others still drawn
+            failed[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+            note(f"figure {name} was not drawn ({failed[name]})")
+    if failed:
+        atomic_write_text(figures / FAILED_FIGURES, json.dumps(failed, indent=2) + "\n")
+    else:
+        (figures / FAILED_FIGURES).unlink(missing_ok=True)
     return written
 
 
@@ -64,16 +96,52 @@ def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> Path:
     return path
 
 
+def refresh_model_card(run_dir: Path, metrics: dict[str, Any]) -> None:
+    """The run's saved model's card (``model/README.md``) with the run's test metrics."""
+    from aekit.io import model_card, read_json
+
+    if (run_dir / "model" / "config.json").is_file():
+        atomic_write_text(run_dir / "model" / "README.md", model_card(read_json(run_dir / "model" / "config.json"),
+                                                                      metrics))
+
+
+def evaluate_run(model, splits: Splits, config, trained_examples: int, mode: str | None = None,
+                 progress: bool = True) -> dict[str, Any]:
+    """The test metrics of a trained run: the protocol of ``config`` (``nll_samples``, ``nll_examples``,
+    ``probe_examples``) in full or a share of it, as ``mode`` (default ``config.evaluation``) chooses for a run
+    that trained on ``trained_examples`` examples, each counted at the model's ``training_share`` of an
+    evaluation forward (:func:`aekit.evaluation.budget.plan_evaluation`); a quick evaluation says so in one line."""
+    from aekit.evaluation.budget import plan_evaluation
+
+    mode = mode or config.evaluation
+    trained = int(trained_examples * getattr(model, "training_share", 1.0))  # in evaluation forwards
+    plan, full = plan_evaluation(mode, trained, len(splits.test), config.nll_samples if _has_nll(model) else 0,
+                                 config.nll_examples or None, config.probe_examples, len(splits.train))
+    if plan.protocol == "quick" and progress:
+        how = "chosen" if mode == "quick" else "in proportion to the training"
+        note(f"a quick evaluation ({how}): {plan.describe(full)}; evaluation=full (--eval full) or "
+             "`aekit evaluate RUN` takes the whole protocol")
+    return evaluate(model, splits, seed=config.seed, progress=progress, **plan.kwargs())
+
+
+def _has_nll(model) -> bool:
+    """Whether the model's evaluation estimates log p(x): a variational model with a stochastic bottleneck."""
+    return "variational" in model.suites and getattr(getattr(model, "bottleneck", None), "stochastic", False)
+
+
 def write_outputs(model, splits: Splits, run_dir: Path, config, metrics: dict[str, Any] | None = None):
-    """Evaluate on the test split, then write metrics, figures and the report; returns (metrics, report path)."""
+    """Evaluate on the test split (:func:`evaluate_run`), then write metrics, figures and the report; returns
+    (metrics, report path)."""
+    from aekit.progress import Phase
     from aekit.report import write_report
 
     metrics = dict(metrics or {})
-    metrics.update(
-        evaluate(model, splits, nll_samples=config.nll_samples, nll_examples=config.nll_examples or None,
-                 seed=config.seed)
-    )
+    metrics.update(evaluate_run(model, splits, config, int(metrics.get("train/examples") or 0),
+                                progress=config.progress))
     write_metrics(run_dir, metrics)
+    refresh_model_card(run_dir, metrics)
     if config.figures and len(splits.test):
-        write_figures(model, splits, run_dir, seed=config.seed)
+        with Phase("figures", None, enabled=config.progress) as phase:
+            write_figures(model, splits, run_dir, seed=config.seed,
+                          examples=metrics.get("test/examples"), heartbeat=phase.heartbeat)
     return metrics, write_report(run_dir)

@@ -26,7 +26,11 @@ class TrainConfig:
     """How to train. ``steps`` (optimiser updates) wins over ``epochs``; with neither, 1000 steps.
 
     ``compile``: run each micro-batch's forward and objective under ``torch.compile`` with ``compile_backend``
-    (``inductor``; ``aot_eager`` compiles fast and generates no kernels) and ``compile_mode``."""
+    (``inductor``; ``aot_eager`` compiles fast and generates no kernels) and ``compile_mode``.
+
+    ``evaluation``: how much of the test protocol (``nll_samples`` on ``nll_examples``, probes fit on
+    ``probe_examples``, every test example) the run's evaluation takes: ``full``, ``quick`` (a share) or ``auto``
+    (full when it costs no more than the training did; :mod:`aekit.evaluation.budget`)."""
 
     steps: int = 0
     epochs: int = 0
@@ -64,6 +68,8 @@ class TrainConfig:
     progress: bool = True
     nll_samples: int = 1000
     nll_examples: int = 0
+    probe_examples: int = 10000
+    evaluation: str = "auto"
     figures: bool = True
     optimizer: str = "adamw"
     optimizers: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -76,7 +82,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for key in ("steps", "epochs", "lr_warmup_steps", "eval_every", "patience", "checkpoint_every", "nll_samples",
-                    "nll_examples", "val_examples"):
+                    "nll_examples", "val_examples", "probe_examples"):
             require(getattr(self, key) >= 0, f"{key}={getattr(self, key)} must be >= 0")
         for key in ("batch_size", "accumulate", "devices", "num_nodes", "log_every", "keep_checkpoints",
                     "max_skipped"):
@@ -105,6 +111,8 @@ class TrainConfig:
                 "optimizers must map optimiser names to settings, e.g. optimizers.discriminator.lr=1e-4")
         require(self.accelerator in ("auto", "cpu", "gpu", "cuda", "mps"),
                 f"accelerator={self.accelerator!r} is unknown; choose auto, cpu, gpu or mps")
+        require(self.evaluation in ("auto", "quick", "full"),
+                f"evaluation={self.evaluation!r} is unknown; choose auto (in proportion to the run), quick or full")
         require(self.compile_mode in COMPILE_MODES,
                 f"compile_mode={self.compile_mode!r} is unknown; choose one of {', '.join(COMPILE_MODES)}")
 

@@ -59,6 +59,7 @@ from sklearn.utils.validation import check_is_fitted, check_random_state, valida
 
 from aekit import anomaly
 from aekit.errors import ConfigError
+from aekit.progress import showing
 
 CRITERIA = ("auto", *anomaly.CRITERIA)
 ATTRIBUTIONS = ("integrated-gradients", "recon-error")
@@ -145,7 +146,7 @@ class _AutoencoderEstimator(BaseEstimator):
         run = aekit.train(self.model, data=self._training_data(self._standardize(X)), out=self.run_dir,
                           steps=self.steps,
                           batch_size=min(self.batch_size, len(X)), lr=self.lr, seed=seed, split_seed=seed,
-                          val_fraction=0.0, test_fraction=0.0, progress=bool(self.verbose), evaluate=False,
+                          val_fraction=0.0, test_fraction=0.0, progress=bool(self.verbose) or showing(), evaluate=False,
                           threads=1, **settings)
         self.model_ = run.model.cpu().eval()
 

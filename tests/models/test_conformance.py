@@ -105,7 +105,7 @@ def test_shapes_and_loss(name, shape, backbone, likelihood):
 def test_save_load_round_trip(name, tmp_path):
     model = tiny(name, (3, 32, 32), "conv", "logistic")
     path = aekit.save_model(model, tmp_path / "m")
-    assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in path.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     loaded = aekit.load(path)
     assert loaded.config == model.config and type(loaded) is type(model)
     model.eval()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -23,10 +23,17 @@ def batches(data: Dataset, batch_size: int, limit: int | None = None) -> Iterato
 
 
 @torch.no_grad()
-def embed_dataset(model: nn.Module, data: Dataset, batch_size: int = 500, limit: int | None = None) -> torch.Tensor:
-    """``model.embed`` of ``data``'s first ``limit`` examples (all by default), on the CPU: ``[N, *Z]``."""
+def embed_dataset(model: nn.Module, data: Dataset, batch_size: int = 500, limit: int | None = None,
+                  progress: Callable[[str], None] | None = None) -> torch.Tensor:
+    """``model.embed`` of ``data``'s first ``limit`` examples (all by default), on the CPU: ``[N, *Z]``;
+    ``progress(detail)`` is called after each batch."""
     device = next(model.parameters()).device
-    return torch.cat([model.embed(b.to(device)).cpu() for b in batches(data, batch_size, limit)])
+    rows = []
+    for b in batches(data, batch_size, limit):
+        rows.append(model.embed(b.to(device)).cpu())
+        if progress is not None:
+            progress(f"embedding {sum(map(len, rows)):,} examples")
+    return torch.cat(rows)
 
 
 class BatchTerms(Suite):
@@ -67,16 +74,28 @@ def evaluate(
     seed: int = 0,
     split: str = "test",
     suites: tuple[str, ...] | None = None,
+    examples: int | None = None,
+    protocol: str | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """The metrics of ``model``'s suites (or of ``suites``) on the test split, or on ``data`` itself when it is a
     Dataset, from one pass in batches of ``batch_size``. Keys are flat, prefixed by the split: ``test/examples``;
     the mean of every loss term (``test/recon`` = -log p(x|z) per example, ``test/kl``, ...) and batch statistic;
     ``test/mse``, ``test/psnr``, ``test/bce``; ``test/elbo``, ``test/active_units``, ``test/kl_per_dim``; with
     ``nll_samples = K > 0`` ``test/nll`` = -log p(x) by importance sampling with K samples, averaged over the first
-    ``nll_examples`` examples (all by default), with its standard error ``test/nll_stderr`` and, for discrete
-    likelihoods, ``test/bits_per_dim`` = nll / (D ln 2); with labels ``test/linear_probe_acc`` and ``test/knn_acc``
-    (probes fit on train embeddings). Random draws come from ``seed``; the caller's random state is left as it was.
+    ``nll_examples`` examples (all by default, counted in ``test/nll_examples``), with its standard error
+    ``test/nll_stderr`` and, for discrete likelihoods, ``test/bits_per_dim`` = nll / (D ln 2); with labels
+    ``test/linear_probe_acc`` and ``test/knn_acc`` (probes fit on the embeddings of ``probe_examples`` training
+    examples). Random draws come from ``seed``; the caller's random state is left as it was.
+
+    ``examples``: score only that many test examples, a fixed random subset (the same for every model: see
+    :func:`aekit.evaluation.budget.subset_indices`), and say so in ``test/subset_of`` (the split's size);
+    ``protocol`` (quick or full, :mod:`aekit.evaluation.budget`) is recorded as ``test/protocol``; ``progress``
+    shows the pass on standard error (:class:`aekit.progress.Phase`).
     """
+    from aekit.evaluation.budget import subset_indices
+    from aekit.progress import Phase
+
     test = data.test if isinstance(data, Splits) else data
     if len(test) == 0:
         return {f"{split}/examples": 0}
@@ -86,21 +105,31 @@ def evaluate(
         raise ConfigError(f"evaluation suite {unknown[0]!r} is unknown; choose from {', '.join(SUITES)}")
     if batch_size < 1:
         raise ConfigError(f"batch_size={batch_size} must be a positive number of test examples per batch")
+    whole = len(test)
+    if examples is not None and examples < whole:
+        test = test.subset(subset_indices(whole, examples))
     model.eval()
+    what = f"evaluating {getattr(model, 'name', type(model).__name__)} on {split}"
+    phase = Phase(what + (f" ({protocol})" if protocol else ""), len(test), enabled=progress)
     ctx = EvalContext(data if isinstance(data, Splits) else None, test, split, nll_samples, nll_examples,
-                      batch_size, probe_examples, seed=seed)
+                      batch_size, probe_examples, seed=seed, progress=phase)
     parts = [(BatchTerms(), SuiteState(ctx))] + [(SUITES[name], SuiteState(ctx)) for name in names]
     device = next(model.parameters()).device
-    examples = 0
-    with torch.random.fork_rng(devices=[]):
+    seen = 0
+    with phase, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for batch in batches(test, batch_size):
             batch = batch.to(device)
             out = model(batch)  # the one forward of this batch, for every suite
             for suite, state in parts:
                 suite.update(model, batch, out, state)
-            examples += len(batch)
-        metrics: dict[str, Any] = {"examples": examples}
+            seen += len(batch)
+            phase.update(len(batch))
+        metrics: dict[str, Any] = {"examples": seen}
+        if len(test) < whole:
+            metrics["subset_of"] = whole
+        if protocol:
+            metrics["protocol"] = protocol
         for suite, state in parts:  # a suite's key replaces the generic one of the same name
             metrics.update(suite.compute(model, state))
     return {f"{split}/{k}": (round(v, 6) if isinstance(v, float) and math.isfinite(v) else v)

@@ -39,9 +39,12 @@ class Representation(Suite):
         if _counts_codes(model):
             metrics["active_units"] = active_units(z)
         if _probed(ctx):
-            z_train = embed_dataset(model, ctx.splits.train, limit=ctx.probe_examples).flatten(1)
+            z_train = embed_dataset(model, ctx.splits.train, limit=ctx.probe_examples,
+                                    progress=lambda done: ctx.heartbeat(f"probes: {done} of the training split"))
+            z_train = z_train.flatten(1)
             y_train = ctx.splits.train.labels(slice(0, len(z_train)))
             if len(torch.unique(y_train)) > 1:
                 metrics["linear_probe_acc"] = linear_probe_accuracy(z_train, y_train, z, ctx.test.y)
                 metrics["knn_acc"] = knn_accuracy(z_train, y_train, z, ctx.test.y)
+                metrics["probe_examples"] = len(z_train)
         return metrics

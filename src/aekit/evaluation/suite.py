@@ -30,6 +30,12 @@ class EvalContext:
     probe_examples: int
     probe_seeds: int = 10
     seed: int = 0
+    progress: Any = None  # the pass's Phase: a suite with a long step calls progress.heartbeat(what)
+
+    def heartbeat(self, detail: str) -> None:
+        """Say where a long step is (a line when the pass was silent for a while), if progress is shown."""
+        if self.progress is not None:
+            self.progress.heartbeat(detail)
 
 
 @dataclass

@@ -9,6 +9,8 @@ from typing import Any
 from aekit.evaluation.suite import Suite, SuiteState, own_stream, register_suite
 from aekit.metrics import active_units, importance_sampled_log_likelihood, kl_per_dimension
 
+NLL_DECODES = 200_000  # decoder outputs per piece of the NLL: a few seconds on a CPU
+
 
 @register_suite("variational")
 class Variational(Suite):
@@ -19,8 +21,9 @@ class Variational(Suite):
     ``nll`` = -log p(x) by importance sampling with K samples over the first ``nll_examples`` examples, its
     standard error ``nll_stderr``, and for discrete likelihoods ``bits_per_dim`` = nll / (D ln 2).
 
-    The estimate is made batch by batch inside the pass, from a random stream of its own (seeded by the
-    evaluation's seed and the batch's position), so the other metrics are the same with or without it."""
+    The estimate is made batch by batch inside the pass, from random streams of its own (seeded by the
+    evaluation's seed and the position of the examples), so the other metrics are the same with or without it;
+    ``nll_samples`` and ``nll_examples`` say how it was taken."""
 
     def update(self, model, batch, out, state: SuiteState) -> None:
         terms = out.terms
@@ -34,16 +37,20 @@ class Variational(Suite):
 
     @staticmethod
     def estimate_nll(model, batch, state: SuiteState) -> None:
-        """-log p(x) of the batch's examples among the first ``nll_examples``, kept for the mean."""
-        ctx, estimates = state.ctx, state.kept.get("nll", [])
-        n = min(len(batch), (ctx.nll_examples or len(ctx.test)) - sum(map(len, estimates)))  # None or 0: all
-        if n <= 0:
-            return
+        """-log p(x) of the batch's examples among the first ``nll_examples``, kept for the mean; in pieces of
+        about ``NLL_DECODES`` decoder outputs, each from its own stream, so that progress shows between them."""
+        ctx = state.ctx
+        done = sum(map(len, state.kept.get("nll", [])))
+        n = min(len(batch), (ctx.nll_examples or len(ctx.test)) - done)  # None or 0: all
         condition = model.condition_of(batch)
-        with own_stream(ctx.seed, len(estimates), batch.inputs.device):
-            log_px = importance_sampled_log_likelihood(model, batch.inputs[:n], n_samples=ctx.nll_samples,
-                                                       condition=None if condition is None else condition[:n])
-        state.keep("nll", -log_px.double())  # [n]
+        piece = max(1, NLL_DECODES // ctx.nll_samples)
+        for start in range(0, max(n, 0), piece):
+            rows = slice(start, min(start + piece, n))
+            with own_stream(ctx.seed, done + start, batch.inputs.device):
+                log_px = importance_sampled_log_likelihood(model, batch.inputs[rows], n_samples=ctx.nll_samples,
+                                                           condition=None if condition is None else condition[rows])
+            state.keep("nll", -log_px.double())  # [rows]
+            ctx.heartbeat(f"NLL with K={ctx.nll_samples:,}: {done + rows.stop:,} examples")
 
     def compute(self, model, state: SuiteState) -> dict[str, Any]:
         metrics: dict[str, Any] = {}
@@ -59,6 +66,7 @@ class Variational(Suite):
             if len(nll) > 1:  # how much the mean would move with another draw of as many test examples
                 metrics["nll_stderr"] = float(nll.std() / math.sqrt(len(nll)))
             metrics["nll_samples"] = state.ctx.nll_samples
+            metrics["nll_examples"] = len(nll)
             if model.config.likelihood in ("bernoulli", "logistic"):  # discrete data: a code length
                 metrics["bits_per_dim"] = mean / (math.prod(state.ctx.test.shape) * math.log(2))
         return metrics

@@ -8,7 +8,9 @@ condition c to the encoder's features and to the decoder's input: q(z | x, c), p
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -173,6 +175,13 @@ class Model(nn.Module):
         """Parts trained by an optimiser of their own, named after the part (an adversary: ``discriminator``)."""
         return ()
 
+    @property
+    def training_share(self) -> float:
+        """What the forward of one training example costs against an evaluation forward of it (an MAE's encoder
+        sees only the visible patches in training): how a run's training is counted against the budget of its
+        evaluation (:mod:`aekit.evaluation.budget`)."""
+        return 1.0
+
     def parameter_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
         """Trainable parameters by optimiser name: each part of :meth:`own_optimizers` in its own, the rest in
         ``model``."""
@@ -212,6 +221,31 @@ class Model(nn.Module):
             raise RuntimeError(f"Error(s) in loading state_dict: missing keys {missing}, unexpected keys "
                                f"{result.unexpected_keys}")
         return result
+
+    # Hugging Face's conventions: a folder of config.json + model.safetensors + README.md, or a Hub id.
+    def save_pretrained(self, directory: str | os.PathLike, metrics: dict[str, Any] | None = None) -> Path:
+        """Write ``directory``: ``config.json``, ``model.safetensors`` and a model card (``README.md``, with
+        ``metrics`` where given), ready for ``huggingface_hub.upload_folder`` (:func:`aekit.io.save_model`)."""
+        from aekit.io import save_model
+
+        return save_model(self, directory, metrics)
+
+    @classmethod
+    def from_pretrained(cls, source: str | os.PathLike, map_location: str | torch.device = "cpu", *,
+                        revision: str | None = None, cache_dir: str | os.PathLike | None = None,
+                        local_files_only: bool = False, **parts: Any):
+        """The model saved in ``source``: a folder (model or run) or a Hugging Face Hub id ``owner/name`` (at
+        ``revision``, through ``huggingface_hub``); called on a family (``VAE.from_pretrained``), the saved model
+        must be one (:func:`aekit.load`)."""
+        from aekit.errors import AekitError
+        from aekit.io import load
+
+        model = load(source, map_location, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only,
+                     **parts)
+        if not isinstance(model, cls):
+            raise AekitError(f"{source}: holds a {model.name} ({type(model).__name__}), not a {cls.__name__}; load it "
+                             f"with aekit.load or {type(model).__name__}.from_pretrained")
+        return model
 
     @property
     def device(self) -> torch.device:

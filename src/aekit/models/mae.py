@@ -174,6 +174,11 @@ def relative_loss(predicted: torch.Tensor, actual: torch.Tensor, mask: torch.Ten
 class MAE(MaskedImageModel):
     config_class = MAEConfig
 
+    @property
+    def training_share(self) -> float:
+        """The encoder sees the visible patches only in training, every patch when it embeds."""
+        return 1.0 - self.config.mask_ratio
+
     def __init__(self, config: MAEConfig, name: str = "mae", teacher: nn.Module | None = None) -> None:
         super().__init__(config, name)
         c = config

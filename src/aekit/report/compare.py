@@ -129,20 +129,28 @@ def _metrics_table(runs: list[_Run]) -> str:
     return "\n".join(lines)
 
 
-# How a metric was taken, where runs may have taken it differently: its companion keys in metrics.json.
-MEASURED_WITH = {"nll": ("nll_samples",), "bits_per_dim": ("nll_samples",), "nll_stderr": ("nll_samples",)}
+# How a metric was taken, where runs may have taken it differently: its companion keys in metrics.json (every
+# metric of a split: how many of its examples were scored), and how to rescore alike.
+MEASURED_WITH = {"nll": ("nll_samples", "nll_examples"), "bits_per_dim": ("nll_samples", "nll_examples"),
+                 "nll_stderr": ("nll_samples", "nll_examples"), "linear_probe_acc": ("probe_examples",),
+                 "knn_acc": ("probe_examples",)}
+_EVERY_METRIC = ("examples",)
+_RESCORE = {"nll_samples": "--nll-samples K", "nll_examples": "--nll-examples N", "examples": "--eval full",
+            "probe_examples": "--eval full"}
 
 
 def _measured_differently(key: str, runs: list[_Run]) -> str:
     """A note when the runs holding ``key`` took it differently (an NLL with 5,000 and with 1,000 importance
-    samples), else ""."""
+    samples, a quick evaluation of 500 test examples against one of all), else ""."""
     split, _, name = key.rpartition("/")
-    for companion in MEASURED_WITH.get(name, ()):
+    if not split or split == "train" or name in _EVERY_METRIC:
+        return ""
+    for companion in (*MEASURED_WITH.get(name, ()), *_EVERY_METRIC):
         values = [run.metrics.get(f"{split}/{companion}") for run in runs if key in run.metrics]
         if len({repr(v) for v in values}) > 1:
             shown = ", ".join("unknown" if v is None else f"{v:,}" if _is_number(v) else str(v) for v in values)
-            return (f"measured with {companion} {shown}; rescore with aekit evaluate RUN "
-                    f"--{companion.replace('_', '-')} K to compare")
+            return (f"measured with {companion} {shown}; rescore with aekit evaluate RUN {_RESCORE[companion]} "
+                    "to compare")
     return ""
 
 

@@ -37,6 +37,13 @@ _SPLIT_STYLES = {"train": "-", "val": "--", "test": ":"}
 _SPLIT_COLOURS = {"train": "C0", "val": "C1", "test": "C2"}
 # Columns of a training log that index the rows rather than measure something.
 _LOG_INDEX_COLUMNS = ("step", "split", "epoch")
+_NOT_CURVES = ("time_s",)  # logged for resuming and timing, no training curve
+
+
+def _constant(series, term: str) -> bool:
+    """Whether ``term`` takes one value over every split of the log (a fixed beta, a constant learning rate)."""
+    values = [v for by_term in series.values() if term in by_term for v in by_term[term][1]]
+    return len(values) > 0 and float(np.max(values)) == float(np.min(values))
 # A parsed training log: {split: {term: (steps [T], values [T])}}.
 _Series = dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]
 
@@ -172,14 +179,16 @@ def plot_latent_map(
 
 
 def plot_training_curves(log_csv_path: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
-    """Plot ``loss`` against ``step`` for each split, and every other numeric column in its own panel.
+    """Plot ``loss`` against ``step`` for each split, and every other numeric column that changes over the run in
+    its own panel (a constant weight or learning rate, and the clock, are left out).
 
     The log is a CSV with a header naming at least ``step``; ``split`` ("train", "val", ...) is read when
     present (rows without one count as "train"). Empty or non-numeric cells are gaps, so a term logged
     only on some rows, or a run with no validation rows, still plots.
     """
     series = _read_training_log(log_csv_path)
-    terms = list(dict.fromkeys(term for by_term in series.values() for term in by_term))
+    terms = [term for term in dict.fromkeys(term for by_term in series.values() for term in by_term)
+             if term not in _NOT_CURVES and (term == "loss" or not _constant(series, term))]
     small_terms = [term for term in terms if term != "loss"]
     columns = min(3, max(len(small_terms), 1))
     small_rows = math.ceil(len(small_terms) / columns)

@@ -32,8 +32,10 @@ FIGURE_CAPTIONS = {
     "samples.png": "Samples from the prior",
     "samples_per_class.png": "Samples from the prior, one row per class",
     "latent_map.png": "Latent means, coloured by label",
-    "training_curves.png": "Training curves",
+    "node_embeddings.png": "Node embeddings, coloured by class",
+    "training_curves.png": "Training curves (the terms that change; a constant weight is left out)",
 }
+FAILED_FIGURES = "failed.json"  # in figures/: {figure name: why it was not drawn}, written by the run
 # Figures of `aekit detect`, captioned in its report but never listed there as missing from a training run's.
 DETECTION_CAPTIONS = {
     "scores.png": "Anomaly score of each row (over time for a series), the threshold dashed, labelled rows shaded",
@@ -89,6 +91,14 @@ METRIC_EXPLANATIONS = {
     "test/node_accs": "test/node_acc of each probe seed",
     "train/best_val_auc": "highest validation ROC-AUC of the run (the epoch whose weights are kept); fraction",
     "test/examples": "test examples scored (a graph: its nodes); count",
+    "test/subset_of": "test examples in the split, of which a fixed random subset of test/examples was scored (a "
+                      "quick evaluation); count",
+    "test/protocol": "full: the whole evaluation protocol of the run's settings; quick: a share of it in proportion "
+                     "to the training (aekit evaluate RUN takes the whole)",
+    "test/nll_examples": "test examples behind test/nll; count",
+    "test/probe_examples": "training examples the probes were fit on; count",
+    "train/examples": "training examples passed through the model, over all steps; count",
+    "detect/nll_samples": "posterior samples per row behind an nll or elbo score; count",
     "train/steps": "optimiser steps taken; count",
     "train/stop_reason": "why training ended",
     "train/skipped_steps": "batches skipped for a NaN or Inf loss (on_nan=skip); count",
@@ -103,6 +113,29 @@ METRIC_EXPLANATIONS = {
     "detect/roc_auc": "ROC-AUC of the scores against the labels; fraction",
     "detect/average_precision": "average precision of the scores against the labels; fraction",
 }
+# Where a family gives a term another meaning, its own words (by the suite that marks the family).
+SUITE_EXPLANATIONS = {
+    "masked": {
+        "test/recon": "the training loss: squared error of the predicted hidden patches against the target "
+                      "(pixels, each patch normalised when norm_pix_loss, or a teacher's features), averaged over "
+                      "their values; target units",
+    },
+    "link-prediction": {"test/recon": "the adjacency's reconstruction loss: binary cross-entropy of the edges and of "
+                                      "non-edges (sampled, or every pair with recon=dense); nats per pair"},
+}
+# The metrics a reader looks at first, by the suite that makes them, in the order shown; a run shows those it has.
+HEADLINES = {
+    "detect": ("detect/roc_auc", "detect/average_precision", "detect/flagged_share"),
+    "variational": ("test/nll", "test/elbo", "test/kl", "test/active_units"),
+    "masked": ("test/masked_mse", "test/linear_probe_acc", "test/knn_acc"),
+    "classification": ("test/accuracy", "test/ce"),
+    "link-prediction": ("test/auc", "test/ap"),
+    "node-classification": ("test/node_acc",),
+    "reconstruction": ("test/mse", "test/psnr"),
+    "representation": ("test/linear_probe_acc", "test/knn_acc", "test/active_units"),
+}
+# How a headline value was taken: its companion keys, said beside it.
+_TAKEN_WITH = {"test/nll": ("nll_samples", "nll_examples")}
 # Metric names (the key after its split prefix) for which one direction is better; others have none. The KL and
 # the active units have none: the lowest KL may be a collapsed posterior, the most units a rate bought with recon.
 _LOWER_IS_BETTER = {"nll", "recon", "mse", "bce", "bits_per_dim", "best_val_loss"}
@@ -129,6 +162,9 @@ figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 0.92rem; margin-top: 0.3rem; }
 .missing { color: #8a6d3b; background: #fcf8e3; padding: 0.5rem 0.8rem; border-radius: 4px; }
 pre { background: #f6f8fa; padding: 0.8rem; overflow-x: auto; font-size: 0.85rem; }
+svg.bars rect { fill: #4a78b5; }
+table.headline th { text-align: left; }
+table.headline td.number { font-size: 1.1rem; font-weight: 600; }
 """
 
 
@@ -142,10 +178,13 @@ def metric_direction(key: str) -> str | None:
     return None
 
 
-def explain_metric(key: str) -> str:
-    """A few words on what ``key`` measures, its unit, and which way is better; "" for an unknown key."""
+def explain_metric(key: str, suites: tuple[str, ...] = ()) -> str:
+    """A few words on what ``key`` measures, its unit, and which way is better, in the words of the family that
+    ``suites`` mark where it has its own (an MAE's ``recon``); "" for an unknown key."""
     split, separator, name = key.partition("/")
-    text = METRIC_EXPLANATIONS.get(key)
+    test_key = f"test/{name}" if separator and split != "train" else key
+    own = next((SUITE_EXPLANATIONS[s][test_key] for s in suites if test_key in SUITE_EXPLANATIONS.get(s, {})), None)
+    text = own or METRIC_EXPLANATIONS.get(key)
     if text is None and separator and split != "train":
         text = METRIC_EXPLANATIONS.get(f"test/{name}")
     if text is None:
@@ -167,15 +206,17 @@ def write_report(run_dir: str | os.PathLike[str]) -> Path:
     config, config_problem = _read_json(run_dir / "config.json")
     metrics, metrics_problem = _read_json(run_dir / "metrics.json")
     title = _title(config, run_dir)
+    suites = run_suites(config)
     body = [
         f"<h1>{escape(title)}</h1>",
         f'<p class="subtitle">Run <code>{escape(run_dir.resolve().name)}</code></p>',
+        _headline_section(metrics, suites),
         "<h2>Metrics</h2>",
-        _metrics_section(metrics, metrics_problem),
+        _metrics_section(metrics, metrics_problem, suites),
         "<h2>Figures</h2>",
         _figures_section(run_dir / "figures"),
         "<h2>Configuration</h2>",
-        _config_section(config, config_problem),
+        _config_section(config, config_problem, _data_kind(config)),
     ]
     return write_page(run_dir / "report.html", title, body)
 
@@ -222,7 +263,83 @@ def _section_name(section: Any) -> str:
     return ""
 
 
-def _metrics_section(metrics: Any, problem: str | None) -> str:
+def run_suites(config: Any) -> tuple[str, ...]:
+    """The evaluation suites of the run's model (from its registered class), ``("detect",)`` for a detector's
+    run, () when the model is unknown."""
+    if not isinstance(config, dict):
+        return ()
+    if isinstance(config.get("detect"), dict):
+        return ("detect",)
+    section = config.get("model")
+    try:
+        from types import SimpleNamespace
+
+        from aekit.registry import make_config, model_entry
+
+        name = _section_name(section)
+        suites = model_entry(name).model_class.suites
+        if isinstance(suites, property):  # the suites follow the config (an MAE with a feature target)
+            settings = {k: v for k, v in section.items() if k != "name"}
+            suites = suites.fget(SimpleNamespace(config=make_config(name, **settings)))
+        return tuple(suites)
+    except Exception:  # an unregistered or user model: the generic page
+        return ()
+
+
+def _data_kind(config: Any) -> str:
+    try:
+        from aekit.registry import model_entry
+
+        return model_entry(_section_name(config.get("model"))).model_class.data_kind
+    except Exception:
+        return ""
+
+
+def _headline_section(metrics: Any, suites: tuple[str, ...]) -> str:
+    """The few metrics of the model's family first: value, meaning with unit, and how each was taken."""
+    if not isinstance(metrics, dict):
+        return ""
+    chosen = [suite for suite in HEADLINES if suite in suites] or ["reconstruction"]  # the family's suite first
+    keys = list(dict.fromkeys(k for suite in chosen for k in HEADLINES[suite]
+                              if isinstance(metrics.get(k), (int, float)) and not isinstance(metrics.get(k), bool)))
+    if not keys:
+        return ""
+    rows = []
+    for key in keys[:5]:
+        how = _how_taken(key, metrics)
+        rows.append(f"<tr><th>{escape(key)}</th>{value_cell(metrics[key], _format_metric)}"
+                    f'<td class="note">{escape(explain_metric(key, suites))}{escape(how)}</td></tr>')
+    taken = _evaluation_note(metrics)
+    return ('<h2>Headline</h2>\n<table class="headline"><tr><th>metric</th><th>value</th><th>meaning</th></tr>\n'
+            + "\n".join(rows) + "\n</table>" + (f'\n<p class="subtitle">{escape(taken)}</p>' if taken else ""))
+
+
+def _how_taken(key: str, metrics: dict[str, Any]) -> str:
+    split = key.partition("/")[0]
+    parts = []
+    if key.endswith("/nll") and isinstance(metrics.get(f"{split}/nll_samples"), int):
+        n = metrics.get(f"{split}/nll_examples")
+        parts.append(f"K = {metrics[f'{split}/nll_samples']:,} importance samples"
+                     + (f" on {n:,} examples" if isinstance(n, int) else ""))
+        if isinstance(metrics.get(f"{split}/nll_stderr"), float):
+            parts.append(f"standard error {_format_metric(metrics[f'{split}/nll_stderr'])}")
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+def _evaluation_note(metrics: dict[str, Any]) -> str:
+    """How the test metrics were taken: every example, or a quick share of them."""
+    n, of, edges = metrics.get("test/examples"), metrics.get("test/subset_of"), metrics.get("test/edges")
+    if not isinstance(n, int):
+        return ""
+    if isinstance(edges, int):
+        return f"Measured on the whole graph: {n:,} nodes, {edges:,} held-out edges and as many non-edges."
+    if isinstance(of, int):
+        return (f"Measured on a fixed subset of {n:,} of the {of:,} test examples (a quick evaluation, in proportion "
+                "to the training); `aekit evaluate RUN` takes them all.")
+    return f"Measured on all {n:,} test examples."
+
+
+def _metrics_section(metrics: Any, problem: str | None, suites: tuple[str, ...] = ()) -> str:
     if problem is not None:
         return _missing(f"No metrics: {problem}.")
     if not isinstance(metrics, dict):
@@ -237,13 +354,26 @@ def _metrics_section(metrics: Any, problem: str | None) -> str:
         groups.setdefault(prefix, []).append((name, value))
     tables = [
         _table(prefix, ("metric", "value"), rows, _format_metric,
-               note=lambda name, prefix=prefix: explain_metric(f"{prefix}/{name}" if prefix != "other" else name))
+               note=lambda name, prefix=prefix: explain_metric(f"{prefix}/{name}" if prefix != "other" else name,
+                                                               suites))
         for prefix, rows in groups.items()
     ]
     return '<div class="tables">\n' + "\n".join(tables) + "\n</div>"
 
 
-def _config_section(config: Any, problem: str | None) -> str:
+# Data keys that serve one kind of data only: shown for the models that train on it.
+_DATA_KEYS_OF = {"graph": ("graph_task", "edge_split", "row_normalize"),
+                 "array": ("inputs", "labels", "memmap", "image_size", "augment", "crop_scale")}
+
+
+def _applies(section: str, key: str, data_kind: str) -> bool:
+    """Whether a config key does anything for a model that trains on ``data_kind`` data ("" when unknown)."""
+    if section != "data" or not data_kind:
+        return True
+    return not any(key in keys for kind, keys in _DATA_KEYS_OF.items() if kind != data_kind)
+
+
+def _config_section(config: Any, problem: str | None, data_kind: str = "") -> str:
     if problem is not None:
         return _missing(f"No configuration: {problem}.")
     if not isinstance(config, dict):
@@ -254,7 +384,8 @@ def _config_section(config: Any, problem: str | None) -> str:
     sections = [key for key in ordered if isinstance(config[key], dict) and config[key]]
     loose = {key: value for key, value in config.items() if key not in sections}
     tables = [
-        _table(key, ("key", "value"), list(_flatten(config[key], ".").items()), _format_config)
+        _table(key, ("key", "value"), [(k, v) for k, v in _flatten(config[key], ".").items()
+                                        if _applies(key, k, data_kind)], _format_config)
         for key in sections
     ]
     if loose:
@@ -271,7 +402,7 @@ def _figures_section(figures_dir: Path) -> str:
     if not figures_dir.is_dir():
         return _missing("No figures: the run has no figures/ folder yet.")
     present = {path.name: path for path in figures_dir.glob("*.png") if path.is_file()}
-    if not present:
+    if not present and not (figures_dir / FAILED_FIGURES).is_file():
         return _missing("No figures: figures/ holds no PNG files yet.")
     captions = {**FIGURE_CAPTIONS, **DETECTION_CAPTIONS}
     known = [name for name in captions if name in present]
@@ -284,14 +415,9 @@ def _figures_section(figures_dir: Path) -> str:
             parts.append(_missing(f"{name} is not a valid PNG file; skipped."))
             continue
         parts.append(embedded_figure(data, caption, name))
-    detection = any(name in present for name in DETECTION_CAPTIONS)  # a detector's report: its own figures only
-    absent = [] if detection else [f"{caption} ({name})" for name, caption in FIGURE_CAPTIONS.items()
-                                   if name not in present]
-    if absent:
-        note = "Not produced for this run: " + "; ".join(absent) + "."
-        if "samples.png" not in present:
-            note += " A deterministic autoencoder has no prior to sample from."
-        parts.append(_missing(note))
+    failed, _ = _read_json(figures_dir / FAILED_FIGURES)  # the figures the model's suites make that failed
+    if isinstance(failed, dict) and failed:
+        parts.append(_missing("Not produced: " + "; ".join(f"{name} ({why})" for name, why in failed.items()) + "."))
     return "\n".join(parts)
 
 
@@ -351,13 +477,41 @@ def _table(
 
 
 def value_cell(value: Any, show: Callable[[Any], str], css_class: str = "") -> str:
-    """One ``<td>``: numbers right-aligned, lists and dicts as code."""
+    """One ``<td>``: numbers right-aligned; a list of numbers (one per latent unit, one per seed) as a small bar
+    chart with the values a click away; other lists and dicts as code."""
     is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
     classes = " ".join(name for name in ("number" if is_number else "", css_class) if name)
     shown = escape(show(value))
-    if isinstance(value, (list, dict)):
+    if _numbers_list(value):
+        shown = (f"{bar_chart(value)}<details><summary>{len(value)} values</summary><code>{shown}</code>"
+                 "</details>")
+    elif isinstance(value, (list, dict)):
         shown = f"<code>{shown}</code>"
     return f'<td class="{classes}">{shown}</td>' if classes else f"<td>{shown}</td>"
+
+
+def _numbers_list(value: Any) -> bool:
+    return (isinstance(value, list) and len(value) > 1
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value))
+
+
+def bar_chart(values: list[float], width: int = 240, height: int = 48) -> str:
+    """An inline SVG bar per value, from zero, each bar's tooltip its index and value: a per-unit metric read at
+    a glance (which latent dimensions carry information)."""
+    top = max(max(values), 0.0)
+    low = min(min(values), 0.0)
+    span = (top - low) or 1.0
+    step = width / len(values)
+    zero = height * top / span
+    bars = []
+    for i, v in enumerate(values):
+        h = abs(v) * height / span
+        y = zero - h if v >= 0 else zero
+        bars.append(f'<rect x="{i * step:.1f}" y="{y:.1f}" width="{max(step - 1, 0.5):.1f}" height="{max(h, 0.5):.1f}">'
+                    f"<title>{i}: {_format_metric(v)}</title></rect>")
+    label = f"{len(values)} values from {_format_metric(min(values))} to {_format_metric(max(values))}"
+    return (f'<svg class="bars" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+            f'aria-label="{escape(label)}">{"".join(bars)}</svg>')
 
 
 def _format_config(value: Any) -> str:

@@ -21,7 +21,7 @@ from aekit.data.base import Splits
 from aekit.errors import ConfigError
 from aekit.io import atomic_write_text
 from aekit.run_config import IN_MEMORY, DataConfig, TrainConfig, load_splits, resolve_run
-from aekit.training.loop import Trainer
+from aekit.training.loop import FINISHED_BEFORE, Trainer
 
 
 @dataclass
@@ -133,15 +133,24 @@ def train(
             atomic_write_text(out / "config.json", json.dumps(run, indent=2) + "\n")
     config = from_dict(TrainConfig, run["train"])
     summary, trained = _fit_on_fabric(config, run, out, resume, splits, given, instance)
+    finished_before = summary.pop(FINISHED_BEFORE, False)
     if rank != 0:  # another node's process of a torchrun or SLURM launch: rank 0 evaluates and reports
         return RunResult(run_dir=out, model=None, metrics=summary, report=None)
     trained = _trained_model(config, out, trained, instance)
     report = None
-    if evaluate and out is None:
-        from aekit.evaluation import evaluate as evaluate_model
+    if finished_before and out is not None and (out / "metrics.json").is_file():
+        from aekit.io import read_json
+        from aekit.progress import note
 
-        summary.update(evaluate_model(trained, splits, nll_samples=config.nll_samples,
-                                      nll_examples=config.nll_examples or None, seed=config.seed))
+        note(f"{out} had trained its {summary['train/steps']} steps already: its metrics and report stand as they "
+             "were (`aekit evaluate RUN` evaluates it again; raise steps= to train on)")
+        report = out / "report.html" if (out / "report.html").is_file() else None
+        return RunResult(run_dir=out, model=trained, metrics=read_json(out / "metrics.json"), report=report)
+    if evaluate and out is None:
+        from aekit.outputs import evaluate_run
+
+        summary.update(evaluate_run(trained, splits, config, int(summary.get("train/examples") or 0),
+                                    progress=config.progress))
     elif evaluate:
         from aekit.outputs import write_outputs
 

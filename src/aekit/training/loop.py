@@ -25,6 +25,7 @@ from aekit.data.sources import StreamingSource
 from aekit.errors import ConfigError, TrainingDiverged
 from aekit.io import load_tensors, save_model
 from aekit.optim import make_optimizers, set_learning_rates
+from aekit.progress import Phase
 from aekit.run_config import DataConfig, TrainConfig, load_splits
 from aekit.training.averaging import WeightAverage
 from aekit.training.batches import StepBatches
@@ -42,6 +43,8 @@ from aekit.training.step import (
     step_seed,
 )
 from aekit.training.threads import retain_cpu_memory, set_threads
+
+FINISHED_BEFORE = "_finished_before"  # in the summary: the run had no step left to train (a resumed finished run)
 
 
 class Trainer:
@@ -157,12 +160,9 @@ class Trainer:
         if self.out is not None:
             self.log = CSVLog(self.out / "log.csv", ["step", "epoch", "split", "lr", "time_s"],
                               self.state["step"] if checkpoint is not None else None)
-        if self.config.progress:
-            from tqdm.auto import tqdm
-
-            self.progress = tqdm(total=self.total_steps, initial=self.state["step"], desc=self.name,
-                                 dynamic_ncols=True, leave=False, mininterval=0.5,
-                                 disable=None)  # None: off when stderr is no terminal
+        if self.config.progress:  # a bar on a terminal, else a line every 10 s
+            self.progress = Phase(f"training {self.name}", self.total_steps, unit="steps",
+                                  initial=self.state["step"])
 
     # -- the train step ----------------------------------------------------------------------------------------
     def active_optimizers(self, step: int) -> list[str]:
@@ -299,9 +299,9 @@ class Trainer:
         self.fabric.barrier()
         state = self.state
         return {"train/steps": step, "train/stop_reason": self.stop_reason, "train/skipped_steps": state["skipped"],
-                "train/wall_time_s": round(state["train_time_s"], 3),
+                "train/wall_time_s": round(state["train_time_s"], 3), "train/examples": state["examples"],
                 "train/samples_per_s": round(state["examples"] / max(state["train_time_s"], 1e-9), 1),
-                **self.best_summary()}
+                **self.best_summary(), FINISHED_BEFORE: step == self.start_step}
 
     def best_summary(self) -> dict[str, Any]:
         best = self.state["best_val"]
@@ -312,7 +312,7 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         self.setup()
         self.module.train()
-        step = self.state["step"]
+        step = self.start_step = self.state["step"]
         with StopRequests(enabled=self.world == 1) as stop:
             while step < self.total_steps:
                 if stop.requested:
@@ -358,7 +358,7 @@ class Trainer:
             return
         logs = read_logs(logs)
         if self.progress is not None:
-            self.progress.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k in ("loss", "recon", "kl")})
+            self.progress.heartbeat(", ".join(f"{k} {v:.4g}" for k, v in logs.items() if k in ("loss", "recon", "kl")))
         if self.log is not None:
             self.log.write({"step": step, "epoch": epoch, "split": "train", "lr": lr,
                             "time_s": self.state["train_time_s"], **logs})
