@@ -203,3 +203,11 @@ def test_images_with_nan_pixels_or_bad_shapes_are_refused(tmp_path, capsys):
     np.savez(tmp_path / "thin.npz", X=np.zeros((20, 5, 1, 3)))
     assert_clean_error(aekit_here(capsys, "detect", tmp_path / "thin.npz", "--out", tmp_path / "r"),
                        "is not a stack of images")
+
+
+def test_an_npz_says_which_arrays_it_scored(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "t.npz", X=rng.random((20, 3)), y=(np.arange(20) % 5 == 0).astype(int))
+    np.savez(tmp_path / "u.npz", X=rng.random((20, 3)))
+    assert "scored array X 20x3, with y as the 0/1 labels" in read_detection_data(tmp_path / "t.npz").notes
+    assert "scored array X 20x3 (no y: no labels)" in read_detection_data(tmp_path / "u.npz").notes

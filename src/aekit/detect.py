@@ -87,7 +87,10 @@ def read_detection_data(path: str | os.PathLike, label_column: str = "label", st
         raise DataError(f"{path}: no such file; pass a CSV (a table, or timestamp,value rows) or an npz with X")
     check_not_empty(path)
     if path.suffix.lower() == ".npz":
-        return _checked(*_read_npz(path), path.name, None)
+        d = _checked(*_read_npz(path), path.name, None)
+        d.notes.append(f"scored array X {'x'.join(map(str, d.values.shape))}"
+                       + (", with y as the 0/1 labels" if d.labels is not None else " (no y: no labels)"))
+        return d
     header, rows = _read_csv(path)
     series = header[0].strip().lower() in TIME_COLUMNS
     labels = None

@@ -116,12 +116,20 @@ def evaluate_run(model, splits: Splits, config, trained_examples: int, mode: str
     mode = mode or config.evaluation
     trained = int(trained_examples * getattr(model, "training_share", 1.0))  # in evaluation forwards
     plan, full = plan_evaluation(mode, trained, len(splits.test), config.nll_samples if _has_nll(model) else 0,
-                                 config.nll_examples or None, config.probe_examples, len(splits.train))
+                                 config.nll_examples or None, config.probe_examples, _length(splits.train))
     if plan.protocol == "quick" and progress:
         how = "chosen" if mode == "quick" else "in proportion to the training"
         note(f"a quick evaluation ({how}): {plan.describe(full)}; evaluation=full (--eval full) or "
              "`aekit evaluate RUN` takes the whole protocol")
     return evaluate(model, splits, seed=config.seed, progress=progress, **plan.kwargs())
+
+
+def _length(data) -> int | None:
+    """How many examples ``data`` holds; None for a stream, whose length is not known."""
+    try:
+        return len(data)
+    except TypeError:
+        return None
 
 
 def _has_nll(model) -> bool:
