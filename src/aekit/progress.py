@@ -47,6 +47,8 @@ class Phase:
         self.done, self.detail, self.start = initial, "", time.perf_counter()
         self.last_line = self.start
         self.bar = None
+        if total is not None and initial >= total:  # nothing left to do (a finished run resumed): nothing to say
+            self.enabled = False
         if not self.enabled:
             return
         if _is_terminal(self.stream):

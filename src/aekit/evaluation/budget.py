@@ -57,7 +57,8 @@ class EvalPlan:
 
     def describe(self, full: EvalPlan) -> str:
         """One line: what this plan takes, against the ``full`` protocol."""
-        parts = [f"{self.examples or self.of:,} of {self.of:,} test examples"]
+        parts = [f"{self.examples:,} of {self.of:,} test examples" if self.examples else f"all {self.of:,} test "
+                 "examples"]
         if self.nll_samples:
             parts.append(f"the NLL on {self.nll_examples or self.examples or self.of:,} with K={self.nll_samples:,}"
                          f" (protocol: {full.nll_examples or full.of:,} with K={full.nll_samples:,})")
