@@ -309,7 +309,7 @@ def detect(data: str | os.PathLike | DetectionData, model: str = "ae", out: str 
     ``explain``: add why the highest scores are high to the report (images: reconstruction, anomaly maps and
     integrated gradients; tables: integrated-gradients and reconstruction-error attributions per feature)."""
     from aekit.io import check_out_dir
-    from aekit.progress import shown
+    from aekit.progress import note, shown
 
     if not (isinstance(contamination, (int, float)) and 0 < contamination <= 0.5):
         raise ConfigError(f"contamination={contamination!r} must lie in (0, 0.5]")
@@ -337,8 +337,8 @@ def detect(data: str | os.PathLike | DetectionData, model: str = "ae", out: str 
             detector.set_params(nll_samples=scoring_samples(steps * detector.batch_size, len(train) + len(d.values)))
         detector.fit(train)
         if detector.criterion_ in ("nll", "elbo") and "nll_samples" not in settings:
-            print(f"aekit: scoring by {detector.criterion_} with {detector.nll_samples} posterior samples per row, in "
-                  f"proportion to the {steps} training steps (nll_samples=N sets it)", file=sys.stderr)
+            note(f"scoring by {detector.criterion_} with {detector.nll_samples} posterior samples per row, in "
+                 f"proportion to the {steps} training steps (nll_samples=N sets it)")
         scores = detector.anomaly_score(d.values)
         n = len(d.values)
         flagged = (scores > detector.threshold_).astype(int)
@@ -352,8 +352,8 @@ def detect(data: str | os.PathLike | DetectionData, model: str = "ae", out: str 
             finite = np.nan_to_num(scores, posinf=np.finfo(np.float64).max)
             metrics.update({"detect/roc_auc": float(roc_auc_score(d.labels, finite)),
                             "detect/average_precision": float(average_precision_score(d.labels, finite))})
-        for note in d.notes:
-            print(f"aekit: {d.name}: {note}", file=sys.stderr)
+        for line in d.notes:
+            note(f"{d.name}: {line}")
         report = None
         if out is not None:
             config = {"model": {"name": model, **{k: _plain(v) for k, v in settings.items()}},

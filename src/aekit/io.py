@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -99,8 +100,6 @@ def resolve_model_dir(path: str | os.PathLike, revision: str | None = None, cach
 
 
 def _is_hub_id(text: str) -> bool:
-    import re
-
     return re.fullmatch(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}", text) is not None
 
 

@@ -70,10 +70,7 @@ def nice_ceiling(n: float) -> int:
     if n <= 1:
         return 1
     power = 10 ** math.floor(math.log10(n))
-    for step in (1, 2, 5, 10):
-        if step * power >= n:
-            return step * power
-    return 10 * power  # pragma: no cover - the loop always returns
+    return next(step * power for step in (1, 2, 5, 10) if step * power >= n)
 
 
 def protocol_cost(examples: int, probe_examples: int, nll_examples: int, nll_samples: int) -> float:

@@ -206,7 +206,7 @@ def write_report(run_dir: str | os.PathLike[str]) -> Path:
     config, config_problem = _read_json(run_dir / "config.json")
     metrics, metrics_problem = _read_json(run_dir / "metrics.json")
     title = _title(config, run_dir)
-    suites = run_suites(config)
+    suites, data_kind = run_suites(config)
     body = [
         f"<h1>{escape(title)}</h1>",
         f'<p class="subtitle">Run <code>{escape(run_dir.resolve().name)}</code></p>',
@@ -216,7 +216,7 @@ def write_report(run_dir: str | os.PathLike[str]) -> Path:
         "<h2>Figures</h2>",
         _figures_section(run_dir / "figures"),
         "<h2>Configuration</h2>",
-        _config_section(config, config_problem, _data_kind(config)),
+        _config_section(config, config_problem, data_kind),
     ]
     return write_page(run_dir / "report.html", title, body)
 
@@ -263,13 +263,12 @@ def _section_name(section: Any) -> str:
     return ""
 
 
-def run_suites(config: Any) -> tuple[str, ...]:
-    """The evaluation suites of the run's model (from its registered class), ``("detect",)`` for a detector's
-    run, () when the model is unknown."""
+def run_suites(config: Any) -> tuple[tuple[str, ...], str]:
+    """``(suites, data_kind)`` of the run's model, from its registered class: its evaluation suites
+    (``("detect",)`` for a detector's run) and the kind of data it trains on; ``((), "")`` for a model that is
+    not registered (a user's), which gets the generic page."""
     if not isinstance(config, dict):
-        return ()
-    if isinstance(config.get("detect"), dict):
-        return ("detect",)
+        return (), ""
     section = config.get("model")
     try:
         from types import SimpleNamespace
@@ -277,22 +276,15 @@ def run_suites(config: Any) -> tuple[str, ...]:
         from aekit.registry import make_config, model_entry
 
         name = _section_name(section)
-        suites = model_entry(name).model_class.suites
+        model_class = model_entry(name).model_class
+        suites = model_class.suites
         if isinstance(suites, property):  # the suites follow the config (an MAE with a feature target)
             settings = {k: v for k, v in section.items() if k != "name"}
             suites = suites.fget(SimpleNamespace(config=make_config(name, **settings)))
-        return tuple(suites)
-    except Exception:  # an unregistered or user model: the generic page
-        return ()
-
-
-def _data_kind(config: Any) -> str:
-    try:
-        from aekit.registry import model_entry
-
-        return model_entry(_section_name(config.get("model"))).model_class.data_kind
-    except Exception:
-        return ""
+        facts = tuple(suites), model_class.data_kind
+    except Exception:  # an unregistered or user model
+        facts = (), ""
+    return (("detect",), facts[1]) if isinstance(config.get("detect"), dict) else facts
 
 
 def _headline_section(metrics: Any, suites: tuple[str, ...]) -> str:
