@@ -58,9 +58,11 @@ def test_a_folder_here_wins_over_a_hub_id_and_a_missing_hub_client_is_named(tmp_
     tiny("ae").save_pretrained(tmp_path / "acme" / "here")
     monkeypatch.chdir(tmp_path)
     assert aekit.load("acme/here").name == "ae"  # the folder, not the Hub
+    with pytest.raises(DataError, match="acme/typo: no such file or folder"):  # a folder's, never the Hub's
+        aekit.load("acme/typo")
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)
-    with pytest.raises(DataError, match="acme/elsewhere: no such folder here; .*pip install huggingface_hub"):
-        aekit.load("acme/elsewhere")
+    with pytest.raises(DataError, match="other/elsewhere: no such folder here; .*pip install huggingface_hub"):
+        aekit.load("other/elsewhere")
     with pytest.raises(DataError, match="no such file or folder"):
         aekit.load("not/a/hub/id")
 

@@ -85,11 +85,11 @@ def model_card(meta: dict[str, Any], metrics: dict[str, Any] | None = None) -> s
 def resolve_model_dir(path: str | os.PathLike, revision: str | None = None, cache_dir: str | os.PathLike | None = None,
                       local_files_only: bool = False) -> Path:
     """A model directory, a run directory whose trained model sits in ``model/``, or a Hugging Face Hub id
-    (``owner/name``, at ``revision``) that is no folder here, fetched through ``huggingface_hub`` into its cache
+    (``owner/name``, at ``revision``) where no folder ``owner`` is here, fetched through ``huggingface_hub`` into its cache
     (``cache_dir``; ``local_files_only``: from the cache only, as offline)."""
     path = Path(path)
     if not path.exists():
-        if _is_hub_id(str(path)):
+        if _is_hub_id(str(path)) and not path.parent.is_dir():  # runs/typo is a folder's, not a Hub id
             return _from_hub(str(path), revision, cache_dir, local_files_only)
         raise DataError(f"{path}: no such file or folder; pass a model or run directory, or a Hub id owner/name")
     if (path / "model" / "config.json").is_file():
