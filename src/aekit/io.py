@@ -85,8 +85,8 @@ def model_card(meta: dict[str, Any], metrics: dict[str, Any] | None = None) -> s
 def resolve_model_dir(path: str | os.PathLike, revision: str | None = None, cache_dir: str | os.PathLike | None = None,
                       local_files_only: bool = False) -> Path:
     """A model directory, a run directory whose trained model sits in ``model/``, or a Hugging Face Hub id
-    (``owner/name``, at ``revision``) where no folder ``owner`` is here, fetched through ``huggingface_hub`` into its cache
-    (``cache_dir``; ``local_files_only``: from the cache only, as offline)."""
+    (``owner/name``, at ``revision``) where no folder ``owner`` is here, fetched through ``huggingface_hub`` into
+    its cache (``cache_dir``; ``local_files_only``: from the cache only, as offline)."""
     path = Path(path)
     if not path.exists():
         if _is_hub_id(str(path)) and not path.parent.is_dir():  # runs/typo is a folder's, not a Hub id
