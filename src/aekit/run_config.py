@@ -123,7 +123,8 @@ class DataConfig:
 
     ``inputs``/``labels``: which arrays of an ``.npz`` (or tensors of a safetensors file) are the inputs and the
     labels (``labels`` beside a ``.npy``: the path of its labels ``.npy``); ``memmap``: read a ``.npy`` or
-    safetensors data set from disk batch by batch instead of into memory; ``image_size > 0``: read a folder of
+    safetensors data set from disk batch by batch instead of into memory (``true``), into memory (``false``), or
+    (unset) from disk where the file is over a quarter of the memory available, saying so; ``image_size > 0``: read a folder of
     images batch by batch, each resized (shorter side) and centre-cropped to ``image_size`` square.
 
     ``augment``: the training batches' augmentations, ``crop`` (random resized crop of area share in
@@ -148,7 +149,7 @@ class DataConfig:
     train_on_val: bool = False
     inputs: str | None = None
     labels: str | None = None
-    memmap: bool = False
+    memmap: bool | None = None
     image_size: int = 0
     augment: tuple[str, ...] = ()
     crop_scale: tuple[float, ...] = (0.2, 1.0)
@@ -264,7 +265,9 @@ def load_splits(data: DataConfig) -> Splits:
 
     if data.name == IN_MEMORY:
         raise ConfigError("this run was trained on data given in memory; pass the same data again (data=...)")
-    keys = {k: getattr(data, k) for k in ("inputs", "labels", "memmap", "image_size") if getattr(data, k)}
+    keys = {k: getattr(data, k) for k in ("inputs", "labels", "image_size") if getattr(data, k)}
+    if data.memmap is not None:
+        keys["memmap"] = data.memmap
     graph = {"graph_task": data.graph_task, "edge_split": tuple(data.edge_split), "row_normalize": data.row_normalize}
     splits = load_data(data.name, root=data.root, seed=data.split_seed, val_fraction=data.val_fraction,
                        test_fraction=data.test_fraction, graph=graph, **keys)
@@ -294,7 +297,7 @@ def splits_of(data: Any, config: DataConfig) -> Splits:
         x, y = data if isinstance(data, tuple) else (data, None)
         x, y = (np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v) if v is not None else None
                 for v in (x, y))
-        data = as_dataset(x, y, IN_MEMORY, "the array passed as data")
+        data = as_dataset(x, y, IN_MEMORY, "the array passed as data", owned=False)
     if isinstance(data, MapSource):
         splits = random_split(data, config.val_fraction, config.test_fraction, config.split_seed)
         return splits.with_val_in_train() if config.train_on_val else splits

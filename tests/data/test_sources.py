@@ -13,6 +13,7 @@ from safetensors.torch import save_file as save_torch_file
 from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, TensorDataset
 
 from aekit.data import Batch, MapSource, MemmapDataset, StreamingSource, batched, formats, load_data, sources
+from aekit.data.base import random_split
 from aekit.errors import DataError
 
 # ---------------------------------------------------------------------------------------------------------
@@ -207,6 +208,55 @@ def test_load_data_memmap_splits_like_the_in_memory_load(tmp_path, rng):
     merged = mapped.with_val_in_train()
     _same(merged.train.inputs(), torch.cat([loaded.train.inputs(), loaded.val.inputs()]))
     assert len(merged.val) == 0 and merged.test is mapped.test
+
+
+def test_a_file_read_into_memory_is_split_into_views_of_its_one_array(tmp_path, rng):
+    x = rng.random((101, 3)).astype(np.float32)
+    x[:, 0] = np.arange(101)  # each row names itself
+    np.save(tmp_path / "t.npy", x)
+    splits = load_data(str(tmp_path / "t.npy"), seed=2, val_fraction=0.2, test_fraction=0.1)
+    buffer, start = splits.train.x.untyped_storage().data_ptr(), splits.train.x.data_ptr()
+    for part in (splits.train, splits.val, splits.test):
+        assert part.x.untyped_storage().data_ptr() == buffer and part.x.data_ptr() == start  # one after the other
+        start += part.x.numel() * 4
+        ids = part.x[:, 0].long()
+        assert torch.equal(part.x, torch.from_numpy(x)[ids]) and bool((ids.diff() > 0).all())  # file order
+    assert sorted(torch.cat([p.x[:, 0] for p in (splits.train, splits.val, splits.test)]).tolist()) == list(range(101))
+    # the same split as copies of a caller's array, which is left as it was
+    given = x.copy()
+    copies = random_split(formats.as_dataset(given, None, "t", "given", owned=False), 0.2, 0.1, 2)
+    assert np.array_equal(given, x)
+    for view, copy in zip((splits.train, splits.val, splits.test), (copies.train, copies.val, copies.test), strict=True):
+        _same(view.x, copy.x)
+
+
+def test_partition_moves_rows_chunk_by_chunk_and_only_an_owned_array(rng):
+    x = torch.arange(40, dtype=torch.float32).reshape(20, 2)
+    parts = [torch.tensor([1, 2, 5, 6, 7, 11, 12, 13, 19]), torch.tensor([0, 3, 4, 8, 9]),
+             torch.tensor([10, 14, 15, 16, 17, 18])]
+    owned = sources.Dataset(x.clone(), torch.arange(20), "d", owned=True)
+    views = owned.partition(parts, ["a", "b", "c"], chunk_bytes=8 * 2)  # two rows a chunk
+    for view, index in zip(views, parts, strict=True):
+        assert torch.equal(view.x, x[index]) and torch.equal(view.y, index)
+    assert not owned.owned  # used up
+    with pytest.raises(DataError, match="only a dataset read from a file owns"):
+        sources.Dataset(x, None, "d").partition(parts, ["a", "b", "c"])
+
+
+def test_a_npy_too_large_for_memory_is_read_from_disk_saying_so(tmp_path, rng, monkeypatch):
+    from aekit.data import registry
+
+    np.save(tmp_path / "big.npy", rng.random((40, 3)).astype(np.float32))
+    assert not isinstance(load_data(str(tmp_path / "big.npy")).train, MemmapDataset)
+    monkeypatch.setattr(registry, "available_memory", lambda: 4 * 400)  # the file (600 bytes) is over a quarter
+    splits = load_data(str(tmp_path / "big.npy"))
+    assert isinstance(splits.train, MemmapDataset)
+    assert splits.notes == ["big.npy: 0.0 GiB, over a quarter of the 0.0 GiB of memory available: its rows are read "
+                            "from disk as batches ask for them (memmap=false reads it into memory)"]
+    kept = load_data(str(tmp_path / "big.npy"), memmap=False)
+    assert not isinstance(kept.train, MemmapDataset) and kept.notes == []
+    np.savez(tmp_path / "big.npz", x=np.ones((40, 3)))  # a .npz cannot be read in place: into memory, no note
+    assert not isinstance(load_data(str(tmp_path / "big.npz")).train, MemmapDataset)
 
 
 def test_load_data_reads_safetensors_in_place_or_into_memory(tmp_path, rng):

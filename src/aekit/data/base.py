@@ -106,12 +106,16 @@ class Dataset:
     numbers, or an integer type (int8, int16, int32, int64, uint16) for token ids and codes.
     y: ``[N]`` int64 class labels, or None where the data has none.
     classes: the name of each class id (label ``k`` is ``classes[k]``), where the data names its classes.
+    owned: x was read for this dataset alone (from a file), so a split may rearrange it in place and hand out
+    views of it (:meth:`partition`) instead of copies; False for an array a caller passed, which is never
+    changed.
     """
 
     x: torch.Tensor
     y: torch.Tensor | None
     name: str
     classes: tuple[str, ...] | None = None
+    owned: bool = field(default=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.y is not None and len(self.y) != len(self.x):
@@ -166,6 +170,36 @@ class Dataset:
         y = None if self.y is None else self.y[index]
         return Dataset(self.x[index], y, name or self.name, self.classes)
 
+    def partition(self, indices: list[torch.Tensor], names: list[str],
+                  chunk_bytes: int = 64 * 2**20) -> list[Dataset]:
+        """The examples at each of ``indices`` (disjoint, each sorted, together every example) as datasets that are
+        views of this one's array, which is rearranged in place into them, one after the other: at most one copy
+        of the data is held (plus the parts after the first, copied out while the first is moved up). Only for
+        an ``owned`` dataset, which is used up."""
+        if not self.owned:
+            raise DataError(f"{self.name}: partition rearranges the array in place, which only a dataset read "
+                            "from a file owns; take subset() of each part instead")
+        first, *rest = (torch.as_tensor(index, dtype=torch.long) for index in indices)
+        copies = [self.x[index] for index in rest]  # copied out before the first part overwrites their rows
+        row_bytes = max(1, self.x[:1].numel() * self.x.element_size())
+        step = max(1, chunk_bytes // row_bytes)
+        for start in range(0, len(first), step):  # row first[k] >= k: each chunk is read before any write reaches it
+            chunk = first[start:start + step]
+            self.x[start:start + len(chunk)] = self.x[chunk]
+        start = len(first)
+        for copy in copies:
+            self.x[start:start + len(copy)] = copy
+            start += len(copy)
+        del copies
+        parts, start = [], 0
+        for index, name in zip([first, *rest], names, strict=True):
+            rows = slice(start, start + len(index))
+            y = None if self.y is None else self.y[index]
+            parts.append(Dataset(self.x[rows], y, name, self.classes))
+            start += len(index)
+        self.owned = False
+        return parts
+
     def concat(self, other: Dataset, name: str | None = None) -> Dataset:
         """This dataset's examples followed by ``other``'s."""
         y = None if self.y is None or other.y is None else torch.cat([self.y, other.y])
@@ -215,6 +249,9 @@ def random_split(data: MapSource, val_fraction: float, test_fraction: float, see
         )
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     test_idx, val_idx, train_idx = perm[:n_test], perm[n_test : n_test + n_val], perm[n_test + n_val :]
+    if isinstance(data, Dataset) and data.owned:  # read from a file: the parts are views of its one array
+        return Splits(*data.partition([train_idx.sort().values, val_idx.sort().values, test_idx.sort().values],
+                                      [f"{data.name}/{part}" for part in ("train", "val", "test")]))
     return Splits(
         train=data.subset(train_idx.sort().values, f"{data.name}/train"),
         val=data.subset(val_idx.sort().values, f"{data.name}/val"),

@@ -137,8 +137,11 @@ def _tensor(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(a if a.flags.writeable else a.copy())
 
 
-def as_dataset(x: np.ndarray, y: np.ndarray | None, name: str, source: PathLike, classes: Classes = None) -> Dataset:
-    """A :class:`Dataset` from numpy arrays read from ``source`` (named in errors), ``classes`` naming the labels.
+def as_dataset(x: np.ndarray, y: np.ndarray | None, name: str, source: PathLike, classes: Classes = None, *,
+               owned: bool = True) -> Dataset:
+    """A :class:`Dataset` from numpy arrays read from ``source`` (named in errors), ``classes`` naming the labels;
+    ``owned``: x was read for it alone (False for a caller's array, which a split then copies rather than
+    rearranges).
 
     Images become ``[N, C, H, W]`` (``[N, H, W]`` gains a channel, ``[N, H, W, C]`` is transposed when its
     last axis holds 1, 3 or 4 channels and its second does not); tables stay ``[N, D]``. ``uint8`` stays
@@ -154,7 +157,7 @@ def as_dataset(x: np.ndarray, y: np.ndarray | None, name: str, source: PathLike,
         raise DataError(f"{source}: example {bad[0]} holds NaN or Inf (at {bad}); clean or drop it first")
     labels = None if y is None else _tensor(as_labels(y, len(x), source))
     try:
-        return Dataset(_tensor(x), labels, name, classes)
+        return Dataset(_tensor(x), labels, name, classes, owned=owned)
     except DataError as err:  # name the file rather than the part
         raise DataError(f"{source}: {str(err).split(': ', 1)[1]}") from None
 

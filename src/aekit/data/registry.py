@@ -71,7 +71,7 @@ def load_data(
     test_fraction: float = 0.1,
     inputs: str | None = None,
     labels: str | PathLike | None = None,
-    memmap: bool = False,
+    memmap: bool | None = None,
     image_size: int = 0,
     graph: dict | None = None,
 ) -> Splits:
@@ -85,6 +85,8 @@ def load_data(
     are chosen by their names instead, ``Splits.notes`` says which were taken.
     memmap: read a ``.npy`` file or safetensors shards row by row as batches ask for them instead of into
     memory (:class:`~aekit.data.sources.MemmapDataset`); the split is then a set of views, nothing is copied.
+    None (the default): so where the file is larger than a quarter of the memory available (``Splits.notes``
+    says so), else into memory, where the split rearranges the one array read rather than copying it.
     image_size: read a folder of images as batches ask for them, each resized and centre-cropped to
     ``image_size`` square (:class:`~aekit.data.images.ImageFolderSource`; any sizes in the folder).
     """
@@ -114,8 +116,12 @@ def load_data(
                 raise DataError(f"{path}: image_size={image_size} reads a folder of images, but this is "
                                 f"{detect_format(path)}; drop image_size")
             parts = {"all": ImageFolderSource(path, image_size)}
-        elif memmap:
+        elif memmap or (memmap is None and _too_large_for_memory(path)):
             parts = {"all": _memmap_source(path, inputs, labels)}
+            if not memmap:
+                notes.append(f"{path.name}: {path.stat().st_size / 2**30:.1f} GiB, over a quarter of the "
+                             f"{available_memory() / 2**30:.1f} GiB of memory available: its rows are read from "
+                             "disk as batches ask for them (memmap=false reads it into memory)")
         else:
             parts, notes = _read_path(path, inputs, labels)
         name = Path(path.name.removesuffix(".gz")).stem
@@ -173,6 +179,27 @@ def _read_path(path: Path, inputs: str | None, labels: str | PathLike | None) ->
     notes = [f"{path.name}: labels from its column {column!r}, the other columns are the inputs (rename the column "
              "to train on it as an input)"] if column else []
     return LOADERS[kind](path), notes
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation (MemAvailable on Linux; free pages elsewhere)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def _too_large_for_memory(path: Path) -> bool:
+    """A ``.npy`` file or safetensors shards that would fill more than a quarter of the memory available."""
+    if path.is_dir() or formats._is_gzip(path):
+        return False
+    kind = detect_format(path)
+    is_npy = kind == "numpy" and not formats.read_head(path, 4).startswith(b"PK")
+    return (is_npy or kind == "safetensors") and path.stat().st_size > available_memory() / 4
 
 
 def _memmap_source(path: Path, inputs: str | None, labels: str | PathLike | None) -> MemmapDataset:

@@ -379,7 +379,8 @@ class MemmapDataset:
 
     def in_memory(self) -> Dataset:
         """Every example read into an in-memory :class:`Dataset` (for data that fits in memory)."""
-        return Dataset(self._read_stored(*self._positions_and_rows(None)), self.y, self.name, self.classes)
+        return Dataset(self._read_stored(*self._positions_and_rows(None)), self.y, self.name, self.classes,
+                       owned=True)
 
     # -- reading ---------------------------------------------------------------------------------------------
 
