@@ -73,9 +73,9 @@ def test_a_table_with_a_label_column_is_scored_per_row(tmp_path, capsys):
 
 @pytest.mark.parametrize("content,args,fragment", [
     ("a,b\n1,2\n3,\n4,5\n", [], "NaN, Inf or empty values in column(s) b"),
-    ("a,b\n1,2\n3,x\n", [], "column 'b', data row 2: 'x' is not a number"),
+    ("a,b\n1,2\n3,x\n", [], "line 3, column 'b': 'x' is not a number"),
     ("timestamp,value\n2020-01-01 00:00:00,1\n2020-01-01 00:00:00,2\n", ["--strict"],
-     "data row 2 (2020-01-01 00:00:00) repeats"),
+     "line 3 (2020-01-01 00:00:00) repeats"),
     ("timestamp,value\n2020-01-02,1\n2020-01-01,2\n", ["--strict"], "is earlier than the one before"),
     ("timestamp,value\n2020-01-01,1\n2020-01-02,2\n2020-01-03,3\n", ["--window", "8"],
      "fewer than the window of 8"),
@@ -91,15 +91,35 @@ def test_bad_input_is_a_one_line_error(tmp_path, capsys, content, args, fragment
     assert not (tmp_path / "run" / "scores.csv").exists()
 
 
+def test_text_labels_are_read_as_train_reads_them_and_rows_are_named_by_their_line(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3))
+    words = np.where(np.arange(200) < 10, "Anomaly", "normal")
+    (tmp_path / "t.csv").write_text("a,b,c,label\n" + "".join(
+        f"{r[0]:.3f},{r[1]:.3f},{r[2]:.3f},{w}\n" for r, w in zip(x, words, strict=True)))
+    data = read_detection_data(tmp_path / "t.csv")
+    assert data.labels.sum() == 10 and data.labels[:10].all() and data.columns == ["a", "b", "c"]
+    assert data.notes[0] == ("labels from column 'label' ('Anomaly' as 1, 'normal' as 0), not a feature "
+                             "(--label-column names another)")
+    (tmp_path / "bad.csv").write_text("a,label\n1,cat\n2,normal\n3,dog\n")
+    result = aekit_here(capsys, "detect", tmp_path / "bad.csv", "--out", tmp_path / "run", *FAST)
+    assert_clean_error(result, "column 'label' holds 'cat', 'dog', which are not 0/1 labels; write 1 (or anomaly")
+    # a bad cell: train and detect name the same line of the file
+    (tmp_path / "x.csv").write_text("a,b\n1,2\n\n3,x\n4,5\n")
+    for command in (["train", "ae", "--data"], ["detect"]):
+        result = aekit_here(capsys, *command, tmp_path / "x.csv", "--out", tmp_path / "run2", *FAST)
+        assert result.returncode != 0 and "line 4, column 'b'" in result.stderr, result.stderr
+
+
 def test_a_series_whose_time_steps_back_is_scored_in_file_order_after_a_note(tmp_path, capsys):
     """As NAB scores its own realKnownCause/machine_temperature_system_failure.csv, whose timestamps step back."""
     write_series(tmp_path / "s.csv", n=200)
     lines = (tmp_path / "s.csv").read_text().splitlines()
-    lines[101], lines[102] = lines[102], lines[101]  # data rows 101 and 102 swapped: row 102 is earlier
+    lines[101], lines[102] = lines[102], lines[101]  # lines 102 and 103 swapped: line 103 is earlier
     (tmp_path / "s.csv").write_text("\n".join(lines) + "\n")
     result = aekit_here(capsys, "detect", tmp_path / "s.csv", "--out", tmp_path / "run", "--window", "8", *FAST)
     assert result.returncode == 0, result.stderr
-    assert "data row 102" in result.stderr and "is earlier than the one before" in result.stderr
+    assert "line 103 (" in result.stderr and "is earlier than the one before" in result.stderr
     assert "scored in file order, as NAB does (--strict refuses such a file)" in result.stderr
     assert len((tmp_path / "run" / "scores.csv").read_text().splitlines()) == 201  # every row scored
 

@@ -354,7 +354,8 @@ def _add_detect_parser(sub) -> None:
                    help="train on the first share of the rows (default: a series 0.15, a table all rows)")
     p.add_argument("--contamination", type=float, default=0.01, help="share above the threshold, in (0, 0.5]")
     p.add_argument("--labels", help="a NAB-style JSON of anomaly windows for a series")
-    p.add_argument("--label-column", default="label", help="the CSV column of 0/1 labels, if any")
+    p.add_argument("--label-column", default="label", help=
+                   "the CSV column of 0/1 labels (or normal/anomaly, no/yes, false/true), if any")
     p.add_argument("--normal-class", help="one-class protocol: train on this class (number or name) of DATA's "
                                           "training images, score all its test images, the other classes anomalous")
     p.add_argument("--no-explain", action="store_true",

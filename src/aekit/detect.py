@@ -8,12 +8,13 @@
 
 **Input.** A CSV with a header, or an ``.npz`` with ``X`` (and ``y``). A CSV whose first column is named
 ``timestamp`` (or ``time``, ``date``, ``datetime``) is a series: its rows must be in time order without repeats,
-and its other columns are the values (one or several). Any other CSV or npz is a table. A column named
-``label`` (``--label-column``) holds 0/1 labels and is not a feature; for a series, ``--labels`` may instead name
-a NAB-style JSON of anomaly windows ``{"<file name>": [["start", "end"], ...]}`` (the entry whose key ends with
-the file's name), whose rows in a window are labelled 1. An npz whose ``X`` is ``[N, H, W]``, ``[N, C, H, W]`` or
-``[N, H, W, C]`` holds images (8-bit pixels scaled by 1/255). With ``--normal-class`` the data is a labelled image
-set (``mnist``, ``cifar10``, a path) split by the one-class protocol (:func:`aekit.data.one_class_split`).
+and its other columns are the values (one or several). Any other CSV or npz is a table. A column named ``label``
+(``--label-column``) holds 0/1 labels (or words: normal/anomaly, no/yes, false/true) and is not a feature; for a
+series, ``--labels`` may instead name a NAB-style JSON of anomaly windows ``{"<file name>": [["start", "end"],
+...]}`` (the entry whose key ends with the file's name), whose rows in a window are labelled 1. An npz whose ``X``
+is ``[N, H, W]``, ``[N, C, H, W]`` or ``[N, H, W, C]`` holds images (8-bit pixels scaled by 1/255). With
+``--normal-class`` the data is a labelled image set (``mnist``, ``cifar10``, a path) split by the one-class
+protocol (:func:`aekit.data.one_class_split`).
 
 **Model.** A table trains an :class:`aekit.sklearn.AutoencoderDetector` on its rows (all of them, the
 unsupervised protocol, unless ``--train-fraction`` keeps the first share); a series trains a
@@ -91,61 +92,96 @@ def read_detection_data(path: str | os.PathLike, label_column: str = "label", st
         d.notes.append(f"scored array X {'x'.join(map(str, d.values.shape))}"
                        + (", with y as the 0/1 labels" if d.labels is not None else " (no y: no labels)"))
         return d
-    header, rows = _read_csv(path)
+    header, rows, lines = _read_csv(path)
     series = header[0].strip().lower() in TIME_COLUMNS
-    labels = None
+    labels, notes = None, []
     if label_column in header:
-        index = header.index(label_column)
-        labels = _numbers([row[index] for row in rows], label_column, path)
-        if not np.isin(labels, (0, 1)).all():
-            raise DataError(f"{path}: column {label_column!r} holds values other than 0 and 1; labels are 0/1")
+        labels, how = _labels([row[header.index(label_column)] for row in rows], label_column, path, lines)
+        notes.append(f"labels from column {label_column!r}{how}, not a feature (--label-column names another)")
     skip = {0} if series else set()
     if labels is not None:
         skip.add(header.index(label_column))
     columns = [name for i, name in enumerate(header) if i not in skip]
     if not columns:
         raise DataError(f"{path}: no value columns besides {', '.join(header[i] for i in sorted(skip))}")
-    values = np.stack([_numbers([row[i] for row in rows], header[i], path) for i in range(len(header))
+    values = np.stack([_numbers([row[i] for row in rows], header[i], path, lines) for i in range(len(header))
                        if i not in skip], 1)
-    timestamps = _timestamps([row[0] for row in rows], path, strict) if series else None
-    return _checked(values, columns, labels, path.name, timestamps)
+    timestamps = _timestamps([row[0] for row in rows], path, strict, lines) if series else None
+    d = _checked(values, columns, labels, path.name, timestamps)
+    d.notes[:0] = notes
+    return d
 
 
-def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+def _read_csv(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
+    """The header, the rows and each row's line in the file (the header's is 1; blank lines are skipped), by
+    which errors name a row, as ``aekit train`` does."""
     try:
         with open(path, newline="") as f:
-            table = [row for row in csv.reader(f) if row]
+            reader = csv.reader(f)
+            table = [(reader.line_num, row) for row in reader if row]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{path}: not a readable CSV ({exc})") from None
     if len(table) < 2:
         raise DataError(f"{path}: needs a header row and at least one data row")
-    header = [name.strip() for name in table[0]]
-    for number, row in enumerate(table[1:], start=2):
+    header = [name.strip() for name in table[0][1]]
+    for line, row in table[1:]:
         if len(row) != len(header):
-            raise DataError(f"{path}: line {number} has {len(row)} fields, the header {len(header)}")
-    return header, table[1:]
+            raise DataError(f"{path}: line {line} has {len(row)} fields, the header {len(header)}; fix that line")
+    return header, [row for _, row in table[1:]], [line for line, _ in table[1:]]
 
 
-def _numbers(texts: list[str], column: str, path: Path) -> np.ndarray:
+def _numbers(texts: list[str], column: str, path: Path, lines: list[int]) -> np.ndarray:
     out = np.empty(len(texts))
     for i, text in enumerate(texts):
         try:
             out[i] = float(text) if text.strip() else np.nan
         except ValueError:
-            raise DataError(f"{path}: column {column!r}, data row {i + 1}: {text!r} is not a number") from None
+            raise DataError(f"{path}: line {lines[i]}, column {column!r}: {text!r} is not a number") from None
     return out
 
 
-def _timestamps(texts: list[str], path: Path, strict: bool = False) -> np.ndarray:
+NORMAL_WORDS = ("normal", "inlier", "nominal", "benign", "negative", "no", "false", "n", "0")
+ANOMALOUS_WORDS = ("anomaly", "anomalous", "abnormal", "outlier", "attack", "malicious", "fraud", "positive", "yes",
+                   "true", "y", "1")
+
+
+def _labels(texts: list[str], column: str, path: Path, lines: list[int]) -> tuple[np.ndarray, str]:
+    """0/1 labels from numbers (0 and 1) or from words that name normal and anomalous rows (normal/anomaly,
+    no/yes, false/true, ...), and how words were read ('' for numbers)."""
+    words = [text.strip().lower() for text in texts]
+    empty = next((i for i, w in enumerate(words) if not w), None)
+    if empty is not None:
+        raise DataError(f"{path}: line {lines[empty]}, column {column!r} is empty; give every row a label")
+    try:
+        labels = np.array([float(w) for w in words])
+    except ValueError:
+        pass
+    else:
+        if not np.isin(labels, (0, 1)).all():
+            raise DataError(f"{path}: column {column!r} holds values other than 0 and 1; labels are 0/1")
+        return labels, ""
+    if all(w in NORMAL_WORDS or w in ANOMALOUS_WORDS for w in words):
+        found = sorted({text.strip() for text in texts})
+        how = ", ".join(f"{t!r} as {int(t.lower() in ANOMALOUS_WORDS)}" for t in found)
+        return np.array([w in ANOMALOUS_WORDS for w in words], dtype=float), f" ({how})"
+    other = sorted({t.strip() for t, w in zip(texts, words, strict=True)
+                    if w not in NORMAL_WORDS and w not in ANOMALOUS_WORDS})
+    shown = ", ".join(map(repr, other[:5])) + (f" and {len(other) - 5} more" if len(other) > 5 else "")
+    raise DataError(f"{path}: column {column!r} holds {shown}, which are not 0/1 labels; write 1 (or anomaly, "
+                    "yes, true) for anomalous rows and 0 (or normal, no, false) for the others, or name another "
+                    "column with --label-column")
+
+
+def _timestamps(texts: list[str], path: Path, strict: bool, lines: list[int]) -> np.ndarray:
     from aekit.data.nab import parse_timestamps
 
-    stamps = parse_timestamps([t.strip() for t in texts], f"{path}: timestamp")
+    stamps = parse_timestamps([t.strip() for t in texts], f"{path}: the timestamp of line", lines)
     steps = np.diff(stamps)
     backwards = np.flatnonzero(steps <= np.timedelta64(0))
     if len(backwards):
         i = int(backwards[0]) + 1
         what = "repeats" if stamps[i] == stamps[i - 1] else "is earlier than"
-        first = f"the timestamp of data row {i + 1} ({texts[i].strip()}) {what} the one before"
+        first = f"the timestamp of line {lines[i]} ({texts[i].strip()}) {what} the one before"
         if strict:
             raise DataError(f"{path}: {first}; sort the rows by time and drop repeated ones (or leave out --strict "
                             "to score them in file order)")

@@ -124,8 +124,9 @@ class DataConfig:
     ``inputs``/``labels``: which arrays of an ``.npz`` (or tensors of a safetensors file) are the inputs and the
     labels (``labels`` beside a ``.npy``: the path of its labels ``.npy``); ``memmap``: read a ``.npy`` or
     safetensors data set from disk batch by batch instead of into memory (``true``), into memory (``false``), or
-    (unset) from disk where the file is over a quarter of the memory available, saying so; ``image_size > 0``: read a folder of
-    images batch by batch, each resized (shorter side) and centre-cropped to ``image_size`` square.
+    (unset) from disk where the file is over a quarter of the memory available, saying so; ``image_size > 0``:
+    read a folder of images batch by batch, each resized (shorter side) and centre-cropped to ``image_size``
+    square.
 
     ``augment``: the training batches' augmentations, ``crop`` (random resized crop of area share in
     ``crop_scale``) and ``flip`` (left-right, probability 1/2), MAE's pre-training pair; validation and test

@@ -374,11 +374,11 @@ def test_csv_text_classes_are_numbered_in_sorted_order_and_named(tmp_path):
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ("a,b\n1,2\n3,x\n", r"row 3, column 'b' holds 'x', not a number"),
-        ("1,2\n3,\n", r"row 2, column 2 is empty"),
-        ("a,b\n1,nan\n", r"row 2, column 'b' holds 'nan'"),
-        ("a,b\n1,2\n3\n", r"row 3 has 1 columns, expected 2"),
-        ("a,b,y\n1,2,0\n3,4,\n", r"row 3, column 'y' is empty"),
+        ("a,b\n1,2\n3,x\n", r"line 3, column 'b' holds 'x', not a number"),
+        ("1,2\n3,\n", r"line 2, column 2 is empty"),
+        ("a,b\n1,nan\n", r"line 2, column 'b' holds 'nan'"),
+        ("a,b\n1,2\n3\n", r"line 3 has 1 columns, expected 2"),
+        ("a,b,y\n1,2,0\n3,4,\n", r"line 3, column 'y' is empty"),
         ("a,b\n", r"holds a header but no rows"),
     ],
 )

@@ -547,11 +547,11 @@ def _parse_column_cells(cells: np.ndarray, rows: list[int], columns: list[str], 
     except ValueError:
         i, j = next((i, j) for i, j in np.ndindex(cells.shape) if not _is_number(cells[i, j]))
         what = "is empty" if not cells[i, j].strip() else f"holds {str(cells[i, j])!r}, not a number"
-        raise DataError(f"{path}: row {rows[i]}, column {columns[j]} {what}; fill in numbers") from None
+        raise DataError(f"{path}: line {rows[i]}, column {columns[j]} {what}; fill in numbers") from None
     bad = first_nonfinite(values)
     if bad is not None:
         (i, j), cell = bad, str(cells[bad])
-        raise DataError(f"{path}: row {rows[i]}, column {columns[j]} holds {cell!r}; fill in a number")
+        raise DataError(f"{path}: line {rows[i]}, column {columns[j]} holds {cell!r}; fill in a number")
     return values
 
 
@@ -588,7 +588,7 @@ def read_csv(path: PathLike) -> tuple[np.ndarray, np.ndarray | None, Classes]:
     width = len(header) if header else len(numbered[0][1])
     for line, row in numbered:
         if len(row) != width:
-            raise DataError(f"{path}: row {line} has {len(row)} columns, expected {width}; fix that row")
+            raise DataError(f"{path}: line {line} has {len(row)} columns, expected {width}; fix that line")
     if not numbered:
         raise DataError(f"{path}: holds a header but no rows; pass a CSV table with one example a row")
     rows = [line for line, _ in numbered]
@@ -605,7 +605,7 @@ def read_csv(path: PathLike) -> tuple[np.ndarray, np.ndarray | None, Classes]:
         return x.astype(np.float32), y, None
     empty = np.flatnonzero(label_cells == "")
     if len(empty):
-        raise DataError(f"{path}: row {rows[empty[0]]}, column {columns[label]} is empty; give a label")
+        raise DataError(f"{path}: line {rows[empty[0]]}, column {columns[label]} is empty; give a label")
     names, y = np.unique(label_cells, return_inverse=True)
     return x.astype(np.float32), y, tuple(names.tolist())
 

@@ -38,9 +38,9 @@ class NABFile:
     windows: tuple[tuple[int, int], ...]
 
 
-def parse_timestamps(strings: list[str], where: str) -> np.ndarray:
+def parse_timestamps(strings: list[str], where: str, numbers: list[int] | None = None) -> np.ndarray:
     """ISO timestamps (``2014-04-01 00:00:00``) as ``datetime64[us]``; one that does not parse is an error naming
-    ``where`` and its position."""
+    ``where`` and its position (its entry of ``numbers``, such as its line in a file, where given)."""
     try:
         return np.array(strings, dtype="datetime64[us]")
     except ValueError:
@@ -48,7 +48,8 @@ def parse_timestamps(strings: list[str], where: str) -> np.ndarray:
             try:
                 np.datetime64(text, "us")
             except ValueError:
-                raise DataError(f"{where} {k}: {text!r} is not a timestamp (YYYY-MM-DD HH:MM:SS)") from None
+                raise DataError(f"{where} {k if numbers is None else numbers[k]}: {text!r} is not a timestamp "
+                                "(YYYY-MM-DD HH:MM:SS)") from None
         raise
 
 
