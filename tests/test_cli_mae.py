@@ -26,15 +26,17 @@ def test_train_writes_masked_metrics_and_figure(mae_run):
     assert "masked.png" in (mae_run / "report.html").read_text()
 
 
-def test_convert_to_vitmae_and_back_keeps_the_predictions(tmp_path, capsys):
+@pytest.mark.parametrize("pos_order", ["hw", "wh"])
+def test_convert_to_vitmae_and_back_keeps_the_predictions(tmp_path, capsys, pos_order):
     from aekit import cli
 
     run = tmp_path / "run"
     assert cli.main(["train", "mae", "--data", "digits", "--out", str(run), "--steps", "3", "--no-eval",
-                     "pos_order=wh", "patch_size=4", "width=16", "depth=1", "heads=2", "decoder_width=8",
+                     f"pos_order={pos_order}", "patch_size=4", "width=16", "depth=1", "heads=2", "decoder_width=8",
                      "decoder_depth=1", "decoder_heads=2"]) == 0
     result = aekit_here(capsys, "convert", run, "--to", "vitmae", "--out", tmp_path / "hf")
     assert result.returncode == 0 and (tmp_path / "hf" / "config.json").is_file()
+    assert ("written in ViTMAE's position layout (wh)" in result.stderr) == (pos_order == "hw")
     result = aekit_here(capsys, "convert", tmp_path / "hf", "--out", tmp_path / "back")
     assert result.returncode == 0
     import aekit

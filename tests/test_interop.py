@@ -8,7 +8,16 @@ from transformers import ViTMAEConfig, ViTMAEForPreTraining
 
 import aekit
 from aekit.errors import ConfigError, DataError
-from aekit.interop import from_vitmae, load_vitmae, load_vitmae_state, save_vitmae, state_from_vitmae, to_vitmae
+from aekit.interop import (
+    from_vitmae,
+    load_vitmae,
+    load_vitmae_state,
+    save_vitmae,
+    state_from_vitmae,
+    to_vitmae,
+    vitmae_config_from_mae,
+    with_position_layout,
+)
 from aekit.nn.vit import sincos_position_embedding
 
 SMALL = dict(image_size=16, patch_size=4, num_channels=3, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
@@ -100,9 +109,9 @@ def test_weights_of_another_configuration_or_unset_tables_are_clear_errors(tmp_p
         to_vitmae(aekit.build_model("mae", data_shape=(3, 16, 16), patch_size=4, width=8, depth=1, heads=2,
                                     decoder_width=8, decoder_depth=1, decoder_heads=2, pos_order="wh",
                                     masker="block"))
-    with pytest.raises(ConfigError, match="pos_order=hw"):
-        to_vitmae(aekit.build_model("mae", data_shape=(3, 16, 16), patch_size=4, width=8, depth=1, heads=2,
-                                    decoder_width=8, decoder_depth=1, decoder_heads=2))
+    with pytest.raises(ConfigError, match=r"pos_order=hw: aekit.interop.with_position_layout\(model, 'wh'\)"):
+        vitmae_config_from_mae(aekit.build_model("mae", data_shape=(3, 16, 16), patch_size=4, width=8, depth=1,
+                                                 heads=2, decoder_width=8, decoder_depth=1, decoder_heads=2).config)
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "config.json").write_text(json.dumps({"model_type": "bert"}))
     (tmp_path / "other" / "model.safetensors").write_bytes(b"")
@@ -110,3 +119,27 @@ def test_weights_of_another_configuration_or_unset_tables_are_clear_errors(tmp_p
         load_vitmae(tmp_path / "other")
     with pytest.raises(DataError, match="has no config.json"):
         load_vitmae(tmp_path)
+
+
+@pytest.mark.parametrize("grid", [(16, 16), (8, 16)], ids=["square", "oblong"])
+def test_aekits_position_layout_is_the_same_model_in_maes_with_channel_halves_swapped(grid):
+    mae = aekit.build_model("mae", data_shape=(3, *grid), patch_size=4, width=16, depth=2, heads=2, decoder_width=8,
+                            decoder_depth=1, decoder_heads=2).train()
+    assert mae.config.pos_order == "hw"
+    relaid = with_position_layout(mae, "wh")
+    assert relaid.config.pos_order == "wh" and mae.training and relaid.training
+    patches = grid[0] * grid[1] // 16
+    enc_a, enc_b = mae.encoder.pos_embed[0, -patches:], relaid.encoder.pos_embed[0, -patches:]
+    assert torch.allclose(enc_b, torch.cat([enc_a[:, 8:], enc_a[:, :8]], 1))
+    x, noise = torch.rand(3, 3, *grid), torch.rand(3, grid[0] * grid[1] // 16)
+    with torch.no_grad():
+        a, b = mae.eval()(x, noise=noise), relaid.eval()(x, noise=noise)
+        assert torch.allclose(a.pred, b.pred, atol=1e-5) and torch.equal(a.mask, b.mask)
+        latent_a, latent_b = mae.forward_encoder(x, noise)[0], relaid.forward_encoder(x, noise)[0]
+        assert torch.allclose(latent_b, torch.cat([latent_a[..., 8:], latent_a[..., :8]], -1), atol=1e-5)
+    assert with_position_layout(relaid, "hw").state_dict().keys() == mae.state_dict().keys()
+    back = with_position_layout(relaid, "hw")
+    assert all(torch.allclose(v, mae.state_dict()[k]) for k, v in back.state_dict().items())
+    if grid[0] == grid[1]:  # ViTMAE takes square images: it gives the same predictions as the hw model
+        with torch.no_grad():
+            assert torch.allclose(to_vitmae(mae)(pixel_values=x, noise=noise).logits, a.pred, atol=1e-5)

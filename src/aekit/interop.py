@@ -7,11 +7,15 @@ Face model folder (``config.json`` + ``model.safetensors``) and :func:`save_vitm
 
 ViTMAE keeps MAE's position-embedding layout (the column half first), so a converted model has
 ``pos_order="wh"``; its layer norms use ViTMAE's epsilon (1e-12 by default). Both are checked, not assumed.
+A ``mae`` trained with aekit's own layout (``pos_order="hw"``, the default) is written for ViTMAE all the same:
+:func:`with_position_layout` turns it into the same model in MAE's layout (its channels permuted, the outputs
+checked equal), and :func:`save_vitmae` says so in one line.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -56,7 +60,8 @@ def vitmae_config_from_mae(config) -> dict[str, Any]:
     """The ViTMAE config (a dict) of a ``mae`` config; what ViTMAE cannot hold is an error."""
     require(config.class_token, "ViTMAE always has a class token; this mae has class_token=false")
     require(config.pos_order == "wh", "ViTMAE builds MAE's position layout (pos_order=wh); this mae has "
-           f"pos_order={config.pos_order}, whose weights would see shuffled positions there")
+           f"pos_order={config.pos_order}: aekit.interop.with_position_layout(model, 'wh') gives the same model in "
+           "that layout (save_vitmae and aekit convert do so themselves)")
     require(config.masker == "random", f"ViTMAE masks at random only; this mae uses masker={config.masker}")
     c, h, w = config.data_shape
     require(h == w, f"ViTMAE takes square images; this mae takes {h}x{w}")
@@ -161,10 +166,73 @@ def _check_positions(state: dict[str, torch.Tensor], config) -> None:
                             "rebuilds that table, so these weights do not convert")
 
 
+def _channel_dims(key: str) -> dict[int, str] | None:
+    """Which dimensions of mae weight ``key`` run over the encoder's (``"encoder"``) or the decoder's
+    (``"decoder"``) token channels, the residual stream; None for a key this does not know."""
+    part = key.split(".", 1)[0]
+    rules = [
+        (r"^encoder\.cls_token$|^decoder\.mask_token$", {-1: part}),
+        (r"^encoder\.patch_embed\.proj\.(weight|bias)$", {0: "encoder"}),
+        (r"^decoder\.embed\.weight$", {0: "decoder", 1: "encoder"}),
+        (r"^decoder\.embed\.bias$", {0: "decoder"}),
+        (r"^decoder\.pred\.weight$", {1: "decoder"}),
+        (r"^decoder\.pred\.bias$", {}),
+        (r"^(encoder|decoder)\.(blocks\.\d+\.norm[12]|norm)\.(weight|bias)$", {0: part}),
+        (r"^(encoder|decoder)\.blocks\.\d+\.(attn\.qkv|mlp\.0)\.weight$", {1: part}),
+        (r"^(encoder|decoder)\.blocks\.\d+\.(attn\.qkv|mlp\.0)\.bias$", {}),
+        (r"^(encoder|decoder)\.blocks\.\d+\.(attn\.proj|mlp\.2)\.(weight|bias)$", {0: part}),
+    ]
+    return next((dims for pattern, dims in rules if re.match(pattern, key)), None)
+
+
+def with_position_layout(model, order: str = "wh"):
+    """The same ``mae`` with its sine-cosine position tables laid out as ``order`` (``wh``: MAE's and ViTMAE's,
+    the column half first; ``hw``: aekit's default, the row half first).
+
+    The two layouts differ by swapping the two halves of the channels. Swapping them throughout the encoder's and
+    the decoder's token channels (the patch projection, the tokens, every layer norm, the inputs of attention and
+    MLP and the outputs that add back) gives a model that computes the same predictions, loss and mask, whose
+    latent channels are those halves swapped. The outputs on a test batch are checked equal (to 1e-5 of their
+    scale) before it is returned."""
+    import dataclasses
+
+    from aekit.models.mae import MAE
+
+    config = model.config
+    if config.pos_order == order:
+        return model
+    new_config = dataclasses.replace(config, pos_order=order)
+    half = {"encoder": config.width // 2, "decoder": config.decoder_width // 2}
+    swap = {part: torch.cat([torch.arange(h, 2 * h), torch.arange(h)]) for part, h in half.items()}
+    state = {}
+    for key, value in model.state_dict().items():
+        dims = _channel_dims(key)
+        if dims is None:
+            raise DataError(f"{key}: this mae holds a weight the position re-layout does not know; train it with "
+                            f"pos_order={order} to write it in that layout")
+        for dim, part in dims.items():
+            value = value.index_select(dim % value.dim(), swap[part])
+        state[key] = value.clone()
+    relaid = MAE(new_config)
+    relaid.load_state_dict(state)
+    x = torch.rand(2, *config.data_shape, generator=torch.Generator().manual_seed(0))
+    noise = torch.rand(2, math.prod(config.grid), generator=torch.Generator().manual_seed(1))
+    training = model.training
+    with torch.no_grad():
+        before, after = model.eval()(x, noise=noise).pred, relaid.eval()(x, noise=noise).pred
+    model.train(training)
+    relaid.train(training)
+    if not torch.allclose(before, after, atol=1e-5 * (1.0 + before.abs().max().item())):
+        raise DataError(f"re-laying out the positions as pos_order={order} changed the outputs by "
+                        f"{(before - after).abs().max().item():.3g}; train the mae with pos_order={order} instead")
+    return relaid
+
+
 def state_to_vitmae(model) -> dict[str, torch.Tensor]:
     """The weights of ``mae`` model ``model`` as a ViTMAEForPreTraining state dict (position tables included)."""
     from aekit.nn.vit import sincos_position_embedding
 
+    model = with_position_layout(model, "wh")  # ViTMAE's layout; the same model
     config = model.config
     vitmae_config_from_mae(config)  # what ViTMAE cannot hold is an error before any work
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
@@ -209,6 +277,7 @@ def to_vitmae(model):
     """A ``transformers.ViTMAEForPreTraining`` with the weights of aekit ``mae`` model ``model``."""
     from transformers import ViTMAEConfig, ViTMAEForPreTraining
 
+    model = with_position_layout(model, "wh")
     hf = ViTMAEForPreTraining(ViTMAEConfig(**vitmae_config_from_mae(model.config)))
     hf.load_state_dict(state_to_vitmae(model), strict=True)
     return hf.eval()
@@ -233,8 +302,13 @@ def load_vitmae(path: str | os.PathLike) -> Any:
 def save_vitmae(model, path: str | os.PathLike) -> Path:
     """Write ``model`` as a Hugging Face ViTMAE folder that ``ViTMAEForPreTraining.from_pretrained`` loads."""
     from aekit.io import atomic_write_text, save_tensors
+    from aekit.progress import note
 
     path = Path(path)
+    if model.config.pos_order != "wh":
+        note(f"pos_order={model.config.pos_order}: the weights are written in ViTMAE's position layout (wh), the "
+             "same model with the halves of its channels swapped (outputs checked equal)")
+        model = with_position_layout(model, "wh")
     state = state_to_vitmae(model)
     path.mkdir(parents=True, exist_ok=True)
     save_tensors({k: v.contiguous() for k, v in state.items()}, path / "model.safetensors", metadata={"format": "pt"})
