@@ -313,6 +313,22 @@ def splits_of(data: Any, config: DataConfig) -> Splits:
     return Splits(data, empty, empty)
 
 
+def _data_recipe(model: str, model_class: type, data: Any, given: Any, config_file: dict | None
+                 ) -> tuple[dict[str, dict], str | None]:
+    """The model's recipe for the data set (``Model.data_recipes``) and a line saying which it took; nothing for
+    a model without recipes, and no line where a recipe file is given (that file is the recipe)."""
+    from aekit.data.registry import known_dataset
+
+    recipes = getattr(model_class, "data_recipes", {})
+    if not recipes:
+        return {}, None
+    name = None if given is not None else known_dataset(data.name if isinstance(data, DataConfig) else str(data))
+    if name in recipes:
+        return recipes[name], None if config_file else f"{model}: the recipe for {name}"
+    return {}, None if config_file else (f"{model}: no recipe is known for this data; the one for "
+                                         f"{model_class.default_recipe} (known: {', '.join(recipes)})")
+
+
 def resolve_run(model: str, data: str | DataConfig, out: Path | None, resume: bool, config_file: dict | None,
                 overrides: dict[str, Any], given: Any = None) -> tuple[dict[str, Any], Splits | None]:
     """The resolved ``config.json`` of a run (recipe file, then command-line overrides, then the data's shape),
@@ -322,6 +338,7 @@ def resolve_run(model: str, data: str | DataConfig, out: Path | None, resume: bo
 
     if resume and out is None:
         raise ConfigError("resume needs the run directory the run was written to; pass out=...")
+    recipe_notes: list[str] = []
     if resume:
         saved = out / "config.json"
         if not saved.is_file():
@@ -336,7 +353,10 @@ def resolve_run(model: str, data: str | DataConfig, out: Path | None, resume: bo
         model_class = model_entry(model).model_class
         base = {"model": {"name": model}, "data": dict(getattr(model_class, "data_defaults", {})),
                 "train": dict(getattr(model_class, "train_defaults", {}))}  # the model's recipe, then the user's
+        recipe, note = _data_recipe(model, model_class, data, given, config_file)
+        recipe_notes.extend([note] if note else [])
         for section in ("model", "data", "train"):
+            base[section].update(recipe.get(section, {}))
             base[section].update((config_file or {}).get(section, {}))
         base["data"].setdefault("name", data.name if isinstance(data, DataConfig) else data)
         if given is not None:
@@ -366,7 +386,7 @@ def resolve_run(model: str, data: str | DataConfig, out: Path | None, resume: bo
                 raise  # otherwise: checked again below, against the data's shape
         splits = load_splits(data_config) if given is None else splits_of(given, data_config)
         model_values, notes = model_entry(model).model_class.fit_to_data(model_values, splits)
-        for note in [*getattr(splits, "notes", []), *notes]:
+        for note in [*recipe_notes, *getattr(splits, "notes", []), *notes]:
             print(f"aekit: {note}", file=sys.stderr)
     elif given is not None:
         splits = splits_of(given, data_config)

@@ -252,3 +252,81 @@ def test_dense_reconstruction_is_refused_on_a_large_graph_before_training(monkey
         aekit.train("vgae", data="sbm", out=None, recon="dense", progress=False)
     with pytest.raises(DataError, match=r"recon=dense scores all 120\^2"):
         tiny("vgae", recon="dense")(graph_splits(graph, "link").train.batch())
+
+
+def test_the_dense_softplus_sum_and_its_gradient_are_autograd_s_through_every_pair():
+    from aekit.nn.graph import InnerProductDecoder
+
+    z = torch.randn(11, 3, dtype=torch.float64, requires_grad=True)
+    decoder = InnerProductDecoder()
+    assert torch.allclose(decoder.softplus_sum(z, block=4), F.softplus(z @ z.t()).sum())
+    assert torch.autograd.gradcheck(lambda v: decoder.softplus_sum(v, block=4), (z,))
+
+
+def test_recon_auto_is_the_dense_loss_on_a_small_graph_and_sampled_on_a_large_one(graph, monkeypatch):
+    import aekit.models.gae as gae
+
+    b = graph_splits(graph, "link").train.batch()
+    auto, dense = tiny("vgae"), tiny("vgae", recon="dense")
+    dense.load_state_dict(auto.state_dict())
+    eps = torch.randn(graph.num_nodes, 4)
+    assert auto.config.recon == "auto"
+    assert torch.equal(auto(b, eps=eps).terms["recon"], dense(b, eps=eps).terms["recon"])
+    _, notes = gae.GAE.fit_to_data({}, graph_splits(graph, "link"))
+    assert notes == ["recon=auto takes the dense loss over every node pair (Kipf & Welling's): the graph has 120 "
+                     "nodes, at most 5,000; recon=sampled is faster"]
+    monkeypatch.setattr(gae, "DENSE_AUTO", 100)  # now the graph is large: non-edges are drawn
+    sampled = tiny("vgae", recon="sampled")
+    sampled.load_state_dict(auto.state_dict())
+    neg = torch.randint(0, graph.num_nodes, (2, b.pos_edges.shape[1]))
+    recon = [m(b, eps=eps, neg_edges=neg).terms["recon"] for m in (auto, sampled)]
+    assert torch.equal(*recon)
+    _, notes = gae.GAE.fit_to_data({}, graph_splits(graph, "link"))
+    assert "takes the sampled loss (non-edges drawn each step): the graph has 120 nodes, over the 100" in notes[0]
+    assert gae.GAE.fit_to_data({"recon": "sampled"}, graph_splits(graph, "link"))[1] == []  # chosen: no note
+
+
+def _planetoid_folder(folder, name):
+    """A small Planetoid set named ``name`` (the files' prefix), from a generated graph."""
+    import pickle
+
+    import numpy as np
+    import scipy.sparse as sp
+
+    g = stochastic_block_graph(nodes=60, classes=2, features=6, seed=1)
+    x, y = sp.csr_matrix(g.x.numpy()), np.eye(2)[g.y.numpy()]
+    adjacency = {i: [] for i in range(60)}
+    for a, b in g.edge_index.t().tolist():
+        adjacency[a].append(b)
+    test = list(range(40, 60))
+    for key, value in {"x": x[:10], "allx": x[:40], "tx": x[40:], "y": y[:10], "ally": y[:40], "ty": y[40:],
+                       "graph": adjacency}.items():
+        with open(folder / f"ind.{name}.{key}", "wb") as f:
+            pickle.dump(value, f, protocol=2)
+    (folder / f"ind.{name}.test.index").write_text("\n".join(map(str, test)) + "\n")
+    return folder
+
+
+def test_graphmae_takes_the_papers_recipe_for_a_known_graph_and_says_which(tmp_path, capsys):
+    import yaml
+
+    from aekit.models.graphmae import GraphMAE
+    from aekit.run_config import resolve_run
+
+    folder = _planetoid_folder(tmp_path, "citeseer")
+    run, _ = resolve_run("graphmae", str(folder), None, False, None, {"probe_epochs": 20})
+    assert "aekit: graphmae: the recipe for citeseer" in capsys.readouterr().err
+    recipe = GraphMAE.data_recipes["citeseer"]
+    assert run["model"]["heads"] == 2 and run["model"]["gamma"] == 1.0 and run["train"]["steps"] == 300
+    assert run["model"]["probe_epochs"] == 20  # the user's settings stay on top
+    assert all(run["model"][k] == v for k, v in recipe["model"].items() if k != "probe_epochs")
+    run, _ = resolve_run("graphmae", "sbm", None, False, None, {})
+    assert "no recipe is known for this data; the one for cora (known: cora, citeseer, pubmed)" in \
+        capsys.readouterr().err
+    assert run["model"]["heads"] == 4 and run["train"]["steps"] == 1500  # the defaults: Cora's
+    # the recipe files say the same as the table
+    for name in ("citeseer", "pubmed"):
+        path = __import__("pathlib").Path(__file__).parents[2] / "configs" / f"graphmae-{name}.yaml"
+        recipe, written = GraphMAE.data_recipes[name], yaml.safe_load(path.read_text())
+        assert all(written["model"][k] == v for k, v in recipe["model"].items()), name
+        assert all(written["train"][k] == v for k, v in recipe["train"].items()), name

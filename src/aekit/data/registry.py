@@ -133,6 +133,19 @@ def load_data(
 GRAPH_DATASETS = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}  # Planetoid names, in planetoid/
 
 
+def known_dataset(spec: str) -> str | None:
+    """The published data set ``spec`` is, where it is one a recipe may be known for: a registered name, or a
+    Planetoid folder (``ind.<name>.*`` files: its name); None for anything else."""
+    if spec in _REGISTRY:
+        return spec
+    path = Path(str(spec)).expanduser()
+    if path.is_dir():
+        found = sorted(path.glob("ind.*.graph"))
+        if found:
+            return found[0].name.split(".")[1].lower()
+    return None
+
+
 def _read_graph(spec: str, root: PathLike | None):
     """The graph ``spec`` names (a Planetoid name, ``sbm``, a folder of Planetoid files, a folder holding
     ``edges.{csv,npy}`` and ``features.{csv,npy}`` (and ``labels.*``), a graph ``.npz`` holding ``edge_index`` and

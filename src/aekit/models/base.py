@@ -139,6 +139,10 @@ class Model(nn.Module):
     data_kind = "array"  # what it trains on: arrays of examples, or one ``graph`` (:mod:`aekit.data.graphs`)
     data_defaults: ClassVar[dict[str, Any]] = {}  # data settings of the model's recipe (under the user's)
     train_defaults: ClassVar[dict[str, Any]] = {}  # training settings of the model's recipe (under the user's)
+    # Recipes by known data set (``aekit.data.known_dataset``): name -> {"model": {...}, "train": {...}}, taken over
+    # the defaults above and under the user's settings; ``default_recipe`` names the set the defaults are for.
+    data_recipes: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
+    default_recipe: ClassVar[str] = ""
 
     def __init__(self, config, name: str) -> None:
         super().__init__()

@@ -6,13 +6,16 @@ deterministic one for GAE, the Gaussian posterior q(z_i | X, A) = N(mu_i, diag s
 inner-product decoder scores each pair, p(A_ij = 1 | Z) = sigmoid(z_i . z_j). The reconstruction term is the
 cross-entropy of the adjacency:
 
-- ``recon=sampled`` (the default, PyTorch Geometric's): the mean over the training edges plus the mean over as
-  many non-edges drawn each step (``neg_ratio`` per edge), O(|E|);
 - ``recon=dense`` (Kipf & Welling's reference code): over every pair of A + I, the edges weighted by
-  ``pos_weight = (N^2 - |E|) / |E|`` and the mean scaled by ``N^2 / (2 (N^2 - |E|))``, O(N^2).
+  ``pos_weight = (N^2 - |E|) / |E|`` and the mean scaled by ``N^2 / (2 (N^2 - |E|))``, O(N^2) time (the N x N
+  logits are computed in blocks of rows and never held);
+- ``recon=sampled`` (PyTorch Geometric's): the mean over the training edges plus the mean over as many
+  non-edges drawn each step (``neg_ratio`` per edge), O(|E|);
+- ``recon=auto`` (the default): ``dense`` on a graph of at most :data:`DENSE_AUTO` nodes, ``sampled`` on a larger
+  one; ``aekit train`` says which in one line.
 
-Both reproduce the paper's Cora figures within a point (``benchmarks/RESULTS.md``, section 8); ``sampled`` is the
-default because it scales to large graphs and trains Cora in a quarter of the time.
+Both reproduce the paper's Cora figures within a point, ``dense`` about half a point higher; on CiteSeer
+``dense`` scores points above ``sampled`` (``benchmarks/RESULTS.md``, section 8), hence the default.
 
 VGAE's KL is the mean over nodes of KL(q(z_i) || N(0, I)) scaled by 1 / N, as in the reference, so that it
 weighs like one entry of the adjacency; ``beta`` weighs it further. ARGA / ARGVA add a discriminator on the node
@@ -41,8 +44,19 @@ from aekit.objectives import Term
 from aekit.parts import PartContext, build_part
 from aekit.registry import register_model
 
-RECON = ("dense", "sampled")
-DENSE_LIMIT = 40_000  # nodes: the dense N x N logits take 6.4 GB of float32 at this size
+RECON = ("auto", "dense", "sampled")
+DENSE_AUTO = 5_000  # nodes: recon=auto takes the dense loss up to this size (25 M pairs, tens of ms a step)
+DENSE_LIMIT = 40_000  # nodes: recon=dense is refused above (1.6 G pairs a step)
+
+
+def graph_nodes(splits) -> int:
+    """The number of nodes of the graph ``splits`` hold; data that is no graph is an error."""
+    from aekit.data.graphs import is_graph_splits
+
+    if not is_graph_splits(splits):
+        raise DataError("a graph model trains on a graph; pass data=cora (or sbm), a Planetoid folder, a graph "
+                        ".npz, a Graph or a PyTorch Geometric Data")
+    return splits.train.graph.num_nodes
 
 
 def check_graph_config(config) -> None:
@@ -67,7 +81,7 @@ class GAEConfig:
     activation: str = "relu"
     dropout: float = 0.0
     bottleneck: str = "deterministic"
-    recon: str = "sampled"
+    recon: str = "auto"
     neg_ratio: int = 1
     beta: float = 1.0
     adversarial: bool = False
@@ -143,16 +157,24 @@ class GAE(Model):
 
     @classmethod
     def fit_to_data(cls, values, splits):
-        from aekit.data.graphs import is_graph_splits
-
-        if not is_graph_splits(splits):
-            raise DataError("a graph model trains on a graph; pass data=cora (or sbm), a Planetoid folder, a graph "
-                            ".npz, a Graph or a PyTorch Geometric Data")
-        nodes = splits.train.graph.num_nodes
+        nodes = graph_nodes(splits)
         if values.get("recon") == "dense" and nodes > DENSE_LIMIT:  # refused before training, not at its first step
             raise DataError(f"recon=dense scores all {nodes}^2 node pairs, too many for {nodes} nodes; use "
                             f"recon=sampled on graphs of more than {DENSE_LIMIT} nodes")
-        return super().fit_to_data(values, splits)
+        values, notes = super().fit_to_data(values, splits)
+        if values.get("recon", "auto") == "auto":
+            if nodes <= DENSE_AUTO:
+                chosen = (f"the dense loss over every node pair (Kipf & Welling's): the graph has {nodes:,} nodes, "
+                          f"at most {DENSE_AUTO:,}; recon=sampled is faster")
+            else:
+                chosen = (f"the sampled loss (non-edges drawn each step): the graph has {nodes:,} nodes, over the "
+                          f"{DENSE_AUTO:,} up to which it scores every pair; recon=dense scores them all")
+            notes = [*notes, f"recon=auto takes {chosen}"]
+        return values, notes
+
+    def uses_dense_loss(self, nodes: int) -> bool:
+        """Whether the reconstruction term of a graph of ``nodes`` nodes is the dense one (``recon``)."""
+        return self.config.recon == "dense" or (self.config.recon == "auto" and nodes <= DENSE_AUTO)
 
     def check_batch(self, batch) -> GraphBatch:
         if not isinstance(batch, GraphBatch):
@@ -175,7 +197,7 @@ class GAE(Model):
         if pos is None:  # a graph without a split: its own message-passing edges, once each
             e = batch.graph.edge_index
             pos = e[:, e[0] < e[1]]
-        if batch.neg_edges is None and self.config.recon == "dense":
+        if batch.neg_edges is None and self.uses_dense_loss(z.shape[0]):
             return self.dense_recon_loss(z, batch.graph)
         if neg_edges is None:
             neg_edges = batch.neg_edges
@@ -202,8 +224,7 @@ class GAE(Model):
         norm = n * n / (2.0 * (n * n - edges))
         src, dst = graph.with_self_loops()  # the positive entries of A + I
         pos_logits = self.decoder(z, torch.stack([src, dst]))  # [E + N]
-        total = F.softplus(self.decoder.dense(z)).sum() + (pos_weight * F.softplus(-pos_logits)
-                                                           - F.softplus(pos_logits)).sum()
+        total = self.decoder.softplus_sum(z) + (pos_weight * F.softplus(-pos_logits) - F.softplus(pos_logits)).sum()
         return norm * total / (n * n)
 
     def forward(self, batch: GraphBatch, eps: torch.Tensor | None = None, neg_edges: torch.Tensor | None = None,

@@ -12,7 +12,9 @@ Autoencoders").
 The embedding used downstream is the encoder's output H on the unmasked graph. The defaults are the paper's Cora
 configuration (its ``configs.yml``): hidden 512 with 4 heads, 2 layers, mask rate 0.5, replace rate 0.05,
 gamma 3, feature / attention dropout 0.2 / 0.1, Adam with lr 0.001, cosine decay and L2 weight decay 2e-4,
-1500 epochs, on row-normalised features; ``configs/graphmae-citeseer.yaml`` and ``-pubmed.yaml`` hold the other two.
+1500 epochs, on row-normalised features. On CiteSeer and PubMed (by name, or a Planetoid folder of theirs) the
+paper's configurations for them are taken instead (``data_recipes``; ``configs/graphmae-citeseer.yaml`` and
+``-pubmed.yaml`` hold the same), and ``aekit train`` says which recipe it took.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from torch import nn
 from aekit.config import require
 from aekit.data.graphs import GraphBatch
 from aekit.models.base import Model, _check_part
-from aekit.models.gae import GAE, _as_batch, check_graph_config
+from aekit.models.gae import GAE, _as_batch, check_graph_config, graph_nodes
 from aekit.nn.graph import GATLayer, GCNLayer, graph_activation
 from aekit.nn.maskers import make_masker
 from aekit.objectives import Term
@@ -109,8 +111,23 @@ class GraphMAE(Model):
         "steps": 1500, "lr": 0.001, "weight_decay": 2e-4, "optimizer": "adam", "lr_schedule": "cosine",
         "log_every": 50, "eval_every": 50, "batch_size": 1}
     data_defaults: ClassVar[dict[str, Any]] = {"graph_task": "node", "row_normalize": True}
+    # The paper's configs.yml (also configs/graphmae-*.yaml); the defaults are Cora's.
+    default_recipe: ClassVar[str] = "cora"
+    data_recipes: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {
+        "cora": {},
+        "citeseer": {"model": {"hidden": 512, "heads": 2, "mask_rate": 0.5, "replace_rate": 0.1, "gamma": 1.0,
+                               "probe_lr": 0.01, "probe_weight_decay": 0.01, "probe_epochs": 300},
+                     "train": {"steps": 300, "lr": 0.001, "weight_decay": 2e-5}},
+        "pubmed": {"model": {"hidden": 1024, "heads": 4, "mask_rate": 0.75, "replace_rate": 0.0, "gamma": 3.0,
+                             "probe_lr": 0.01, "probe_weight_decay": 1e-4, "probe_epochs": 300},
+                   "train": {"steps": 1000, "lr": 0.001, "weight_decay": 1e-5}},
+    }
     check_batch = GAE.check_batch
-    fit_to_data = GAE.fit_to_data
+
+    @classmethod
+    def fit_to_data(cls, values, splits):
+        graph_nodes(splits)
+        return super().fit_to_data(values, splits)
 
     def own_terms(self) -> dict[str, Term]:
         """``recon``: the scaled cosine error over the masked nodes, one value per graph."""
