@@ -9,6 +9,9 @@ Matched settings (``--protocol matched``): the same layer sizes (AE: encoder d-6
 encoder d-64-32, latent 8, decoder 8-32-64-d), epochs, batch size, learning rate and standardisation (aekit's
 ``standardize``, PyOD's ``preprocessing``); each library keeps its other defaults (PyOD: batch norm and dropout
 0.2 in the AE, weight decay 1e-5). ``--protocol defaults``: each library's own defaults, what users run.
+``--protocol budget``: PyOD's ``AutoEncoder()`` defaults beside aekit's AE and VAE defaults trained for each
+step budget of ``--budgets``: a fixed count (``1000``) or a rule ``eEfF`` (E epochs of the 128-row batches, at least
+F steps and at most 1,000), to choose how the default budget scales with the data.
 
     .venv-bench/bin/python benchmarks/adbench.py --seeds 5 --max-rows 12000 --out benchmarks/results/adbench.json
 """
@@ -35,10 +38,28 @@ from aekit.sklearn import AutoencoderDetector
 ROOT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "adbench"
 
 
-def detectors(protocol: str, n_train: int, epochs: int, batch: int, seed: int) -> dict:
+def budget_steps(rule: str, n_train: int, batch: int = 128) -> int:
+    """Steps of a budget rule: ``1000`` (fixed) or ``eEfF`` (E epochs, at least F steps, at most 1,000)."""
+    if rule.isdigit():
+        return int(rule)
+    epochs, floor = rule[1:].split("f")
+    return min(1000, max(int(floor), math.ceil(float(epochs) * n_train / batch)))
+
+
+def detectors(protocol: str, n_train: int, epochs: int, batch: int, seed: int, budgets: tuple[str, ...] = ()
+              ) -> dict:
     """name -> a function making a fresh detector with ``fit`` and a higher-is-anomalous ``score(X)``."""
     from pyod.models.auto_encoder import AutoEncoder
     from pyod.models.vae import VAE
+
+    if protocol == "budget":
+        made = {"pyod-ae": lambda: AutoEncoder(random_state=seed, verbose=0)}
+        for rule in budgets:
+            steps = budget_steps(rule, n_train)
+            made[f"aekit-ae@{rule}"] = lambda steps=steps: AutoencoderDetector("ae", steps=steps, random_state=seed)
+            made[f"aekit-vae@{rule}"] = lambda steps=steps: AutoencoderDetector("vae", steps=steps,
+                                                                                 random_state=seed)
+        return made
 
     steps = epochs * math.ceil(n_train / batch)
     if protocol == "matched":
@@ -77,7 +98,8 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-rows", type=int, default=0, help="skip sets with more rows (0: none skipped)")
     p.add_argument("--sets", default="", help="comma-separated name prefixes (e.g. 29_Pima); all when empty")
-    p.add_argument("--protocol", choices=("matched", "defaults"), default="matched")
+    p.add_argument("--protocol", choices=("matched", "defaults", "budget"), default="matched")
+    p.add_argument("--budgets", default="1000", help="budget protocol: comma-separated rules (1000, e50f200, ...)")
     p.add_argument("--out", default="benchmarks/results/adbench.json")
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -86,7 +108,8 @@ def main() -> None:
     if args.sets:
         files = [f for f in files if any(f.stem.startswith(s) for s in args.sets.split(","))]
     warm = np.random.default_rng(0).normal(size=(64, 4))
-    for make in detectors(args.protocol, len(warm), 1, args.batch_size, 0).values():  # imports and first calls
+    budgets = tuple(args.budgets.split(","))
+    for make in detectors(args.protocol, len(warm), 1, args.batch_size, 0, budgets).values():  # first calls
         anomaly_scores(make().fit(warm), warm)
     results: dict = {}
     skipped = []
@@ -99,7 +122,8 @@ def main() -> None:
         per_set: dict = {}
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             x_tr, x_te, _, y_te = train_test_split(x, y, test_size=0.3, stratify=y, random_state=seed)
-            for name, make in detectors(args.protocol, len(x_tr), args.epochs, args.batch_size, seed).items():
+            for name, make in detectors(args.protocol, len(x_tr), args.epochs, args.batch_size, seed,
+                                        budgets).items():
                 start = time.perf_counter()
                 detector = make().fit(x_tr)
                 scores = anomaly_scores(detector, x_te)
@@ -118,7 +142,8 @@ def main() -> None:
     summary = {n: {"mean_roc_auc": statistics.mean(r[n]["roc_auc"] for r in results.values()),
                    "mean_ap": statistics.mean(r[n]["ap"] for r in results.values()),
                    "total_seconds": sum(r[n]["seconds"] for r in results.values())} for n in names}
-    out = {"benchmark": "adbench", "protocol": args.protocol, "epochs": args.epochs, "batch_size": args.batch_size,
+    out = {"benchmark": "adbench", "protocol": args.protocol, "budgets": budgets, "epochs": args.epochs,
+           "batch_size": args.batch_size,
            "seeds": args.seeds, "first_seed": args.first_seed, "sets": results, "skipped": skipped, "summary": summary,
            "machine": machine(),
            "aekit": aekit_source(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

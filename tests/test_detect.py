@@ -91,6 +91,16 @@ def test_bad_input_is_a_one_line_error(tmp_path, capsys, content, args, fragment
     assert not (tmp_path / "run" / "scores.csv").exists()
 
 
+def test_the_default_budget_follows_the_rows_and_says_so(tmp_path, capsys):
+    x = np.random.default_rng(0).normal(size=(300, 3))
+    (tmp_path / "t.csv").write_text("a,b,c\n" + "".join(f"{r[0]:.3f},{r[1]:.3f},{r[2]:.3f}\n" for r in x))
+    result = aekit_here(capsys, "detect", tmp_path / "t.csv", "--out", tmp_path / "run", "hidden=8")
+    assert result.returncode == 0, result.stderr
+    assert "training 100 steps: 20 epochs of the 300 training rows, 100 to 1000 steps (--steps N sets it)" in \
+        result.stderr
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["detect/steps"] == 100
+
+
 def test_text_labels_are_read_as_train_reads_them_and_rows_are_named_by_their_line(tmp_path, capsys):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 3))

@@ -202,3 +202,17 @@ def test_a_rows_score_does_not_depend_on_the_rows_scored_with_it(criterion):
     shuffled = detector.anomaly_score(x[:10][::-1])[::-1]
     assert np.allclose(together, alone, rtol=0, atol=1e-4) and np.allclose(together, shuffled, rtol=0, atol=1e-4)
     assert np.array_equal(detector.anomaly_score(x[:10]), together)
+
+
+def test_the_default_budget_is_twenty_epochs_within_100_and_1000_steps():
+    from aekit.sklearn import auto_steps
+
+    assert auto_steps(80, 128) == 100  # 20 one-batch epochs, raised to the floor
+    assert auto_steps(5000, 128) == 20 * 40 == 800
+    assert auto_steps(100_000, 128) == 1000  # capped
+    x = np.random.default_rng(0).normal(size=(700, 3))
+    detector = AutoencoderDetector("ae", batch_size=64).fit(x)
+    assert detector.steps == "auto" and detector.steps_ == 20 * 11 == 220
+    assert AutoencoderDetector("ae", steps=7).fit(x[:50]).steps_ == 7
+    with pytest.raises(AekitError, match=r"steps='many' must be a whole number >= 1 or 'auto'"):
+        AutoencoderDetector("ae", steps="many").fit(x)

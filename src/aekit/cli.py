@@ -233,12 +233,14 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     overrides: dict[str, Any] = _parse_overrides(args.overrides)
     _add_flags(overrides, args, ("steps",))
-    try:
-        steps = int(float(overrides.pop("steps", 1000)))
-    except ValueError:
-        raise ConfigError("steps must be a whole number of training steps, e.g. --steps 500") from None
-    if steps < 1:
-        raise ConfigError(f"steps={steps}: give a number of training steps >= 1")
+    steps = overrides.pop("steps", "auto")
+    if steps != "auto":
+        try:
+            steps = int(float(steps))
+        except ValueError:
+            raise ConfigError("steps must be a whole number of training steps, e.g. --steps 500, or auto") from None
+        if steps < 1:
+            raise ConfigError(f"steps={steps}: give a number of training steps >= 1")
     result = detect(args.data, args.model, args.out, window=args.window, train_fraction=args.train_fraction,
                     contamination=args.contamination, labels=args.labels, label_column=args.label_column,
                     normal_class=args.normal_class, steps=steps, random_state=args.seed,
@@ -360,7 +362,8 @@ def _add_detect_parser(sub) -> None:
                                           "training images, score all its test images, the other classes anomalous")
     p.add_argument("--no-explain", action="store_true",
                    help="leave out the attributions and anomaly maps of the highest scores")
-    p.add_argument("--steps", type=int, help="training steps (default 1000)")
+    p.add_argument("--steps", type=int, help="training steps (default: 20 epochs of the training rows, 100 to "
+                                             "1,000 steps)")
     p.add_argument("--strict", action="store_true",
                    help="refuse a series whose timestamps step back or repeat (default: score it in file order)")
     p.add_argument("--seed", type=int, default=0)

@@ -336,8 +336,8 @@ def scoring_samples(trained_examples: int, scored_rows: int) -> int:
 def detect(data: str | os.PathLike | DetectionData, model: str = "ae", out: str | os.PathLike | None = "runs/detect",
            *, window: int = 32, train_fraction: float | None = None, contamination: float = 0.01,
            labels: str | os.PathLike | None = None, label_column: str = "label", normal_class: int | str | None = None,
-           root: str | os.PathLike | None = None, steps: int = 1000, random_state: int = 0, explain: bool = True,
-           verbose: bool = False, strict: bool = False, **settings: Any) -> DetectionResult:
+           root: str | os.PathLike | None = None, steps: int | str = "auto", random_state: int = 0,
+           explain: bool = True, verbose: bool = False, strict: bool = False, **settings: Any) -> DetectionResult:
     """Fit a detector on ``data`` (a file path or :class:`DetectionData`), score every row, write ``out``.
 
     ``normal_class``: the one-class protocol (:func:`aekit.data.one_class_split`) on ``data``, a labelled image
@@ -346,6 +346,7 @@ def detect(data: str | os.PathLike | DetectionData, model: str = "ae", out: str 
     integrated gradients; tables: integrated-gradients and reconstruction-error attributions per feature)."""
     from aekit.io import check_out_dir
     from aekit.progress import note, shown
+    from aekit.sklearn import AUTO_EPOCHS, AUTO_MAX_STEPS, AUTO_MIN_STEPS
 
     if not (isinstance(contamination, (int, float)) and 0 < contamination <= 0.5):
         raise ConfigError(f"contamination={contamination!r} must lie in (0, 0.5]")
@@ -369,16 +370,24 @@ def detect(data: str | os.PathLike | DetectionData, model: str = "ae", out: str 
         train = d.values[: max(2, int(len(d.values) * fraction))]
     with shown():  # training, scoring and explaining show their progress
         detector = _detector(d, train, model, window, contamination, steps, random_state, verbose, settings)
+        windows = -(-len(train) // detector.stride) if d.is_series else len(train)
+        trained_steps = detector.training_steps(windows)
         if "nll_samples" not in settings:  # the samples behind an nll or elbo score, in proportion to the training
-            detector.set_params(nll_samples=scoring_samples(steps * detector.batch_size, len(train) + len(d.values)))
+            detector.set_params(nll_samples=scoring_samples(trained_steps * detector.batch_size,
+                                                            len(train) + len(d.values)))
+        if steps == "auto":
+            note(f"training {trained_steps} steps: {AUTO_EPOCHS} epochs of the {windows} training "
+                 f"{'windows' if d.is_series else 'rows'}, {AUTO_MIN_STEPS} to {AUTO_MAX_STEPS} steps "
+                 "(--steps N sets it)")
         detector.fit(train)
         if detector.criterion_ in ("nll", "elbo") and "nll_samples" not in settings:
             note(f"scoring by {detector.criterion_} with {detector.nll_samples} posterior samples per row, in "
-                 f"proportion to the {steps} training steps (nll_samples=N sets it)")
+                 f"proportion to the {trained_steps} training steps (nll_samples=N sets it)")
         scores = detector.anomaly_score(d.values)
         n = len(d.values)
         flagged = (scores > detector.threshold_).astype(int)
         metrics = {"detect/threshold": float(detector.threshold_), "detect/rows": n, "detect/train_rows": len(train),
+                   "detect/steps": detector.steps_,
                    "detect/flagged_share": float(flagged.mean())}
         if detector.criterion_ in ("nll", "elbo"):
             metrics["detect/nll_samples"] = detector.nll_samples
@@ -395,7 +404,8 @@ def detect(data: str | os.PathLike | DetectionData, model: str = "ae", out: str 
             config = {"model": {"name": model, **{k: _plain(v) for k, v in settings.items()}},
                       "data": {"name": d.name, "kind": d.kind, "columns": d.columns},
                       "detect": {"window": window if d.is_series else None, "train_fraction": fraction,
-                                 "normal_class": normal_class, "contamination": contamination, "steps": steps,
+                                 "normal_class": normal_class, "contamination": contamination,
+                                 "steps": detector.steps_,
                                  "criterion": detector.criterion_, "notes": d.notes}}
             report = _write_outputs(out, d, scores, flagged, detector, metrics, config, explain)
     return DetectionResult(scores, float(detector.threshold_), metrics, out, report, detector)
@@ -415,7 +425,7 @@ def _one_class(data, normal_class, root, seed: int) -> tuple[DetectionData, np.n
     return d, split.train.astype(np.float64)
 
 
-def _detector(d: DetectionData, train: np.ndarray, model: str, window: int, contamination: float, steps: int,
+def _detector(d: DetectionData, train: np.ndarray, model: str, window: int, contamination: float, steps: int | str,
               random_state: int, verbose: bool, settings: dict) -> Any:
     from aekit.sklearn import AutoencoderDetector, SeriesDetector
 
