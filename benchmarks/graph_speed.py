@@ -10,10 +10,12 @@
    attention dropout, a 1-head GATConv decoder, re-masking, scaled cosine error) on the same masks.
 3. ``large``: a generated graph with 1,000,000 undirected edges (100,000 nodes, stochastic block model) trained
    full-batch by aekit's VGAE with ``recon=sampled``: step time and the process's peak memory.
+4. ``dense``: the dense loss's softplus sum over every pair, through autograd against aekit's blockwise form.
 
     AEKIT_DATA=../shared/datasets python benchmarks/graph_speed.py vgae --repeats 5 --threads 2
     AEKIT_DATA=../shared/datasets python benchmarks/graph_speed.py graphmae --repeats 5 --threads 2
     python benchmarks/graph_speed.py large --threads 2
+    python benchmarks/graph_speed.py dense --repeats 20 --threads 2
 
 Timings alternate aekit and PyG run by run; the medians and their ratio are printed as JSON.
 """
@@ -200,16 +202,40 @@ def summarise(times: dict[str, list[float]], peer: str, args) -> dict:
     return out
 
 
+def bench_dense(args) -> dict:
+    """The dense loss's softplus sum over every node pair, forward and backward: through autograd on the N x N
+    logits against aekit's blockwise sum with its own gradient, on random codes of Cora's, CiteSeer's and a
+    5,000-node graph's size (latent 16)."""
+    from aekit.nn.graph import InnerProductDecoder
+
+    decoder, out = InnerProductDecoder(), {}
+    for nodes in (2708, 3327, 5000):
+        z0 = torch.randn(nodes, 16, generator=torch.Generator().manual_seed(0))
+        times: dict[str, list[float]] = {"autograd": [], "blockwise": []}
+        for _ in range(args.repeats):
+            for name, f in (("autograd", lambda z: F.softplus(z @ z.t()).sum()), ("blockwise", decoder.softplus_sum)):
+                z = z0.clone().requires_grad_()
+                start = time.perf_counter()
+                f(z).backward()
+                times[name].append(time.perf_counter() - start)
+        medians = {k: statistics.median(v) for k, v in times.items()}
+        out[nodes] = {"median_ms": {k: round(1000 * v, 2) for k, v in medians.items()},
+                      "spread_ms": {k: [round(1000 * min(v), 2), round(1000 * max(v), 2)] for k, v in times.items()},
+                      "ratio": round(medians["blockwise"] / medians["autograd"], 3)}
+    return {"threads": args.threads, "repeats": args.repeats, "nodes": out}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("which", choices=["vgae", "graphmae", "large"])
+    parser.add_argument("which", choices=["vgae", "graphmae", "large", "dense"])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=0, help="vgae: 200; graphmae: 10 per timing; large: 5")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    args.epochs = args.epochs or {"vgae": 200, "graphmae": 10, "large": 5}[args.which]
+    args.epochs = args.epochs or {"vgae": 200, "graphmae": 10, "large": 5, "dense": 0}[args.which]
     torch.set_num_threads(args.threads)
-    result = {"vgae": bench_vgae, "graphmae": bench_graphmae, "large": bench_large}[args.which](args)
+    result = {"vgae": bench_vgae, "graphmae": bench_graphmae, "large": bench_large,
+              "dense": bench_dense}[args.which](args)
     print(json.dumps({"benchmark": args.which, "date": time.strftime("%Y-%m-%d"), **result}, indent=1))
 
 

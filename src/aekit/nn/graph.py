@@ -293,8 +293,8 @@ class InnerProductDecoder(nn.Module):
 class _PairSoftplusSum(torch.autograd.Function):
     """S = sum_ij softplus(L_ij) with L = z z^T, and its gradient dS/dz = (sigmoid(L) + sigmoid(L)^T) z =
     2 sigmoid(L) z (L is symmetric), both in blocks of rows: the backward recomputes each block of L rather than
-    keeping it. Measured 1.2-2.5x faster than autograd through the dense logits on Cora- and CiteSeer-sized
-    graphs, and the memory is a block, not N x N."""
+    keeping it. Measured 1.6-2.3x faster than autograd through the dense logits on graphs of 2,708-5,000 nodes
+    (``benchmarks/graph_speed.py dense``), and the memory is a block, not N x N."""
 
     @staticmethod
     def forward(ctx, z: torch.Tensor, block: int) -> torch.Tensor:
