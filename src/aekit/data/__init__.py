@@ -8,12 +8,14 @@ from aekit.data.registry import (
     DatasetInfo,
     dataset_info,
     detect_format,
+    known_dataset,
     list_datasets,
     load_data,
     load_path,
     register_dataset,
 )
 from aekit.data.sources import MemmapDataset, StreamingSource, batched
+from aekit.data.synthetic import SparseFeatureData, sparse_feature_data
 from aekit.data.windows import WindowDataset
 from aekit.errors import DataError
 
@@ -25,12 +27,14 @@ __all__ = [
     "MapSource",
     "MemmapDataset",
     "OneClassData",
+    "SparseFeatureData",
     "Splits",
     "StreamingSource",
     "WindowDataset",
     "batched",
     "dataset_info",
     "detect_format",
+    "known_dataset",
     "holdout_split",
     "list_datasets",
     "load_data",
@@ -38,4 +42,5 @@ __all__ = [
     "one_class_split",
     "random_split",
     "register_dataset",
+    "sparse_feature_data",
 ]

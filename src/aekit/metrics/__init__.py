@@ -4,8 +4,18 @@ from aekit.metrics.latent import active_units, kl_per_dimension
 from aekit.metrics.likelihood import elbo_terms, importance_sampled_log_likelihood
 from aekit.metrics.probes import knn_accuracy, linear_probe_accuracy
 from aekit.metrics.reconstruction import bce, mse, psnr
+from aekit.metrics.sparsity import (
+    FiringTracker,
+    VarianceAccumulator,
+    cross_entropy_recovered,
+    explained_variance,
+    feature_recovery,
+    fraction_of_variance_unexplained,
+    l0,
+)
 
 __all__ = [
-    "active_units", "bce", "elbo_terms", "importance_sampled_log_likelihood", "kl_per_dimension",
-    "knn_accuracy", "linear_probe_accuracy", "mse", "psnr",
+    "FiringTracker", "VarianceAccumulator", "active_units", "bce", "cross_entropy_recovered", "elbo_terms",
+    "explained_variance", "feature_recovery", "fraction_of_variance_unexplained", "importance_sampled_log_likelihood",
+    "kl_per_dimension", "knn_accuracy", "l0", "linear_probe_accuracy", "mse", "psnr",
 ]
