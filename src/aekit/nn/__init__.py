@@ -1,4 +1,5 @@
-"""Reusable parts: backbones (images, tables, sequences), bottlenecks, priors, likelihoods, corruptions."""
+"""Reusable parts: backbones (images, tables, sequences), bottlenecks, priors, likelihoods, corruptions, sparse
+dictionaries."""
 
 from aekit.nn.backbones import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, make_backbone
 from aekit.nn.bottlenecks import BottleneckOutput, Deterministic, DiagonalGaussian, make_bottleneck
@@ -6,11 +7,12 @@ from aekit.nn.corruptions import GaussianNoise, MaskingNoise, SaltAndPepper, mak
 from aekit.nn.likelihoods import Bernoulli, DiscretizedLogistic, Gaussian, make_likelihood
 from aekit.nn.priors import Prior, StandardNormal
 from aekit.nn.sequence import Conv1dEncoder, RNNEncoder, TransformerEncoder
+from aekit.nn.sparse import Dictionary, TopK, VectorInput
 
 __all__ = [
-    "Bernoulli", "BottleneckOutput", "Conv1dEncoder", "ConvDecoder", "ConvEncoder", "RNNEncoder",
+    "Bernoulli", "BottleneckOutput", "Conv1dEncoder", "ConvDecoder", "ConvEncoder", "Dictionary", "RNNEncoder",
     "TransformerEncoder", "Deterministic", "DiagonalGaussian",
     "DiscretizedLogistic", "Gaussian", "GaussianNoise", "MLPDecoder", "MLPEncoder", "MaskingNoise",
-    "Prior", "SaltAndPepper", "StandardNormal", "make_backbone", "make_bottleneck", "make_corruption",
-    "make_likelihood",
+    "Prior", "SaltAndPepper", "StandardNormal", "TopK", "VectorInput", "make_backbone", "make_bottleneck",
+    "make_corruption", "make_likelihood",
 ]
