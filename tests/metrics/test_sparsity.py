@@ -6,51 +6,43 @@ import pytest
 import torch
 
 from aekit.data import sparse_feature_data
-from aekit.metrics import (
-    FiringTracker,
-    VarianceAccumulator,
-    cross_entropy_recovered,
-    explained_variance,
-    feature_recovery,
-    fraction_of_variance_unexplained,
-    l0,
-)
+from aekit.metrics import sparsity as sp
 
 
 def test_l0_counts_the_non_zero_entries_of_each_code():
     z = torch.tensor([[0.0, 1.0, -2.0], [0.0, 0.0, 0.0], [3.0, 1e-9, 0.0]])
-    assert l0(z).tolist() == [2.0, 0.0, 2.0]
+    assert sp.l0(z).tolist() == [2.0, 0.0, 2.0]
 
 
 def test_fvu_is_a_ratio_of_sums_over_the_data_set_about_its_mean():
     x = torch.tensor([[1.0, 0.0], [3.0, 0.0], [2.0, 3.0]])  # mean (2, 1)
     x_hat = torch.tensor([[1.0, 1.0], [3.0, 0.0], [2.0, 1.0]])
     # sum ||x - mean||^2 = (1 + 1) + (1 + 1) + (0 + 4) = 8; sum ||x - x_hat||^2 = 1 + 0 + 4 = 5
-    assert fraction_of_variance_unexplained(x, x_hat) == pytest.approx(5 / 8)
-    assert explained_variance(x, x_hat) == pytest.approx(3 / 8)
+    assert sp.fraction_of_variance_unexplained(x, x_hat) == pytest.approx(5 / 8)
+    assert sp.explained_variance(x, x_hat) == pytest.approx(3 / 8)
     # batch by batch: the same figure, exactly; the mean of the per-batch ratios is another number
-    acc = VarianceAccumulator().add(x[:1], x_hat[:1]).add(x[1:], x_hat[1:])
+    acc = sp.VarianceAccumulator().add(x[:1], x_hat[:1]).add(x[1:], x_hat[1:])
     assert acc.fvu == pytest.approx(5 / 8, abs=1e-15)
-    per_batch = [fraction_of_variance_unexplained(x[1:], x_hat[1:])]  # the first batch of one row has no variance
+    per_batch = [sp.fraction_of_variance_unexplained(x[1:], x_hat[1:])]  # the first batch of one row has no variance
     assert per_batch[0] != pytest.approx(5 / 8)
     # about zero instead of the mean, an offset would look explained: not this definition
     shifted = x + 100.0
-    assert fraction_of_variance_unexplained(shifted, x_hat + 100.0) == pytest.approx(5 / 8)
-    assert fraction_of_variance_unexplained(x, x.mean(0).expand_as(x)) == pytest.approx(1.0)  # the mean: 1
+    assert sp.fraction_of_variance_unexplained(shifted, x_hat + 100.0) == pytest.approx(5 / 8)
+    assert sp.fraction_of_variance_unexplained(x, x.mean(0).expand_as(x)) == pytest.approx(1.0)  # the mean: 1
 
 
 def test_fvu_refuses_what_it_cannot_define():
     with pytest.raises(ValueError, match="differ in shape"):
-        fraction_of_variance_unexplained(torch.zeros(3, 2), torch.zeros(3, 3))
+        sp.fraction_of_variance_unexplained(torch.zeros(3, 2), torch.zeros(3, 3))
     with pytest.raises(ValueError, match="no rows were added"):
-        _ = VarianceAccumulator().fvu
+        _ = sp.VarianceAccumulator().fvu
     constant = torch.ones(4, 2)
-    assert fraction_of_variance_unexplained(constant, constant) == 0.0
-    assert fraction_of_variance_unexplained(constant, constant + 1) == math.inf
+    assert sp.fraction_of_variance_unexplained(constant, constant) == 0.0
+    assert sp.fraction_of_variance_unexplained(constant, constant + 1) == math.inf
 
 
 def test_a_latent_is_dead_when_it_has_not_fired_in_the_last_window_tokens():
-    tracker = FiringTracker(latents=3, window=4)
+    tracker = sp.FiringTracker(latents=3, window=4)
     tracker.update(torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 2.0, 0.0]]))
     assert tracker.since.tolist() == [2, 0, 3]  # latent 0 fired 2 tokens ago, latent 2 never (3 tokens tracked)
     assert tracker.dead.tolist() == [False, False, False]
@@ -62,10 +54,10 @@ def test_a_latent_is_dead_when_it_has_not_fired_in_the_last_window_tokens():
 
 
 def test_cross_entropy_recovered_is_the_share_of_the_ablation_gap_closed():
-    assert cross_entropy_recovered(ce_clean=2.0, ce_spliced=2.5, ce_ablated=4.0) == pytest.approx(0.75)
-    assert cross_entropy_recovered(2.0, 2.0, 4.0) == 1.0 and cross_entropy_recovered(2.0, 4.0, 4.0) == 0.0
+    assert sp.cross_entropy_recovered(ce_clean=2.0, ce_spliced=2.5, ce_ablated=4.0) == pytest.approx(0.75)
+    assert sp.cross_entropy_recovered(2.0, 2.0, 4.0) == 1.0 and sp.cross_entropy_recovered(2.0, 4.0, 4.0) == 0.0
     with pytest.raises(ValueError, match="does not matter"):
-        cross_entropy_recovered(2.0, 2.5, 2.0)
+        sp.cross_entropy_recovered(2.0, 2.5, 2.0)
 
 
 def test_the_synthetic_features_have_their_stated_frequencies_co_occurrence_and_superposition():
@@ -77,7 +69,7 @@ def test_the_synthetic_features_have_their_stated_frequencies_co_occurrence_and_
     assert torch.allclose(data.frequencies[1] / data.frequencies[3], torch.tensor(2.0), rtol=1e-5)  # (4/2)^1
     observed = (data.codes != 0).float().mean(0)
     assert torch.allclose(observed, data.frequencies, atol=4 * math.sqrt(0.25 / 40_000) + 1e-3)
-    assert float(l0(data.codes).mean()) == pytest.approx(6.0, rel=0.02)
+    assert float(sp.l0(data.codes).mean()) == pytest.approx(6.0, rel=0.02)
     assert torch.allclose(data.directions.norm(dim=1), torch.ones(64))
     assert torch.allclose(data.x, data.codes @ data.directions, atol=1e-5)  # no noise: exactly the features' sum
     # co-occurrence: features of one group fire together more often than chance only when correlated
@@ -93,24 +85,24 @@ def test_the_synthetic_features_have_their_stated_frequencies_co_occurrence_and_
 
 def test_feature_recovery_matches_features_to_latents_and_scores_them():
     data = sparse_feature_data(5_000, features=20, dim=8, mean_active=3.0, seed=0)
-    perfect = feature_recovery(data.codes, data.codes)
+    perfect = sp.feature_recovery(data.codes, data.codes)
     assert perfect["mcc"] == pytest.approx(1.0) and perfect["mean_f1"] == pytest.approx(1.0)
     # the same code with its latents permuted and rescaled, with extra dead latents: still perfect, and matched
     order = torch.randperm(20, generator=torch.Generator().manual_seed(0))
     learned = torch.cat([3.0 * data.codes[:, order], torch.zeros(5_000, 4)], 1)
-    found = feature_recovery(data.codes, learned)
+    found = sp.feature_recovery(data.codes, learned)
     assert found["mcc"] == pytest.approx(1.0) and found["mean_f1"] == pytest.approx(1.0)
     assert torch.equal(order[found["match"]], torch.arange(20))
     # a latent that also fires where its feature does not: precision falls, recall stays
     noisy = data.codes.clone()
     extra = (noisy[:, 0] == 0) & (torch.arange(5_000) % 2 == 0)
     noisy[extra, 0] = 1.0
-    scores = feature_recovery(data.codes, noisy)
+    scores = sp.feature_recovery(data.codes, noisy)
     active = int((data.codes[:, 0] != 0).sum())
     assert float(scores["recall"][0]) == 1.0
     assert float(scores["precision"][0]) == pytest.approx(active / (active + int(extra.sum())))
     # random codes recover nothing; fewer latents than features leave the rest unmatched
     random = torch.rand(5_000, 20, generator=torch.Generator().manual_seed(1))
-    assert feature_recovery(data.codes, random)["mcc"] < 0.1
-    half = feature_recovery(data.codes, data.codes[:, :10])
+    assert sp.feature_recovery(data.codes, random)["mcc"] < 0.1
+    half = sp.feature_recovery(data.codes, data.codes[:, :10])
     assert half["mcc"] == pytest.approx(0.5) and (half["match"][10:] == -1).all()
