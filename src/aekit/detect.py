@@ -370,13 +370,13 @@ def detect(data: str | os.PathLike | DetectionData, model: str = "ae", out: str 
         train = d.values[: max(2, int(len(d.values) * fraction))]
     with shown():  # training, scoring and explaining show their progress
         detector = _detector(d, train, model, window, contamination, steps, random_state, verbose, settings)
-        windows = -(-len(train) // detector.stride) if d.is_series else len(train)
-        trained_steps = detector.training_steps(windows)
+        trained_steps = detector.training_steps(len(train))
         if "nll_samples" not in settings:  # the samples behind an nll or elbo score, in proportion to the training
             detector.set_params(nll_samples=scoring_samples(trained_steps * detector.batch_size,
                                                             len(train) + len(d.values)))
         if steps == "auto":
-            note(f"training {trained_steps} steps: {AUTO_EPOCHS} epochs of the {windows} training "
+            examples = detector.training_examples(len(train))
+            note(f"training {trained_steps} steps: {AUTO_EPOCHS} epochs of the {examples} training "
                  f"{'windows' if d.is_series else 'rows'}, {AUTO_MIN_STEPS} to {AUTO_MAX_STEPS} steps "
                  "(--steps N sets it)")
         detector.fit(train)

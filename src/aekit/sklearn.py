@@ -68,6 +68,7 @@ from aekit.errors import ConfigError
 from aekit.progress import showing
 
 CRITERIA = ("auto", *anomaly.CRITERIA)
+ATTRIBUTIONS = ("integrated-gradients", "recon-error")
 
 # The default training budget (steps="auto"): AUTO_EPOCHS passes over the training rows, at least AUTO_MIN_STEPS and
 # at most AUTO_MAX_STEPS steps; chosen on nine ADBench sets among five rules and checked once on eight others
@@ -80,7 +81,6 @@ def auto_steps(rows: int, batch_size: int) -> int:
     ``batch_size``: :data:`AUTO_EPOCHS` epochs, within [:data:`AUTO_MIN_STEPS`, :data:`AUTO_MAX_STEPS`]."""
     per_epoch = -(-rows // max(1, min(batch_size, rows)))
     return min(AUTO_MAX_STEPS, max(AUTO_MIN_STEPS, AUTO_EPOCHS * per_epoch))
-ATTRIBUTIONS = ("integrated-gradients", "recon-error")
 
 
 # training keys the estimator sets itself; every other training key may be given (weight_decay=1e-4, ...)
@@ -200,7 +200,7 @@ class _AutoencoderEstimator(BaseEstimator):
         else:
             self.mean_, self.scale_ = np.zeros(X.shape[1:]), np.ones(X.shape[1:])
         data = self._training_data(self._standardize(X))
-        self.steps_ = self.training_steps(len(data))
+        self.steps_ = self.training_steps(len(X))
         seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
         settings = {name: getattr(self, name) for name in self._settings
                     if name != "data_shape" and getattr(self, name) is not None}
@@ -211,11 +211,16 @@ class _AutoencoderEstimator(BaseEstimator):
                           threads=1, **settings)
         self.model_ = run.model.cpu().eval()
 
+    def training_examples(self, rows: int) -> int:
+        """The examples a fit on ``rows`` rows trains on: the rows (a series: the windows ending at every
+        ``stride``-th row)."""
+        return rows
+
     def training_steps(self, rows: int) -> int:
-        """The steps a fit on ``rows`` training rows (windows, for a series) takes: ``steps``, or for ``"auto"``
-        :func:`auto_steps` (20 epochs, 100 to 1,000 steps)."""
+        """The steps a fit on ``rows`` rows takes: ``steps``, or for ``"auto"`` :func:`auto_steps` of its
+        :meth:`training_examples` (20 epochs, 100 to 1,000 steps)."""
         if self.steps == "auto":
-            return auto_steps(rows, self.batch_size)
+            return auto_steps(self.training_examples(rows), self.batch_size)
         if isinstance(self.steps, bool) or not isinstance(self.steps, (int, np.integer)) or self.steps < 1:
             raise ConfigError(f"steps={self.steps!r} must be a whole number >= 1 or 'auto' (20 epochs of the rows, "
                               "100 to 1,000 steps)")
@@ -415,6 +420,9 @@ class SeriesDetector(AutoencoderDetector):
 
     def _training_data(self, X: np.ndarray) -> Any:
         return self._windows(X, self.stride)
+
+    def training_examples(self, rows: int) -> int:
+        return len(range(0, rows, self.stride))  # one window ends at each row; every stride-th trains
 
     def _default_latent(self, X: np.ndarray) -> int:
         return 8
