@@ -16,7 +16,7 @@ the one used here is said, with why:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -39,7 +39,6 @@ class VarianceAccumulator:
     count: int = 0
     total: torch.Tensor | None = None  # sum_n x_n, [F]
     squares: float = 0.0  # sum_n ||x_n||^2
-    _shape: tuple[int, ...] = field(default=(), repr=False)
 
     def add(self, x: torch.Tensor, x_hat: torch.Tensor) -> VarianceAccumulator:
         if x.shape != x_hat.shape:

@@ -14,8 +14,8 @@ cross-entropy of the adjacency:
 - ``recon=auto`` (the default): ``dense`` on a graph of at most :data:`DENSE_AUTO` nodes, ``sampled`` on a larger
   one; ``aekit train`` says which in one line.
 
-Both reproduce the paper's Cora figures within a point, ``dense`` about half a point higher; on CiteSeer
-``dense`` scores points above ``sampled`` (``benchmarks/RESULTS.md``, section 8), hence the default.
+Both reproduce the paper's Cora figures within a point, ``dense`` (the paper's own loss) about half a point higher
+(``benchmarks/RESULTS.md``, sections 8a and 13c), hence the default where the graph is small enough for it.
 
 VGAE's KL is the mean over nodes of KL(q(z_i) || N(0, I)) scaled by 1 / N, as in the reference, so that it
 weighs like one entry of the adjacency; ``beta`` weighs it further. ARGA / ARGVA add a discriminator on the node
