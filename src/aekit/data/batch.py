@@ -19,7 +19,11 @@ class Batch:
     labels: ``[B]`` int64 class ids, where the data has them;
     condition: ``[B, C]`` a conditioning vector (a conditional model's input besides x);
     mask: ``[B, *S]`` bool, True where an input element is present;
-    weights: ``[B]`` per-example weights of the loss (an objective averages the terms with them).
+    weights: ``[B]`` per-example weights of the loss (an objective averages the terms with them);
+    target: ``[B, *S]`` what the model reconstructs when it is not the inputs themselves (a transcoder maps a layer's
+    input to its output);
+    gradient: ``[B, *S]`` the gradient of a downstream loss with respect to the inputs (a gradient-guided sparse
+    autoencoder chooses its latents with it).
     """
 
     inputs: torch.Tensor
@@ -27,10 +31,12 @@ class Batch:
     condition: torch.Tensor | None = None
     mask: torch.Tensor | None = None
     weights: torch.Tensor | None = None
+    target: torch.Tensor | None = None
+    gradient: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         n = self.inputs.shape[0] if self.inputs.dim() else 0
-        for name in ("labels", "condition", "mask", "weights"):
+        for name in ("labels", "condition", "mask", "weights", "target", "gradient"):
             value = getattr(self, name)
             if value is not None and (value.dim() == 0 or value.shape[0] != n):
                 raise DataError(
@@ -74,7 +80,7 @@ class Batch:
             unknown = sorted(set(renamed) - {f.name for f in dataclasses.fields(cls)})
             if unknown:
                 raise DataError(f"batch keys {', '.join(unknown)} are unknown; use inputs, labels, condition, mask, "
-                                "weights")
+                                "weights, target, gradient")
             if "inputs" not in renamed:
                 raise DataError(f"a batch dict without inputs (keys {', '.join(sorted(item))}); give inputs or x")
             return {k: None if v is None else torch.as_tensor(v) for k, v in renamed.items()}

@@ -397,10 +397,11 @@ class Autoencoder(Model):
         target: torch.Tensor | None = None,
         condition: torch.Tensor | None = None,
     ) -> AutoencoderOutput:
-        """Score ``x [B, *S]`` (or a :class:`Batch`): the target is x itself unless given; a corruption (if any)
+        """Score ``x [B, *S]`` (or a :class:`Batch`): the target is x itself unless given (or the batch has one); a
+        corruption (if any)
         applies in training mode or whenever ``noise`` is passed."""
         if isinstance(x, Batch):
-            x, condition = x.inputs, self.condition_of(x)
+            x, condition, target = x.inputs, self.condition_of(x), x.target if target is None else target
         self.check_input(x)
         condition = self.check_condition(condition, x.shape[0])
         target = x if target is None else target
