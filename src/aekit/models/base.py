@@ -398,8 +398,7 @@ class Autoencoder(Model):
         condition: torch.Tensor | None = None,
     ) -> AutoencoderOutput:
         """Score ``x [B, *S]`` (or a :class:`Batch`): the target is x itself unless given (or the batch has one); a
-        corruption (if any)
-        applies in training mode or whenever ``noise`` is passed."""
+        corruption (if any) applies in training mode or whenever ``noise`` is passed."""
         if isinstance(x, Batch):
             x, condition, target = x.inputs, self.condition_of(x), x.target if target is None else target
         self.check_input(x)
