@@ -30,6 +30,7 @@ _LAZY = {
     "TrainConfig": "aekit.training",
     "StepHooks": "aekit.training",
     "run_step_hooks": "aekit.training",
+    "init_from_data": "aekit.parts",
     "evaluate": "aekit.evaluation",
     "AekitError": "aekit.errors",
 }

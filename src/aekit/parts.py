@@ -19,6 +19,11 @@ model's encoder) defines ``bind(self, model)``; the model calls it on every part
 keeps the model in a :class:`ModelRef`, which registers no weight a second time (the model's weights are not the
 part's submodules, so ``state_dict``, DDP and FSDP see each weight once) and follows the model through
 ``copy.deepcopy`` (the copy's part points at the copied model).
+
+**Started from the data.** A part whose starting point depends on the data (a sparse dictionary's bias at the
+geometric median of a sample) defines ``init_from_data(self, batch)``; the training loop calls it on every part
+once, before the first step of a fresh run, with a sample of up to :data:`DATA_INIT_ROWS` training examples
+(:func:`init_from_data`; a loop of one's own calls it too).
 """
 
 from __future__ import annotations
@@ -102,6 +107,25 @@ def bind_parts(model: Any) -> None:
     for module in model.modules():
         if module is not model and callable(getattr(module, "bind", None)):
             module.bind(model)
+
+
+DATA_INIT_ROWS = 4096  # the sample a fresh run's parts start from
+
+
+def init_from_data(model: Any, batch: Any) -> None:
+    """Call ``init_from_data(batch)`` on every submodule of ``model`` that defines it, in module order, without
+    grad, with ``batch`` (a :class:`~aekit.data.batch.Batch`, or a function that returns one, called only where a
+    part needs it) on the model's device."""
+    import torch
+
+    parts = [m for m in model.modules() if m is not model and callable(getattr(m, "init_from_data", None))]
+    if not parts:
+        return
+    batch = batch() if callable(batch) else batch
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        for part in parts:
+            part.init_from_data(batch.to(device))
 
 
 def register_part(kind: str, name: str, description: str) -> Callable[[Any], Any]:

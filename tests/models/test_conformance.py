@@ -25,7 +25,9 @@ SHAPES = [
 ]
 
 
-CONDITIONAL = {"cvae": {"condition_dim": 3}}
+# Settings a tiny model of three latents needs: a condition's size, a sparse code's k.
+TINY = {"cvae": {"condition_dim": 3}, **{name: {"k": 2} for name in ("topk-sae", "batchtopk-sae", "matryoshka-sae",
+                                                                     "gradient-sae")}}
 # Families that are not encoder -> bottleneck -> decoder autoencoders (ViTs, SparK's CNN), with their tiny sizes.
 VIT = {"mae": {"width": 8, "depth": 1, "heads": 2, "decoder_width": 8, "decoder_depth": 1, "decoder_heads": 2},
        "classifier": {"width": 8, "depth": 1, "heads": 2, "classes": 3},
@@ -42,7 +44,7 @@ def tiny(name, shape, backbone, likelihood, **kw):
         patch = {} if name == "spark" else {"patch_size": patch}
         return aekit.build_model(name, data_shape=shape, **patch, **VIT[name], **kw)
     return aekit.build_model(name, data_shape=shape, backbone=backbone, likelihood=likelihood, latent_dim=3,
-                             hidden=(16,), channels=(4, 8), **CONDITIONAL.get(name, {}), **kw)
+                             hidden=(16,), channels=(4, 8), **TINY.get(name, {}), **kw)
 
 
 def batch(x):

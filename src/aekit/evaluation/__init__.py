@@ -10,17 +10,17 @@ with two methods, registered under a name:
 - ``compute(model, state) -> metrics`` turns the state into metrics once the pass is over, named without the split
   (``evaluate`` writes ``test/NAME``). By default (:class:`Suite`) every running mean is a metric.
 
-For instance, the share of a sparse code's entries near zero::
+For instance, the share of a code's entries near zero::
 
     from aekit.evaluation import Suite, register_suite
 
-    @register_suite("sparsity")
-    class Sparsity(Suite):
+    @register_suite("near-zero")
+    class NearZero(Suite):
         def update(self, model, batch, out, state):
             z = out.latent.z[0]  # [B, D], the code
             state.add("zero_share", (z.abs() < 1e-3).float().mean(1))  # [B], one value per example
 
-A model then lists ``"sparsity"`` in its ``suites``, and ``metrics.json`` holds ``test/zero_share``.
+A model then lists ``"near-zero"`` in its ``suites``, and ``metrics.json`` holds ``test/zero_share``.
 
 Whatever its suites, the pass reports the mean of every per-example term ``[B]`` of ``out.terms`` (``recon`` =
 -log p(x|z), ``kl``, ``adv``, ...) and of every 0-dim statistic of ``out.stats`` (weighted by batch size), and
@@ -36,12 +36,22 @@ out) and ``batch_terms_batch_size`` states that size (:class:`~aekit.evaluation.
 - ``representation``: linear-probe and k-NN accuracy of the point embeddings (labels needed; the probes are fit
   on embeddings of the training split) and, for a model without a posterior, its active code dimensions;
 - ``link-prediction``: a graph model's ROC-AUC and average precision on the test edges;
-- ``node-classification``: a linear probe on frozen node embeddings over the node split, mean and std over seeds.
+- ``node-classification``: a linear probe on frozen node embeddings over the node split, mean and std over seeds;
+- ``sparsity``: a sparse code's ``l0``, ``fvu`` and ``explained_variance`` over the split, and its dead and dense
+  latents.
 
-Later families add theirs (codebook, sparsity, disentanglement, anomaly) with :func:`register_suite`.
+Later families add theirs (codebook, disentanglement, anomaly) with :func:`register_suite`.
 """
 
-from aekit.evaluation import classification, graph, masked, reconstruction, representation, variational  # noqa: F401
+from aekit.evaluation import (  # noqa: F401  (registers the suites)
+    classification,
+    graph,
+    masked,
+    reconstruction,
+    representation,
+    sparsity,
+    variational,
+)
 from aekit.evaluation.one_pass import BatchTerms, embed_dataset, evaluate
 from aekit.evaluation.suite import SUITES, EvalContext, Suite, SuiteState, own_stream, register_suite
 

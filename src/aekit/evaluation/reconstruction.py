@@ -27,7 +27,7 @@ class Reconstruction(Suite):
     over data values) of the reconstruction, each averaged over the examples. Integer data (token ids) has none."""
 
     def update(self, model, batch, out, state: SuiteState) -> None:
-        x = batch.inputs
+        x = batch.target if batch.target is not None else batch.inputs  # what the model reconstructs
         if not x.is_floating_point():
             return
         x_hat = reconstruction_of(model, batch, out)

@@ -10,6 +10,7 @@ from aekit.models.gae import GAE, GAEConfig
 from aekit.models.graphmae import GraphMAE, GraphMAEConfig
 from aekit.models.iwae import IWAEBound, IWAEConfig
 from aekit.models.mae import MAE, MAEConfig
+from aekit.models.sae import SAE, SAEConfig
 from aekit.models.spark import SparK, SparKConfig
 from aekit.models.vae import VAE, BetaVAEConfig, VAEConfig
 
@@ -17,5 +18,5 @@ __all__ = [
     "AAE", "AAEConfig", "AE", "AEConfig", "Autoencoder", "AutoencoderConfig", "AutoencoderOutput", "BetaVAEConfig",
     "CEVAE", "CEVAEConfig", "CVAE", "CVAEConfig", "Classifier", "ClassifierConfig", "DAEConfig", "GAE", "GAEConfig",
     "GraphMAE", "GraphMAEConfig", "Model",
-    "IWAEBound", "IWAEConfig", "MAE", "MAEConfig", "SparK", "SparKConfig", "VAE", "VAEConfig",
+    "IWAEBound", "IWAEConfig", "MAE", "MAEConfig", "SAE", "SAEConfig", "SparK", "SparKConfig", "VAE", "VAEConfig",
 ]

@@ -20,6 +20,7 @@ from torch import nn
 import aekit.objectives  # noqa: F401  (registers the objectives a config may name)
 from aekit.config import require
 from aekit.data.batch import Batch
+from aekit.data.sample import sample_batch
 from aekit.errors import ConfigError, DataError
 from aekit.nn.backbones import ACTIVATIONS, make_backbone
 from aekit.nn.bottlenecks import Bottleneck, BottleneckOutput, make_bottleneck
@@ -354,8 +355,7 @@ class Autoencoder(Model):
         note, one line); returns ``(values, notes)``."""
         values, notes = super().fit_to_data(values, splits)
         if "likelihood" not in values:
-            train = splits.train
-            x = train.inputs(slice(0, 2048)) if hasattr(train, "inputs") else next(iter(train)).inputs
+            x = sample_batch(splits.train, 2048).inputs
             unit = bool(x.min() >= 0) and bool(x.max() <= 1)
             values["likelihood"] = "bernoulli" if unit else "gaussian"
             notes.append(f"likelihood={values['likelihood']} (the data lie {'in' if unit else 'outside'} [0, 1]; "
@@ -364,9 +364,10 @@ class Autoencoder(Model):
 
     # The forward pass.
     def encode(self, x: torch.Tensor, n_samples: int = 1, eps: torch.Tensor | None = None,
-               condition: torch.Tensor | None = None) -> BottleneckOutput:
+               condition: torch.Tensor | None = None, gradient: torch.Tensor | None = None) -> BottleneckOutput:
         """q(z | x, c) from the encoder's features: a vector ``[B, F]``, or a feature map ``[B, F, *L]`` moved
-        channels last, ``[B, *L, F]``, for a grid of latents ``[S, B, *L, D]``."""
+        channels last, ``[B, *L, F]``, for a grid of latents ``[S, B, *L, D]``. ``gradient``: a downstream loss's
+        gradient with respect to x, for a bottleneck that chooses its latents with it."""
         self.check_input(x)
         h = self.encoder(x)  # [B, F] or [B, F, *L]
         if h.dim() > 2:
@@ -375,7 +376,7 @@ class Autoencoder(Model):
         if condition is not None:
             c = condition.to(h.dtype).view(h.shape[0], *([1] * (h.dim() - 2)), -1)  # [B, 1.., C]
             h = torch.cat([h, c.expand(*h.shape[:-1], c.shape[-1])], dim=-1)  # [B, *L, F + C]
-        return self.bottleneck(h, n_samples=n_samples, eps=eps, batch=Batch(x, condition=condition))
+        return self.bottleneck(h, n_samples=n_samples, eps=eps, batch=Batch(x, condition=condition, gradient=gradient))
 
     def decode(self, z: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         """Likelihood parameters for latents ``z [..., *L, D] -> [..., *P]``; ``condition [B, C]`` for
@@ -399,17 +400,21 @@ class Autoencoder(Model):
     ) -> AutoencoderOutput:
         """Score ``x [B, *S]`` (or a :class:`Batch`): the target is x itself unless given (or the batch has one); a
         corruption (if any) applies in training mode or whenever ``noise`` is passed."""
+        gradient = None
         if isinstance(x, Batch):
-            x, condition, target = x.inputs, self.condition_of(x), x.target if target is None else target
+            gradient, target = x.gradient, x.target if target is None else target
+            x, condition = x.inputs, self.condition_of(x)
         self.check_input(x)
         condition = self.check_condition(condition, x.shape[0])
         target = x if target is None else target
         if self.corruption is not None and (self.training or noise is not None):
             x = self.corruption(x, noise)
-        latent = self.encode(x, n_samples=n_samples, eps=eps, condition=condition)
+        latent = self.encode(x, n_samples=n_samples, eps=eps, condition=condition, gradient=gradient)
         x_params = self.decode(latent.z, condition)  # [S, B, *P]
         log_px_z = -self.likelihood.nll(x_params, target)  # [S, B]
         terms = {"recon": -log_px_z.mean(0), **latent.terms}
+        if hasattr(self.bottleneck, "reconstruction_terms"):  # a user's bottleneck may be a plain module
+            terms.update(self.bottleneck.reconstruction_terms(latent, x_params, target))
         return AutoencoderOutput(x_params=x_params, latent=latent, terms=terms, log_px_z=log_px_z)
 
     # What a user calls.

@@ -7,10 +7,12 @@ from aekit.nn.corruptions import GaussianNoise, MaskingNoise, SaltAndPepper, mak
 from aekit.nn.likelihoods import Bernoulli, DiscretizedLogistic, Gaussian, make_likelihood
 from aekit.nn.priors import Prior, StandardNormal
 from aekit.nn.sequence import Conv1dEncoder, RNNEncoder, TransformerEncoder
-from aekit.nn.sparse import Dictionary, TopK, VectorInput
+from aekit.nn.sparse import BatchTopK, Dictionary, GradientTopK, Matryoshka, SparseCode, TopK, VectorInput
+from aekit.nn.sparse_penalised import Gated, JumpReLU, ReLUL1
 
 __all__ = [
-    "Bernoulli", "BottleneckOutput", "Conv1dEncoder", "ConvDecoder", "ConvEncoder", "Dictionary", "RNNEncoder",
+    "BatchTopK", "Bernoulli", "BottleneckOutput", "Gated", "GradientTopK", "JumpReLU", "Matryoshka", "ReLUL1",
+    "SparseCode", "Conv1dEncoder", "ConvDecoder", "ConvEncoder", "Dictionary", "RNNEncoder",
     "TransformerEncoder", "Deterministic", "DiagonalGaussian",
     "DiscretizedLogistic", "Gaussian", "GaussianNoise", "MLPDecoder", "MLPEncoder", "MaskingNoise",
     "Prior", "SaltAndPepper", "StandardNormal", "TopK", "VectorInput", "make_backbone", "make_bottleneck",

@@ -72,6 +72,12 @@ class Bottleneck(nn.Module):
     def latent_shape(self) -> tuple[int, ...]:
         return tuple(self.context.latent_shape)
 
+    def reconstruction_terms(self, latent: BottleneckOutput, x_params: torch.Tensor,
+                             target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Terms that need the decoder's output ``x_params [S, B, *P]`` and the ``target [B, *S]`` (an auxiliary
+        loss on a sparse code's residual), per example ``[B]``; none by default."""
+        return {}
+
 
 @register_part("bottlenecks", "deterministic", "z = W h + b: the plain autoencoder code")
 class Deterministic(Bottleneck):

@@ -21,10 +21,12 @@ import torch
 
 from aekit.config import from_dict
 from aekit.data.base import Splits
+from aekit.data.sample import sample_batch
 from aekit.data.sources import StreamingSource
 from aekit.errors import ConfigError, TrainingDiverged
 from aekit.io import load_tensors, save_model
 from aekit.optim import make_optimizers, set_learning_rates
+from aekit.parts import DATA_INIT_ROWS, init_from_data
 from aekit.progress import Phase
 from aekit.run_config import DataConfig, TrainConfig, load_splits
 from aekit.training.averaging import WeightAverage
@@ -89,6 +91,7 @@ class Trainer:
             name, make_config(name, **{k: v for k, v in self.run["model"].items() if k != "name"}))
         if not self.resume:
             model.initial_weights()
+            init_from_data(model, lambda: sample_batch(self.splits.train, DATA_INIT_ROWS, self.config.seed))
         self.objective = model.objective()
         model.to(self.fabric.device)
         optimizers, self.opt_settings = make_optimizers(model, self.config)
