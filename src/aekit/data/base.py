@@ -6,7 +6,9 @@ A map-style source (:class:`MapSource`) is what the training loop and the evalua
 - ``source.name`` (settable) and ``source.classes`` (the name of each class id, or None);
 - ``source.inputs(index)``: ``[B, *shape]`` float32 for float data and 8-bit images (scaled to ``[0, 1]``),
   int64 for other integer data (token ids, codes); ``source.labels(index)``: ``[B]`` int64 or None;
-  ``source.batch(index)``: both as a :class:`~aekit.data.batch.Batch`;
+  ``source.batch(index)``: both as a :class:`~aekit.data.batch.Batch`, with the examples' ``target`` and
+  ``gradient`` where the source has them (a layer's output beside its input, for a transcoder; a downstream
+  loss's gradient, for a gradient-guided sparse autoencoder);
 - ``source.y``: every label (``[N]`` int64) or None;
 - ``source.subset(index, name=None)``: the examples at ``index`` as a source of the same kind.
 
@@ -109,6 +111,9 @@ class Dataset:
     owned: x was read for this dataset alone (from a file), so a split may rearrange it in place and hand out
     views of it (:meth:`partition`) instead of copies; False for an array a caller passed, which is never
     changed.
+    target: ``[N, *T]`` float32, what the model reconstructs from each example where it is not the example
+    itself (a layer's output, for a transcoder that reads the layer's input), or None.
+    gradient: ``[N, *shape]`` float32, the gradient of a downstream loss with respect to each example, or None.
     """
 
     x: torch.Tensor
@@ -116,6 +121,8 @@ class Dataset:
     name: str
     classes: tuple[str, ...] | None = None
     owned: bool = field(default=False, repr=False, compare=False)
+    target: torch.Tensor | None = field(default=None, repr=False, compare=False)
+    gradient: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.y is not None and len(self.y) != len(self.x):
@@ -123,6 +130,14 @@ class Dataset:
                 f"{self.name}: {len(self.x)} examples but {len(self.y)} labels; "
                 "the image and label files must hold the same number of items"
             )
+        for key, value in self.extras().items():
+            if len(value) != len(self.x) or not value.dtype.is_floating_point:
+                raise DataError(f"{self.name}: {len(self.x)} examples but a {key} of shape {tuple(value.shape)} and "
+                                f"dtype {value.dtype}; give one float row per example")
+            bad = first_nonfinite(value.detach().cpu().numpy())
+            if bad is not None:
+                raise DataError(f"{self.name}: the {key} of example {bad[0]} holds NaN or Inf values; clean or drop it "
+                                "first")
         if self.x.dtype not in STORED_DTYPES:
             raise DataError(
                 f"{self.name}: dtype {self.x.dtype} is not supported; use uint8 (8-bit images), float32, or "
@@ -157,18 +172,22 @@ class Dataset:
         return as_inputs(x)
 
     def labels(self, index: Index = None) -> torch.Tensor | None:
-        if self.y is None:
-            return None
-        return self.y if index is None else self.y[torch.as_tensor(index) if isinstance(index, np.ndarray) else index]
+        return None if self.y is None else _rows(self.y, index)
+
+    def extras(self) -> dict[str, torch.Tensor]:
+        """The ``target`` and ``gradient`` tensors this dataset holds, by name."""
+        return {key: value for key in ("target", "gradient") if (value := getattr(self, key)) is not None}
 
     def batch(self, index: Index = None) -> Batch:
-        """The inputs and labels at ``index`` as one :class:`Batch`."""
-        return Batch(self.inputs(index), self.labels(index))
+        """The inputs, labels, and target and gradient where held, at ``index`` as one :class:`Batch`."""
+        extras = {key: _rows(value, index).float() for key, value in self.extras().items()}
+        return Batch(self.inputs(index), self.labels(index), **extras)
 
     def subset(self, index: torch.Tensor | np.ndarray, name: str | None = None) -> Dataset:
         index = torch.as_tensor(index, dtype=torch.long)
         y = None if self.y is None else self.y[index]
-        return Dataset(self.x[index], y, name or self.name, self.classes)
+        extras = {key: value[index] for key, value in self.extras().items()}
+        return Dataset(self.x[index], y, name or self.name, self.classes, **extras)
 
     def partition(self, indices: list[torch.Tensor], names: list[str],
                   chunk_bytes: int = 64 * 2**20) -> list[Dataset]:
@@ -180,22 +199,14 @@ class Dataset:
             raise DataError(f"{self.name}: partition rearranges the array in place, which only a dataset read "
                             "from a file owns; take subset() of each part instead")
         first, *rest = (torch.as_tensor(index, dtype=torch.long) for index in indices)
-        copies = [self.x[index] for index in rest]  # copied out before the first part overwrites their rows
-        row_bytes = max(1, self.x[:1].numel() * self.x.element_size())
-        step = max(1, chunk_bytes // row_bytes)
-        for start in range(0, len(first), step):  # row first[k] >= k: each chunk is read before any write reaches it
-            chunk = first[start:start + step]
-            self.x[start:start + len(chunk)] = self.x[chunk]
-        start = len(first)
-        for copy in copies:
-            self.x[start:start + len(copy)] = copy
-            start += len(copy)
-        del copies
+        for tensor in (self.x, *self.extras().values()):
+            _move_rows(tensor, first, rest, chunk_bytes)
         parts, start = [], 0
         for index, name in zip([first, *rest], names, strict=True):
             rows = slice(start, start + len(index))
             y = None if self.y is None else self.y[index]
-            parts.append(Dataset(self.x[rows], y, name, self.classes))
+            extras = {key: value[rows] for key, value in self.extras().items()}
+            parts.append(Dataset(self.x[rows], y, name, self.classes, **extras))
             start += len(index)
         self.owned = False
         return parts
@@ -203,7 +214,32 @@ class Dataset:
     def concat(self, other: Dataset, name: str | None = None) -> Dataset:
         """This dataset's examples followed by ``other``'s."""
         y = None if self.y is None or other.y is None else torch.cat([self.y, other.y])
-        return Dataset(torch.cat([self.x, other.x]), y, name or self.name, self.classes or other.classes)
+        theirs = other.extras() if isinstance(other, Dataset) else {}
+        if theirs.keys() != self.extras().keys():
+            raise DataError(f"{self.name}: holds {sorted(self.extras()) or 'no target or gradient'} but "
+                            f"{other.name} holds {sorted(theirs) or 'none'}; join sources with the same fields")
+        extras = {key: torch.cat([value, theirs[key]]) for key, value in self.extras().items()}
+        return Dataset(torch.cat([self.x, other.x]), y, name or self.name, self.classes or other.classes, **extras)
+
+
+def _rows(tensor: torch.Tensor, index: Index) -> torch.Tensor:
+    """The rows of ``tensor`` at ``index`` (all when None)."""
+    return tensor if index is None else tensor[torch.as_tensor(index) if isinstance(index, np.ndarray) else index]
+
+
+def _move_rows(x: torch.Tensor, first: torch.Tensor, rest: list[torch.Tensor], chunk_bytes: int) -> None:
+    """Rearrange ``x`` in place so that its rows at ``first`` come first, then those of each of ``rest`` (the
+    indices disjoint and sorted); the rows of ``rest`` are copied out before the first part overwrites them."""
+    copies = [x[index] for index in rest]
+    row_bytes = max(1, x[:1].numel() * x.element_size())
+    step = max(1, chunk_bytes // row_bytes)
+    for start in range(0, len(first), step):  # row first[k] >= k: each chunk is read before any write reaches it
+        chunk = first[start:start + step]
+        x[start:start + len(chunk)] = x[chunk]
+    start = len(first)
+    for copy in copies:
+        x[start:start + len(copy)] = copy
+        start += len(copy)
 
 
 @dataclass

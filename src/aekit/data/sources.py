@@ -270,6 +270,8 @@ class MemmapDataset:
     ``shard-10``) or a list of them, each holding the tensor ``inputs_key`` (rows of one shape and dtype in
     every shard) and its labels, the tensor ``labels_key`` (by default ``"labels"``, where the shards hold it).
     labels: the labels as a path to a ``.npy`` file or an array (one per row), instead of the shards' own.
+    target_key, gradient_key: tensors of the shards (one vector per row of the inputs) that a batch carries as its
+    ``target`` and ``gradient`` (:mod:`aekit.data.activations` writes them), read row by row as the inputs are.
 
     Only the rows of a batch are read, never the whole array: a pass over a 4 GB file keeps the resident memory
     near a batch's size (``benchmarks/memmap_rss.py``). The rows of a batch are read in file order (nearby rows
@@ -288,17 +290,43 @@ class MemmapDataset:
         classes: Sequence[str] | None = None,
         inputs_key: str = "inputs",
         labels_key: str | None = None,
+        target_key: str | None = None,
+        gradient_key: str | None = None,
     ) -> None:
         files = _shard_files(path)
-        self.source = str(path if isinstance(path, (str, os.PathLike)) else files[0].parent)
+        source = str(path if isinstance(path, (str, os.PathLike)) else files[0].parent)
         if files[0].suffix.lower() == ".npy" or _is_npy(files[0]):
             if len(files) > 1:
                 raise DataError(f"{files[0]}: one .npy file is read at a time; concatenate them or save shards")
+            if target_key or gradient_key:
+                raise DataError(f"{files[0]}: a .npy holds one array; target and gradient are tensors of "
+                                "safetensors shards")
             shard, shape, dtype = _open_npy(files[0])
-            shards, own_labels, self._bf16 = [shard], None, False
+            shards, own_labels, bf16 = [shard], None, False
         else:
-            shards, shape, dtype, own_labels, self._bf16 = _open_safetensors(files, inputs_key, labels_key,
-                                                                             labels is None)
+            shards, shape, dtype, own_labels, bf16 = _open_safetensors(files, inputs_key, labels_key, labels is None)
+        self._open(shards, shape, dtype, bf16, source, name or Path(source).stem)
+        if labels is not None:
+            source = labels if isinstance(labels, (str, os.PathLike)) else self.source
+            y = formats.read_label_file(labels) if isinstance(labels, (str, os.PathLike)) else np.asarray(labels)
+            own_labels = formats.as_labels(y, shape[0], source)
+        self._all_labels = None if own_labels is None else torch.from_numpy(own_labels)
+        self.classes = check_classes(self.name, classes, self._all_labels)
+        self._extras: dict[str, MemmapDataset] = {}  # target and gradient, each read as a source of its own
+        for field, key in (("target", target_key), ("gradient", gradient_key)):
+            if key is not None:
+                column_shards, column_shape, column_dtype, _, column_bf16 = _open_safetensors(files, key, None, False)
+                column = object.__new__(MemmapDataset)
+                column._open(column_shards, column_shape, column_dtype, column_bf16, source, f"{self.name} ({field})")
+                if len(column) != len(self) or len(column.shape) != 1 or len(self.shape) != 1:
+                    raise DataError(f"{source}: {key!r} holds {len(column)} rows of shape {column.shape} beside "
+                                    f"{len(self)} inputs of shape {self.shape}; a {field} is one vector per input")
+                self._extras[field] = column
+
+    def _open(self, shards: list[_Shard], shape: tuple[int, ...], dtype: np.dtype, bf16: bool, source: str,
+              name: str) -> None:
+        """Read the rows of ``shards`` (``shape`` all together, stored as ``dtype``, or as bfloat16's 16 bits)."""
+        self.source, self.name, self._bf16 = source, name, bf16
         if not shape or shape[0] == 0:
             raise DataError(f"{self.source}: holds no examples; pass a non-empty dataset")
         if not self._bf16:
@@ -309,15 +337,8 @@ class MemmapDataset:
             raise DataError(f"{self.source}: examples of shape {shape[1:]} hold no values; pass a non-empty array")
         self._reader = _RowReader(shards, shape[1:], dtype)
         self._file_shape = (self._shape[1], self._shape[2], self._shape[0]) if self._channels_last else self._shape
-        if labels is not None:
-            source = labels if isinstance(labels, (str, os.PathLike)) else self.source
-            y = formats.read_label_file(labels) if isinstance(labels, (str, os.PathLike)) else np.asarray(labels)
-            own_labels = formats.as_labels(y, shape[0], source)
-        self._all_labels = None if own_labels is None else torch.from_numpy(own_labels)
         self._rows: np.ndarray | None = None  # the file row of each example; None: every row, in order
-        self.name = name or Path(self.source).stem
-        self.classes = check_classes(self.name, classes, self._all_labels)
-        self._y: torch.Tensor | None = None
+        self._all_labels, self.classes, self._y, self._extras = None, None, None, {}
 
     # -- the MapSource protocol --------------------------------------------------------------------------
 
@@ -362,10 +383,12 @@ class MemmapDataset:
         return self._all_labels[torch.from_numpy(self._positions_and_rows(index)[1])]
 
     def batch(self, index: Index = None) -> Batch:
-        """The inputs and labels at ``index`` as one :class:`Batch`."""
+        """The inputs and labels, and target and gradient where the shards hold them, at ``index`` as one
+        :class:`Batch`."""
         positions, rows = self._positions_and_rows(index)
         labels = None if self._all_labels is None else self._all_labels[torch.from_numpy(rows)]
-        return Batch(self._read(positions, rows), labels)
+        extras = {field: column._read(positions, rows) for field, column in self._extras.items()}
+        return Batch(self._read(positions, rows), labels, **extras)
 
     def subset(self, index: Index, name: str | None = None) -> MemmapDataset:
         """The examples at ``index``: a view of the same file, nothing read or copied."""
@@ -378,9 +401,11 @@ class MemmapDataset:
         return self._view(np.concatenate([self.rows, other.rows]), name)
 
     def in_memory(self) -> Dataset:
-        """Every example read into an in-memory :class:`Dataset` (for data that fits in memory)."""
-        return Dataset(self._read_stored(*self._positions_and_rows(None)), self.y, self.name, self.classes,
-                       owned=True)
+        """Every example (with its target and gradient, where held) read into an in-memory :class:`Dataset` (for
+        data that fits in memory)."""
+        positions, rows = self._positions_and_rows(None)
+        extras = {field: column._read(positions, rows) for field, column in self._extras.items()}
+        return Dataset(self._read_stored(positions, rows), self.y, self.name, self.classes, owned=True, **extras)
 
     # -- reading ---------------------------------------------------------------------------------------------
 
