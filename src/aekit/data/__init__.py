@@ -1,6 +1,7 @@
 """Data sources: in-memory arrays, files read row by row, windows of a series, streams, their splits, readers for
 the standard formats and a registry of names."""
 
+from aekit.data.activations import capture, collect_activations
 from aekit.data.base import Dataset, MapSource, Splits, holdout_split, random_split
 from aekit.data.batch import Batch
 from aekit.data.one_class import OneClassData, one_class_split
@@ -15,11 +16,13 @@ from aekit.data.registry import (
     register_dataset,
 )
 from aekit.data.sources import MemmapDataset, StreamingSource, batched
+from aekit.data.store import ActivationStore
 from aekit.data.synthetic import SparseFeatureData, sparse_feature_data
 from aekit.data.windows import WindowDataset
 from aekit.errors import DataError
 
 __all__ = [
+    "ActivationStore",
     "Batch",
     "DataError",
     "Dataset",
@@ -32,6 +35,8 @@ __all__ = [
     "StreamingSource",
     "WindowDataset",
     "batched",
+    "capture",
+    "collect_activations",
     "dataset_info",
     "detect_format",
     "known_dataset",

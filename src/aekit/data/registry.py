@@ -23,6 +23,7 @@ from aekit.data.base import Splits, holdout_split, random_split
 from aekit.data.formats import Parts, PathLike
 from aekit.data.images import ImageFolderSource
 from aekit.data.sources import MemmapDataset
+from aekit.data.store import ActivationStore, is_store
 from aekit.errors import DataError, did_you_mean
 
 DATA_ROOT_ENV = "AEKIT_DATA"
@@ -89,6 +90,9 @@ def load_data(
     says so), else into memory, where the split rearranges the one array read rather than copying it.
     image_size: read a folder of images as batches ask for them, each resized and centre-cropped to
     ``image_size`` square (:class:`~aekit.data.images.ImageFolderSource`; any sizes in the folder).
+
+    An activation store (a folder with ``store.json``, :mod:`aekit.data.activations`) is read from its shards as
+    batches ask for them unless ``memmap=False``; its batches carry ``target`` and ``gradient`` where it holds them.
     """
     graph_data = _read_graph(spec, root)
     if graph_data is not None:
@@ -111,7 +115,13 @@ def load_data(
         if not path.exists():
             raise DataError(f"{spec}: no such file or folder{did_you_mean(spec, [*_REGISTRY, *GRAPH_DATASETS])}; "
                             f"pass a registered name ({', '.join(_REGISTRY)}) or a path")
-        if image_size:
+        if path.is_dir() and is_store(path):  # rows read from its shards as batches ask (memmap=false: into memory)
+            if inputs is not None or labels is not None or image_size:
+                raise DataError(f"{path}: an activation store names its own tensors; drop inputs=, labels= and "
+                                "image_size=")
+            store = ActivationStore(path).dataset(name="all")
+            parts = {"all": store.in_memory() if memmap is False else store}
+        elif image_size:
             if detect_format(path) != "image-folder":
                 raise DataError(f"{path}: image_size={image_size} reads a folder of images, but this is "
                                 f"{detect_format(path)}; drop image_size")
@@ -278,6 +288,7 @@ LOADERS: dict[str, Callable[[Path], Parts]] = {
     "cifar-batch": lambda path: _whole(path, *formats.read_cifar_batch(path)),
     "numpy": formats.load_numpy,
     "safetensors": lambda path: {"all": MemmapDataset(path, name="all").in_memory()},
+    "activation-store": lambda path: {"all": ActivationStore(path).dataset(name="all")},
     "csv": lambda path: _whole(path, *formats.read_csv(path)),
 }
 
@@ -311,6 +322,8 @@ def detect_format(path: PathLike) -> str:
 
 
 def _detect_folder(folder: Path) -> str:
+    if is_store(folder):
+        return "activation-store"
     if formats.find_idx_pair(folder, "train"):
         return "idx-folder"
     if any(folder.glob("*.safetensors")):
@@ -323,7 +336,7 @@ def _detect_folder(folder: Path) -> str:
         return "image-folder"
     raise DataError(
         f"{folder}: no dataset recognised; expected the MNIST IDX files, .amat files, CIFAR python batches, "
-        ".safetensors shards, or images (in class subfolders or flat)"
+        ".safetensors shards, an activation store (store.json), or images (in class subfolders or flat)"
     )
 
 
