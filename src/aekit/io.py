@@ -50,7 +50,8 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def save_model(model, path: str | os.PathLike, metrics: dict[str, Any] | None = None) -> Path:
-    """Write the folder a model is shared as, Hugging Face's layout: ``config.json`` (model name and config),
+    """Write the folder a model is shared as, Hugging Face's layout: ``config.json`` (model name and config, and
+    ``activations``: the activation store it was trained on, where ``model.activation_source`` names one),
     ``model.safetensors`` and ``README.md``, a model card with the model's settings and ``metrics`` (a run's
     ``metrics.json``) where given. The same as ``model.save_pretrained(path)``."""
     from aekit.config import to_dict
@@ -59,9 +60,23 @@ def save_model(model, path: str | os.PathLike, metrics: dict[str, Any] | None = 
     path.mkdir(parents=True, exist_ok=True)
     save_tensors(model.state_dict(), path / "model.safetensors", metadata={"format": FORMAT})
     meta = {"format": FORMAT, "model": model.name, "config": to_dict(model.config)}
+    _write_meta(path, meta, getattr(model, "activation_source", None), metrics)
+    return path
+
+
+def _write_meta(path: Path, meta: dict[str, Any], activations: dict[str, Any] | None,
+                metrics: dict[str, Any] | None) -> None:
+    """``config.json`` and the model card of a saved model, with the activation store it was trained on."""
+    if activations:
+        meta = {**meta, "activations": activations}
     atomic_write_text(path / "config.json", json.dumps(meta, indent=2) + "\n")
     atomic_write_text(path / "README.md", model_card(meta, metrics))
-    return path
+
+
+def record_activation_source(path: str | os.PathLike, activations: dict[str, Any]) -> None:
+    """Name in the saved model at ``path`` (its ``config.json`` and card) the activation store it was trained on."""
+    path = Path(path)
+    _write_meta(path, read_json(path / "config.json"), activations, None)
 
 
 def model_card(meta: dict[str, Any], metrics: dict[str, Any] | None = None) -> str:
@@ -73,6 +88,7 @@ def model_card(meta: dict[str, Any], metrics: dict[str, Any] | None = None) -> s
              f"{tuple(config.get('data_shape') or ())}, saved as `config.json` + `model.safetensors` (no pickles).",
              "", "```python", "import aekit", "", 'model = aekit.load("THIS_FOLDER_OR_HUB_ID")  # or '
              'aekit.models.Model.from_pretrained(...)', "```", ""]
+    lines += _activations_card(meta.get("activations"))
     shown = {k: v for k, v in (metrics or {}).items() if k.startswith("test/") and isinstance(v, (int, float, str))}
     if shown:
         lines += ["## Test metrics", "", "| metric | value |", "|---|---|"]
@@ -80,6 +96,17 @@ def model_card(meta: dict[str, Any], metrics: dict[str, Any] | None = None) -> s
         lines.append("")
     lines += ["## Settings", "", "```json", json.dumps(config, indent=2), "```", ""]
     return "\n".join(lines)
+
+
+def _activations_card(source: dict[str, Any] | None) -> list[str]:
+    """The model card's section on the activation store a model was trained on (none where there was none)."""
+    if not source:
+        return []
+    sources = ", ".join(source.get("sources") or []) or "not named"
+    return ["## Trained on activations", "",
+            f"Activations of layer `{source.get('layer')}` ({source.get('hook')}) of `{source.get('model')}`: "
+            f"{source.get('tokens')} tokens of width {source.get('width')}, stored as {source.get('dtype')}; text: "
+            f"{sources}.", ""]
 
 
 def resolve_model_dir(path: str | os.PathLike, revision: str | None = None, cache_dir: str | os.PathLike | None = None,
@@ -169,6 +196,7 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu", *, r
     except RuntimeError as exc:
         first = str(exc).splitlines()[0] if str(exc) else "mismatch"
         raise AekitError(f"{directory}: weights do not fit the config ({first})") from None
+    model.activation_source = meta.get("activations")  # the activation store it was trained on, or None
     return model.to(map_location).eval()
 
 

@@ -19,7 +19,7 @@ import torch
 from aekit.config import from_dict
 from aekit.data.base import Splits
 from aekit.errors import ConfigError
-from aekit.io import atomic_write_text
+from aekit.io import atomic_write_text, record_activation_source
 from aekit.run_config import IN_MEMORY, DataConfig, TrainConfig, load_splits, resolve_run
 from aekit.training.loop import FINISHED_BEFORE, Trainer
 
@@ -136,7 +136,13 @@ def train(
     finished_before = summary.pop(FINISHED_BEFORE, False)
     if rank != 0:  # another node's process of a torchrun or SLURM launch: rank 0 evaluates and reports
         return RunResult(run_dir=out, model=None, metrics=summary, report=None)
+    source = _activation_source(run, given)
+    for saved in ((out / "model", out / "best") if source and out is not None else ()):
+        if (saved / "config.json").is_file():
+            record_activation_source(saved, source)
     trained = _trained_model(config, out, trained, instance)
+    if source:
+        trained.activation_source = source
     report = None
     if finished_before and out is not None and (out / "metrics.json").is_file():
         from aekit.io import read_json
@@ -202,6 +208,18 @@ def _fit_on_fabric(config: TrainConfig, run: dict[str, Any], out: Path | None, r
         return dict(summary or {}), None
     trainer = Trainer(fabric, run, out, resume, splits, instance)
     return dict(trainer.fit()), trainer.module
+
+
+def _activation_source(run: dict[str, Any], given: Any) -> dict[str, Any] | None:
+    """The activation store a run trains on, as its saved model records it (``activations`` in ``config.json``):
+    the store at the run's data path, or the one a source given in memory was read from; None for other data."""
+    from aekit.data.store import ActivationStore, is_store
+
+    name = run["data"].get("name")
+    if given is None and isinstance(name, str) and is_store(name):
+        return ActivationStore(name).provenance()
+    train = getattr(given, "train", None)  # Splits given
+    return getattr(given, "activation_source", None) or getattr(train, "activation_source", None)
 
 
 def _trained_model(config: TrainConfig, out: Path | None, trained, instance):
