@@ -80,6 +80,7 @@ class Dictionary(nn.Module):
         size = math.prod(self.data_shape)
         self.weight = nn.Parameter(F.normalize(torch.randn(size, latent_dim), dim=0))  # [X, D]
         self.bias = nn.Parameter(torch.zeros(size))  # b_dec [X]
+        self.register_buffer("from_data", torch.zeros((), dtype=torch.bool))  # started from a sample once
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return F.linear(z, self.weight, self.bias).view(-1, *self.data_shape)
@@ -90,8 +91,10 @@ class Dictionary(nn.Module):
 
     @torch.no_grad()
     def init_from_data(self, batch) -> None:
-        """b_dec at the geometric median of the sample's targets."""
-        self.bias.copy_(geometric_median(targets_of(batch)))
+        """b_dec at the geometric median of the sample's targets (once: a trained dictionary keeps its own)."""
+        if not self.from_data:
+            self.bias.copy_(geometric_median(targets_of(batch)))
+            self.from_data.fill_(True)
 
     @torch.no_grad()
     def before_optimizer_step(self, ctx) -> None:
@@ -148,6 +151,7 @@ class SparseCode(Bottleneck):
         self.proj = nn.Linear(self.in_features, self.latent_dim)  # W_enc, b_enc
         self.register_buffer("since_fired", torch.zeros(self.latent_dim, dtype=torch.long))
         self.register_buffer("data_norm", torch.ones(()))
+        self.register_buffer("from_data", torch.zeros((), dtype=torch.bool))  # started from a sample once
         self.model: ModelRef | None = None
 
     # The model it sits in.
@@ -173,8 +177,17 @@ class SparseCode(Bottleneck):
 
     @torch.no_grad()
     def init_from_data(self, batch) -> None:
+        """``data_norm`` from the sample (once: a trained code keeps its own); :meth:`start_from_data` is what a
+        family adds."""
+        if self.from_data:
+            return
         target = targets_of(batch)
         self.data_norm.copy_((target - target.mean(0)).pow(2).sum(1).mean().sqrt().clamp_min(1e-12))
+        self.start_from_data()
+        self.from_data.fill_(True)
+
+    def start_from_data(self) -> None:
+        """A family's own start once ``data_norm`` is known (a threshold in its units); nothing by default."""
 
     # The code.
     def pre_activations(self, h: torch.Tensor) -> torch.Tensor:

@@ -131,8 +131,7 @@ class JumpReLU(SparseCode):
         self.log_threshold = nn.Parameter(torch.full((self.latent_dim,), float(torch.tensor(threshold).log())))
 
     @torch.no_grad()
-    def init_from_data(self, batch) -> None:
-        super().init_from_data(batch)
+    def start_from_data(self) -> None:
         self.log_threshold.fill_(float((self.initial_threshold * self.data_norm).log()))
 
     @property
