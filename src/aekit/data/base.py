@@ -134,7 +134,7 @@ class Dataset:
             if len(value) != len(self.x) or not value.dtype.is_floating_point:
                 raise DataError(f"{self.name}: {len(self.x)} examples but a {key} of shape {tuple(value.shape)} and "
                                 f"dtype {value.dtype}; give one float row per example")
-            bad = first_nonfinite(value.detach().cpu().numpy())
+            bad = first_nonfinite(value.detach().cpu().float().numpy())  # bfloat16 has no numpy dtype
             if bad is not None:
                 raise DataError(f"{self.name}: the {key} of example {bad[0]} holds NaN or Inf values; clean or drop it "
                                 "first")
