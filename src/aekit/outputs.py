@@ -20,11 +20,19 @@ def write_figures(model, splits: Splits, run_dir: Path, seed: int = 0, examples:
     reconstruction rows for a masked model), samples from the prior,
     one row per class for a model conditioned on labels (models with a prior), the latent map (representation;
     of at most 2,000 test examples, no more than the evaluation took: ``examples``; a graph model's node
-    embeddings by class), and the training curves. ``heartbeat(what)`` is told of each figure.
+    embeddings by class), a sparse code's latent density (sparsity; of at most 10,000 test examples), and the training
+    curves. ``heartbeat(what)`` is told of each figure.
 
     A figure that fails is left out with a note on stderr, and ``figures/failed.json`` names it and why, for the
     report: the run's metrics and model are already written, and one figure should not lose the others."""
-    from aekit.report import plot_image_rows, plot_latent_map, plot_reconstructions, plot_samples, plot_training_curves
+    from aekit.report import (
+        plot_image_rows,
+        plot_latent_density,
+        plot_latent_map,
+        plot_reconstructions,
+        plot_samples,
+        plot_training_curves,
+    )
     from aekit.report.html import FAILED_FIGURES
 
     heartbeat = heartbeat or (lambda what: None)
@@ -57,6 +65,12 @@ def write_figures(model, splits: Splits, run_dir: Path, seed: int = 0, examples:
         else:
             planned["samples.png"] = lambda: plot_samples(model.sample(64, generator=generator).cpu(),
                                                           figures / "samples.png")
+    if "sparsity" in model.suites:
+        def latent_density() -> Path:
+            n = min(len(splits.test), 10000, examples or 10000)
+            return plot_latent_density(embed_dataset(model, splits.test, limit=n).reshape(n, -1),
+                                       figures / "latent_density.png")
+        planned["latent_density.png"] = latent_density
     if "representation" in model.suites:
         def latent_map() -> Path:
             n = min(len(splits.test), 2000, examples or 2000)

@@ -195,3 +195,15 @@ def test_anomaly_explanations_and_feature_attributions(tmp_path: Path) -> None:
     assert table.is_file()
     with pytest.raises(DataError, match="name -> \\[K, D\\] attributions"):
         plot_feature_attributions({"ig": rng.normal(size=(3, 5, 2))}, tmp_path / "bad.png")
+
+
+def test_plot_latent_density_writes_png_and_rejects_a_non_matrix(tmp_path: Path) -> None:
+    from aekit.report import plot_latent_density
+
+    z = np.zeros((100, 6), dtype=np.float32)
+    z[:50, 0] = 1.0  # fires on half the rows
+    z[:5, 1] = 2.0  # on 5 %
+    path = plot_latent_density(z, tmp_path / "density.png")
+    assert path.read_bytes().startswith(b"\x89PNG")
+    with pytest.raises(DataError, match=r"expected \[N, D\]"):
+        plot_latent_density(np.zeros(5), tmp_path / "bad.png")

@@ -142,6 +142,11 @@ class SAE(Autoencoder):
 
     suites = ("reconstruction", "sparsity", "representation")
 
+    @classmethod
+    def fit_to_data(cls, values: dict[str, Any], splits) -> tuple[dict[str, Any], list[str]]:
+        """The data's shape; the likelihood stays the squared error's (Gaussian) unless one is chosen."""
+        return super().fit_to_data({"likelihood": "gaussian", **values}, splits)
+
 
 for _name, (_config, _description) in MODELS.items():
     register_model(_name, config=_config, description=_description)(SAE)

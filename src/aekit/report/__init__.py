@@ -8,6 +8,7 @@ matplotlib is imported only when a figure is drawn.
 from aekit.report.compare import write_comparison
 from aekit.report.figures import (
     plot_image_rows,
+    plot_latent_density,
     plot_latent_map,
     plot_reconstructions,
     plot_samples,
@@ -20,6 +21,7 @@ __all__ = [
     "METRIC_EXPLANATIONS",
     "explain_metric",
     "plot_image_rows",
+    "plot_latent_density",
     "plot_latent_map",
     "plot_reconstructions",
     "plot_samples",

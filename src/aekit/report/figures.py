@@ -178,6 +178,27 @@ def plot_latent_map(
     return _save(fig, path)
 
 
+def plot_latent_density(z: Any, path: str | os.PathLike[str]) -> Path:
+    """Histogram of how often each latent of a sparse code fires, log10 of its share of the ``z [N, D]`` rows
+    (Bricken et al. 2023's feature density), with the latents that never fire counted apart."""
+    z = _as_float_array(z, "z")
+    if z.ndim != 2 or len(z) == 0:
+        raise DataError(f"plot_latent_density: z has shape {list(z.shape)}; expected [N, D] with N >= 1")
+    share = (z != 0).mean(axis=0)  # [D]
+    dead = int((share == 0).sum())
+    fig = _new_figure((6.5, 4.0))
+    ax = fig.subplots()
+    fired = share[share > 0]
+    if len(fired):
+        ax.hist(np.log10(fired), bins=50, color="#4c72b0")
+    ax.axvline(np.log10(0.1), color="#c44e52", linestyle="--", linewidth=1, label="10 % (dense above)")
+    ax.set_xlabel("log10 share of the rows on which a latent fires")
+    ax.set_ylabel("latents")
+    ax.set_title(f"Latent density ({z.shape[1]} latents, {len(z)} rows; {dead} never fire)")
+    ax.legend(loc="upper left")
+    return _save(fig, path)
+
+
 def plot_training_curves(log_csv_path: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
     """Plot ``loss`` against ``step`` for each split, and every other numeric column that changes over the run in
     its own panel (a constant weight or learning rate, and the clock, are left out).

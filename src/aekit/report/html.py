@@ -31,6 +31,7 @@ FIGURE_CAPTIONS = {
     "masked.png": "Originals, the masker's masks (hidden patches grey), and reconstructions from the visible patches",
     "samples.png": "Samples from the prior",
     "samples_per_class.png": "Samples from the prior, one row per class",
+    "latent_density.png": "How often each latent fires: log10 of its share of the test rows",
     "latent_map.png": "Latent means, coloured by label",
     "node_embeddings.png": "Node embeddings, coloured by class",
     "training_curves.png": "Training curves (the terms that change; a constant weight is left out)",
@@ -79,6 +80,18 @@ METRIC_EXPLANATIONS = {
     "test/bits_per_dim": "test/nll / (D ln 2), a code length; bits per data dimension",
     "test/active_units": "latent dimensions whose posterior mean varies over the data (Cov > 0.01); count",
     "test/l0": "latents that are not zero, per example: the L0 of a sparse code (a TopK code has at most k); count",
+    "test/fvu": "fraction of variance unexplained: sum ||x - x_hat||^2 / sum ||x - mean(x)||^2 over the split (0 is "
+                "perfect, 1 no better than the mean); fraction",
+    "test/explained_variance": "1 - test/fvu; fraction",
+    "test/dead_latents": "latents that fire on none of the split's examples; count",
+    "test/dead_fraction": "share of the latents that fire on none of the split's examples; fraction",
+    "test/dense_fraction": "share of the latents that fire on more than 10 % of the split's examples; fraction",
+    "test/auxk": "AuxK: half the squared error of the reconstruction's residual rebuilt from the dead latents alone "
+                 "(0 while none is dead); squared data units per example",
+    "test/sparsity": "the sparsity penalty (L1, the gate's L1 or L0, by the model), in the units of the "
+                     "reconstruction for data of unit mean squared norm; per example",
+    "test/gate_recon": "-log p(x | the gate's activations through the frozen decoder): the gated code's auxiliary "
+                       "reconstruction; nats per example",
     "test/linear_probe_acc": "accuracy of a logistic regression on the latent means, fit on train; fraction",
     "test/knn_acc": "accuracy of 5 nearest neighbours in latent-mean space, fit on train; fraction",
     "test/auc": "ROC-AUC of the held-out edges against as many sampled non-edges; fraction",
@@ -129,6 +142,7 @@ SUITE_EXPLANATIONS = {
 HEADLINES = {
     "detect": ("detect/roc_auc", "detect/average_precision", "detect/flagged_share"),
     "variational": ("test/nll", "test/elbo", "test/kl", "test/active_units"),
+    "sparsity": ("test/fvu", "test/l0", "test/dead_fraction", "test/explained_variance"),
     "masked": ("test/masked_mse", "test/linear_probe_acc", "test/knn_acc"),
     "classification": ("test/accuracy", "test/ce"),
     "link-prediction": ("test/auc", "test/ap"),
@@ -140,8 +154,9 @@ HEADLINES = {
 _TAKEN_WITH = {"test/nll": ("nll_samples", "nll_examples")}
 # Metric names (the key after its split prefix) for which one direction is better; others have none. The KL and
 # the active units have none: the lowest KL may be a collapsed posterior, the most units a rate bought with recon.
-_LOWER_IS_BETTER = {"nll", "recon", "mse", "bce", "bits_per_dim", "best_val_loss"}
-_HIGHER_IS_BETTER = {"elbo", "psnr", "auc", "ap", "node_acc", "best_val_auc", "roc_auc", "average_precision"}
+_LOWER_IS_BETTER = {"nll", "recon", "mse", "bce", "bits_per_dim", "best_val_loss", "fvu"}
+_HIGHER_IS_BETTER = {"elbo", "psnr", "auc", "ap", "node_acc", "best_val_auc", "roc_auc", "average_precision",
+                     "explained_variance"}
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _CONFIG_SECTIONS = ("model", "data", "train")
 
