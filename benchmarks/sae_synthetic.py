@@ -24,7 +24,8 @@ from aekit.metrics import feature_recovery, fraction_of_variance_unexplained, l0
 
 COUNTED = ("topk-sae", "batchtopk-sae", "matryoshka-sae")
 PENALISED = ("relu-sae", "gated-sae", "jumprelu-sae")
-GRID = (0.3, 1.0, 3.0, 10.0, 30.0)  # sparsity coefficients tried on the validation rows
+GRID = {"relu-sae": (0.1, 0.2, 0.3, 0.5), "gated-sae": (0.1, 0.2, 0.3, 0.5),  # coefficients tried on validation
+        "jumprelu-sae": (0.01, 0.03, 0.1, 0.3)}
 
 
 def train(name: str, x: torch.Tensor, args, **settings) -> torch.nn.Module:
@@ -71,7 +72,7 @@ def main() -> None:
         start = time.perf_counter()
         if name in PENALISED:
             tried = {}
-            for coefficient in GRID:
+            for coefficient in GRID[name]:
                 model = train(name, train_x, args, sparsity_coefficient=coefficient)
                 tried[coefficient] = (score(model, data.x[val], data.codes[val]), model)
             coefficient = min(tried, key=lambda c: abs(tried[c][0]["l0"] - k))

@@ -102,9 +102,9 @@ def test_the_step_hook_counts_tokens_since_each_latent_fired():
     fired = (out.latent.mean != 0).any(0)
     hooks.after_step(0, outputs=[out])
     assert torch.equal(model.bottleneck.since_fired, torch.where(fired, 0, 4))
-    with torch.no_grad():
-        out.latent.mean.zero_()
-    hooks.after_step(1, outputs=[out])
+    silent = model(torch.zeros(4, 6))  # b_enc = b_dec = 0: every pre-activation 0, nothing fires
+    assert not silent.latent.mean.any()
+    hooks.after_step(1, outputs=[silent])
     assert torch.equal(model.bottleneck.since_fired, torch.where(fired, 4, 8))
 
 

@@ -23,7 +23,7 @@
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -127,6 +127,15 @@ def dictionary_backbone(hidden, channels, act, *, context: PartContext, unit_nor
                                                        bool(pre_bias))
 
 
+class Code(NamedTuple):
+    """A sparse code ``z [B, *L, D]``; where the code chose its latents (TopK), their ``indices [B, *L, k]`` and
+    ``values`` (``z`` at them), which count the active latents without a pass over all D."""
+
+    z: torch.Tensor
+    indices: torch.Tensor | None = None
+    values: torch.Tensor | None = None
+
+
 class SparseCode(Bottleneck):
     """z = sigma(W_enc (h - b_pre) + b_enc) at every position (module docstring); a family sets sigma
     (:meth:`code`) and its own terms (:meth:`code_terms`).
@@ -194,10 +203,11 @@ class SparseCode(Bottleneck):
         """W_enc (h - b_pre) + b_enc, ``[B, *L, D]``; b_pre is the dictionary's bias where it is one."""
         dictionary = self.dictionary
         if dictionary is not None and dictionary.pre_bias and dictionary.bias.shape[0] == h.shape[-1]:
-            h = h - dictionary.bias
+            # W_enc h + (b_enc - W_enc b_dec): one product of the batch, and b_dec's gradient through one of size D
+            return F.linear(h, self.proj.weight, self.proj.bias - F.linear(dictionary.bias, self.proj.weight))
         return self.proj(h)
 
-    def code(self, pre: torch.Tensor, batch=None) -> torch.Tensor:
+    def code(self, pre: torch.Tensor, batch=None) -> Code:
         raise NotImplementedError
 
     def code_terms(self, pre: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -211,9 +221,15 @@ class SparseCode(Bottleneck):
     def forward(self, h: torch.Tensor, n_samples: int = 1, eps: torch.Tensor | None = None,
                 batch=None) -> BottleneckOutput:
         pre = self.pre_activations(h)  # [B, *L, D]
-        z = self.code(pre, batch)
-        terms = {"l0": (z != 0).flatten(1).sum(-1).to(z.dtype), **self.code_terms(pre, z)}
-        return BottleneckOutput(z=self.samples(z, n_samples), mean=z, params={"pre": pre}, terms=terms)
+        code = self.code(pre, batch)
+        z, params = code.z, {"pre": pre}
+        if code.indices is None:
+            active = z != 0
+        else:  # only the chosen can be non-zero: count among them [B, *L, k]
+            active = code.values != 0
+            params["fired"] = code.indices[active]  # the latents that fired, with repeats
+        terms = {"l0": active.flatten(1).sum(-1).to(z.dtype), **self.code_terms(pre, z)}
+        return BottleneckOutput(z=self.samples(z, n_samples), mean=z, params=params, terms=terms)
 
     def penalty_scale(self, power: int) -> torch.Tensor:
         """n^2 / 2 / n^power: a penalty P of the codes of data divided by n, P(z / n) = P(z) / n^power, written in
@@ -234,7 +250,9 @@ class SparseCode(Bottleneck):
         tokens = torch.zeros((), device=self.since_fired.device)
         for out in ctx.outputs:
             z = out.latent.mean.reshape(-1, self.latent_dim)  # [tokens, D]
-            fired = torch.maximum(fired, (z != 0).any(0).to(fired.dtype))
+            chosen = out.latent.params.get("fired")
+            fired = fired.index_fill_(0, chosen, 1.0) if chosen is not None else torch.maximum(
+                fired, (z != 0).any(0).to(fired.dtype))
             tokens += z.shape[0]
         fired, tokens = ctx.all_reduce(fired, "max"), ctx.all_reduce(tokens, "sum")
         self.since_fired.add_(tokens.long()).masked_fill_(fired.bool(), 0)
@@ -262,10 +280,11 @@ def _check_k(k: int, latent_dim: int) -> int:
     return k
 
 
-def keep_top(values: torch.Tensor, k: int) -> torch.Tensor:
+def keep_top(values: torch.Tensor, k: int) -> Code:
     """``values`` with all but the k largest of each row (last axis) set to 0, and ReLU applied."""
     top = values.topk(k, dim=-1)
-    return torch.zeros_like(values).scatter(-1, top.indices, top.values.relu())
+    kept = top.values.relu()
+    return Code(torch.zeros_like(values).scatter_(-1, top.indices, kept), top.indices, kept)
 
 
 AUXK = {"l0": Term(log_only=True), "auxk": Term(weight=1 / 32)}
@@ -308,11 +327,11 @@ class BatchTopK(TopK):
         if self.training:
             flat = pre.reshape(-1, self.latent_dim).relu()  # [N, D]
             kept = flat.flatten().topk(min(self.k * flat.shape[0], flat.numel()))
-            z = torch.zeros_like(flat).flatten().scatter(0, kept.indices, kept.values)
-            return z.view_as(pre)
+            z = torch.zeros_like(flat).flatten().scatter_(0, kept.indices, kept.values)
+            return Code(z.view_as(pre))
         if self.threshold < 0:
             return keep_top(pre, self.k)
-        return pre * (pre > self.threshold)
+        return Code(pre * (pre > self.threshold))
 
     @torch.no_grad()
     def after_optimizer_step(self, ctx) -> None:
@@ -373,4 +392,5 @@ class GradientTopK(TopK):
         a = pre.relu()  # [B, D]
         effect = (gradient.reshape(a.shape[0], -1).to(a.dtype) @ dictionary.weight).abs()  # |W_dec^T g| [B, D]
         chosen = (a * (1 + self.beta * effect)).topk(self.k, dim=-1).indices
-        return torch.zeros_like(a).scatter(-1, chosen, a.gather(-1, chosen))
+        kept = a.gather(-1, chosen)
+        return Code(torch.zeros_like(a).scatter_(-1, chosen, kept), chosen, kept)

@@ -17,7 +17,7 @@ from torch import nn
 
 from aekit.config import require
 from aekit.nn.bottlenecks import BottleneckOutput
-from aekit.nn.sparse import SparseCode
+from aekit.nn.sparse import Code, SparseCode
 from aekit.objectives import Term
 from aekit.parts import PartContext, register_part
 
@@ -33,8 +33,8 @@ class ReLUL1(SparseCode):
 
     terms: ClassVar[dict[str, Term]] = PENALISED
 
-    def code(self, pre: torch.Tensor, batch=None) -> torch.Tensor:
-        return pre.relu()
+    def code(self, pre: torch.Tensor, batch=None) -> Code:
+        return Code(pre.relu())
 
     def code_terms(self, pre: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"sparsity": self.penalty_scale(1) * (z * self.atom_norms()).flatten(1).sum(-1)}
@@ -60,9 +60,9 @@ class Gated(SparseCode):
         self.r_mag = nn.Parameter(torch.zeros(self.latent_dim))
         self.b_mag = nn.Parameter(torch.zeros(self.latent_dim))
 
-    def code(self, pre: torch.Tensor, batch=None) -> torch.Tensor:
+    def code(self, pre: torch.Tensor, batch=None) -> Code:
         pi_mag = self.r_mag.exp() * (pre - self.proj.bias) + self.b_mag  # pre = pi_gate = W_gate x' + b_gate
-        return (pre > 0).to(pre.dtype) * pi_mag.relu()
+        return Code((pre > 0).to(pre.dtype) * pi_mag.relu())
 
     def code_terms(self, pre: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"sparsity": self.penalty_scale(1) * (pre.relu() * self.atom_norms()).flatten(1).sum(-1)}
@@ -138,8 +138,8 @@ class JumpReLU(SparseCode):
     def theta(self) -> torch.Tensor:
         return self.log_threshold.exp()
 
-    def code(self, pre: torch.Tensor, batch=None) -> torch.Tensor:
-        return _JumpReLU.apply(pre, self.theta, float(self.bandwidth * self.data_norm))
+    def code(self, pre: torch.Tensor, batch=None) -> Code:
+        return Code(_JumpReLU.apply(pre, self.theta, float(self.bandwidth * self.data_norm)))
 
     def code_terms(self, pre: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
         step = _Step.apply(pre, self.theta, float(self.bandwidth * self.data_norm))
