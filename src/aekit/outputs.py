@@ -25,14 +25,7 @@ def write_figures(model, splits: Splits, run_dir: Path, seed: int = 0, examples:
 
     A figure that fails is left out with a note on stderr, and ``figures/failed.json`` names it and why, for the
     report: the run's metrics and model are already written, and one figure should not lose the others."""
-    from aekit.report import (
-        plot_image_rows,
-        plot_latent_density,
-        plot_latent_map,
-        plot_reconstructions,
-        plot_samples,
-        plot_training_curves,
-    )
+    from aekit import report
     from aekit.report.html import FAILED_FIGURES
 
     heartbeat = heartbeat or (lambda what: None)
@@ -46,11 +39,11 @@ def write_figures(model, splits: Splits, run_dir: Path, seed: int = 0, examples:
         def masked() -> Path:
             views = model.masked_views(batch)
             rows = {k: views[k].cpu() for k in ("original", "masked", "reconstruction") if k in views}
-            return plot_image_rows(rows, figures / "masked.png", title=f"masker={model.config.masker}, "
+            return report.plot_image_rows(rows, figures / "masked.png", title=f"masker={model.config.masker}, "
                                    f"ratio {model.config.mask_ratio}")
         planned["masked.png"] = masked
     elif "reconstruction" in model.suites and batch.inputs.is_floating_point():
-        planned["reconstructions.png"] = lambda: plot_reconstructions(
+        planned["reconstructions.png"] = lambda: report.plot_reconstructions(
             batch.inputs.cpu(), model.reconstruct(batch).cpu(), figures / "reconstructions.png")
     if model.has_prior:
         generator = torch.Generator().manual_seed(seed)
@@ -59,16 +52,16 @@ def write_figures(model, splits: Splits, run_dir: Path, seed: int = 0, examples:
 
             def per_class() -> Path:
                 samples = torch.cat([model.sample(8, generator=generator, condition=k).cpu() for k in range(classes)])
-                return plot_samples(samples, figures / "samples_per_class.png", n=len(samples), columns=8,
+                return report.plot_samples(samples, figures / "samples_per_class.png", n=len(samples), columns=8,
                                     title=f"Samples of classes 0-{classes - 1}, one row per class")
             planned["samples_per_class.png"] = per_class
         else:
-            planned["samples.png"] = lambda: plot_samples(model.sample(64, generator=generator).cpu(),
+            planned["samples.png"] = lambda: report.plot_samples(model.sample(64, generator=generator).cpu(),
                                                           figures / "samples.png")
     if "sparsity" in model.suites:
         def latent_density() -> Path:
             n = min(len(splits.test), 10000, examples or 10000)
-            return plot_latent_density(embed_dataset(model, splits.test, limit=n).reshape(n, -1),
+            return report.plot_latent_density(embed_dataset(model, splits.test, limit=n).reshape(n, -1),
                                        figures / "latent_density.png")
         planned["latent_density.png"] = latent_density
     if "representation" in model.suites:
@@ -76,17 +69,17 @@ def write_figures(model, splits: Splits, run_dir: Path, seed: int = 0, examples:
             n = min(len(splits.test), 2000, examples or 2000)
             z = embed_dataset(model, splits.test, limit=n).flatten(1)
             y = splits.test.labels(slice(0, n))
-            return plot_latent_map(z, None if y is None else y.numpy(), figures / "latent_map.png",
+            return report.plot_latent_map(z, None if y is None else y.numpy(), figures / "latent_map.png",
                                    class_names=splits.test.classes)
         planned["latent_map.png"] = latent_map
     if {"link-prediction", "node-classification"} & set(model.suites):  # a graph: its node embeddings
         def node_map() -> Path:
             y = splits.test.y
-            return plot_latent_map(model.embed(splits.test.batch()).cpu(), None if y is None else y.numpy(),
+            return report.plot_latent_map(model.embed(splits.test.batch()).cpu(), None if y is None else y.numpy(),
                                    figures / "node_embeddings.png", class_names=splits.test.classes)
         planned["node_embeddings.png"] = node_map
     if (run_dir / "log.csv").is_file():
-        planned["training_curves.png"] = lambda: plot_training_curves(run_dir / "log.csv",
+        planned["training_curves.png"] = lambda: report.plot_training_curves(run_dir / "log.csv",
                                                                       figures / "training_curves.png")
 
     written, failed = [], {}
