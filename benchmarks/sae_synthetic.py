@@ -25,7 +25,7 @@ from aekit.metrics import feature_recovery, fraction_of_variance_unexplained, l0
 COUNTED = ("topk-sae", "batchtopk-sae", "matryoshka-sae")
 PENALISED = ("relu-sae", "gated-sae", "jumprelu-sae")
 GRID = {"relu-sae": (0.1, 0.2, 0.3, 0.5), "gated-sae": (0.1, 0.2, 0.3, 0.5),  # coefficients tried on validation
-        "jumprelu-sae": (0.01, 0.03, 0.1, 0.3)}
+        "jumprelu-sae": (0.1, 0.3, 1.0, 3.0)}
 
 
 def train(name: str, x: torch.Tensor, args, **settings) -> torch.nn.Module:

@@ -98,7 +98,7 @@ class PenalisedSAEConfig(SAEConfig):
     squared norm (:mod:`aekit.nn.sparse_penalised`)."""
 
     bottleneck: str = "relu-l1"
-    sparsity_coefficient: float = 1.0
+    sparsity_coefficient: float = 0.3
 
     def __post_init__(self) -> None:
         require(self.sparsity_coefficient >= 0, f"sparsity_coefficient={self.sparsity_coefficient} must be >= 0")
@@ -115,11 +115,11 @@ class GatedSAEConfig(PenalisedSAEConfig):
 @dataclass(frozen=True)
 class JumpReLUSAEConfig(PenalisedSAEConfig):
     """``threshold`` and ``bandwidth``: the starting threshold and the pseudo-derivative's kernel width, in units of
-    the data's norm."""
+    the data's norm (the paper's 0.001 barely moves in a few thousand steps: ``benchmarks/RESULTS.md`` 14c)."""
 
     bottleneck: str = "jumprelu"
-    threshold: float = 0.001
-    bandwidth: float = 0.001
+    threshold: float = 0.03
+    bandwidth: float = 0.03
     shorthands: ClassVar[dict[str, tuple[str, str]]] = {
         **SAEConfig.shorthands, "threshold": ("bottleneck", "threshold"), "bandwidth": ("bottleneck", "bandwidth")}
 
