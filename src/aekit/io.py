@@ -60,23 +60,12 @@ def save_model(model, path: str | os.PathLike, metrics: dict[str, Any] | None = 
     path.mkdir(parents=True, exist_ok=True)
     save_tensors(model.state_dict(), path / "model.safetensors", metadata={"format": FORMAT})
     meta = {"format": FORMAT, "model": model.name, "config": to_dict(model.config)}
-    _write_meta(path, meta, getattr(model, "activation_source", None), metrics)
-    return path
-
-
-def _write_meta(path: Path, meta: dict[str, Any], activations: dict[str, Any] | None,
-                metrics: dict[str, Any] | None) -> None:
-    """``config.json`` and the model card of a saved model, with the activation store it was trained on."""
+    activations = getattr(model, "activation_source", None)
     if activations:
-        meta = {**meta, "activations": activations}
+        meta["activations"] = activations
     atomic_write_text(path / "config.json", json.dumps(meta, indent=2) + "\n")
     atomic_write_text(path / "README.md", model_card(meta, metrics))
-
-
-def record_activation_source(path: str | os.PathLike, activations: dict[str, Any]) -> None:
-    """Name in the saved model at ``path`` (its ``config.json`` and card) the activation store it was trained on."""
-    path = Path(path)
-    _write_meta(path, read_json(path / "config.json"), activations, None)
+    return path
 
 
 def model_card(meta: dict[str, Any], metrics: dict[str, Any] | None = None) -> str:

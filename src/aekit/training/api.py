@@ -19,7 +19,7 @@ import torch
 from aekit.config import from_dict
 from aekit.data.base import Splits
 from aekit.errors import ConfigError
-from aekit.io import atomic_write_text, record_activation_source
+from aekit.io import atomic_write_text
 from aekit.run_config import IN_MEMORY, DataConfig, TrainConfig, load_splits, resolve_run
 from aekit.training.loop import FINISHED_BEFORE, Trainer
 
@@ -33,11 +33,13 @@ class RunResult:
 
 
 def _fit(
-    fabric, run: dict[str, Any], out: Path, resume: bool, splits: Splits | None = None, instance=None
+    fabric, run: dict[str, Any], out: Path, resume: bool, splits: Splits | None = None, instance=None,
+    activation_source: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train on every DDP rank (each reads the data itself). ``instance``: a model the user built (with modules of
-    their own), trained in place instead of one built from the config."""
-    return Trainer(fabric, run, out, resume, splits, instance).fit()
+    their own), trained in place instead of one built from the config; ``activation_source``: the activation store
+    the data came from, which the saved model names."""
+    return Trainer(fabric, run, out, resume, splits, instance, activation_source).fit()
 
 
 def _make_fabric(config: TrainConfig, out: Path | None):
@@ -88,9 +90,10 @@ def launched_rank() -> int:
     return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
 
 
-def _launched_fit(fabric, run: dict[str, Any], out: str, resume: bool, splits: Splits | None = None):
+def _launched_fit(fabric, run: dict[str, Any], out: str, resume: bool, splits: Splits | None = None,
+                  activation_source: dict[str, Any] | None = None):
     import_modules(run["train"].get("imports"))
-    return _fit(fabric, run, Path(out), resume, splits)
+    return _fit(fabric, run, Path(out), resume, splits, activation_source=activation_source)
 
 
 def train(
@@ -136,13 +139,7 @@ def train(
     finished_before = summary.pop(FINISHED_BEFORE, False)
     if rank != 0:  # another node's process of a torchrun or SLURM launch: rank 0 evaluates and reports
         return RunResult(run_dir=out, model=None, metrics=summary, report=None)
-    source = _activation_source(run, given)
-    for saved in ((out / "model", out / "best") if source and out is not None else ()):
-        if (saved / "config.json").is_file():
-            record_activation_source(saved, source)
     trained = _trained_model(config, out, trained, instance)
-    if source:
-        trained.activation_source = source
     report = None
     if finished_before and out is not None and (out / "metrics.json").is_file():
         from aekit.io import read_json
@@ -199,14 +196,15 @@ def _fit_on_fabric(config: TrainConfig, run: dict[str, Any], out: Path | None, r
                    given: Any, instance) -> tuple[dict[str, Any], Any]:
     """The loop in this process, or launched in several: ``(summary, the trained module or None)``."""
     fabric = _make_fabric(config, out)
+    source = _activation_source(run, given)
     if config.devices > 1 or config.num_nodes > 1:
         if instance is not None:
             raise ConfigError("a model instance trains on one device; pass a registered model name for devices > 1")
         if out is None:
             raise ConfigError("a run on several processes needs a run directory to meet in; pass out=...")
-        summary = fabric.launch(_launched_fit, run, str(out), resume, None if given is None else splits)
+        summary = fabric.launch(_launched_fit, run, str(out), resume, None if given is None else splits, source)
         return dict(summary or {}), None
-    trainer = Trainer(fabric, run, out, resume, splits, instance)
+    trainer = Trainer(fabric, run, out, resume, splits, instance, source)
     return dict(trainer.fit()), trainer.module
 
 

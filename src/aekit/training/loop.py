@@ -54,8 +54,9 @@ class Trainer:
     :meth:`validate`, :meth:`save`, :meth:`finish`; :meth:`fit` runs them top to bottom."""
 
     def __init__(self, fabric, run: dict[str, Any], out: Path, resume: bool, splits: Splits | None = None,
-                 instance=None) -> None:
+                 instance=None, activation_source: dict[str, Any] | None = None) -> None:
         self.fabric, self.run, self.out, self.resume = fabric, run, out, resume
+        self.activation_source = activation_source  # the activation store the data came from, for the saved model
         self.config = from_dict(TrainConfig, run["train"])
         self.rank, self.world = fabric.global_rank, fabric.world_size
         self.data_config = from_dict(DataConfig, run["data"])
@@ -92,6 +93,8 @@ class Trainer:
         if not self.resume:
             model.initial_weights()
             init_from_data(model, lambda: sample_batch(self.splits.train, DATA_INIT_ROWS, self.config.seed))
+        if self.activation_source:
+            model.activation_source = self.activation_source  # every saved model names the store it learnt
         self.objective = model.objective()
         model.to(self.fabric.device)
         optimizers, self.opt_settings = make_optimizers(model, self.config)
