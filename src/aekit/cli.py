@@ -389,6 +389,31 @@ def _add_detect_parser(sub) -> None:
     p.set_defaults(func=cmd_detect)
 
 
+def _add_activations_parser(sub) -> None:
+    p = sub.add_parser("activations", help="write a layer's activations on a text to a store to train a sparse "
+                                           "autoencoder on",
+                       description="Run a local Hugging Face model (AutoModel, offline) on the lines of --text (or "
+                                   "a .jsonl's text field) and write the activations of --layer, one row per token "
+                                   "(padding dropped), to a store folder: safetensors shards and store.json. `aekit "
+                                   "train ae --data OUT ...` trains on it.")
+    p.add_argument("--model", required=True, help="a local Hugging Face model folder (config.json, weights, tokenizer)")
+    p.add_argument("--layer", required=True, help="the module's dotted name, e.g. encoder.layer.3.output")
+    p.add_argument("--text", required=True, help="a text file (one text a line) or a .jsonl")
+    p.add_argument("--out", required=True, help="the store folder (appended to if it holds the same layer's store)")
+    p.add_argument("--hook", choices=["output", "input", "both"], default="output",
+                   help="the layer's output, its input, or both (input -> inputs, output -> target: a transcoder)")
+    p.add_argument("--tokens", type=int, help="stop after this many tokens (default: the whole text)")
+    p.add_argument("--max-length", type=int, default=128, help="tokens per text at most (longer ones are cut)")
+    p.add_argument("--batch-size", type=int, default=32, help="texts per forward pass")
+    p.add_argument("--shard-tokens", type=int, help="rows per shard (default: about 128 MiB a shard)")
+    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32")
+    p.add_argument("--drop-first", action="store_true", help="drop each text's first token (BOS, [CLS])")
+    p.add_argument("--no-shuffle", action="store_true", help="keep the tokens in text order")
+    p.add_argument("--text-field", default="text", help="the field of a .jsonl's objects that holds the text")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_activations)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aekit", description="Train, evaluate and sample autoencoders.",
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -454,28 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder to write (it must not hold a model yet)")
     p.set_defaults(func=cmd_convert)
 
-    p = sub.add_parser("activations", help="write a layer's activations on a text to a store to train a sparse "
-                                           "autoencoder on",
-                       description="Run a local Hugging Face model (AutoModel, offline) on the lines of --text (or "
-                                   "a .jsonl's text field) and write the activations of --layer, one row per token "
-                                   "(padding dropped), to a store folder: safetensors shards and store.json. `aekit "
-                                   "train ae --data OUT ...` trains on it.")
-    p.add_argument("--model", required=True, help="a local Hugging Face model folder (config.json, weights, tokenizer)")
-    p.add_argument("--layer", required=True, help="the module's dotted name, e.g. encoder.layer.3.output")
-    p.add_argument("--text", required=True, help="a text file (one text a line) or a .jsonl")
-    p.add_argument("--out", required=True, help="the store folder (appended to if it holds the same layer's store)")
-    p.add_argument("--hook", choices=["output", "input", "both"], default="output",
-                   help="the layer's output, its input, or both (input -> inputs, output -> target: a transcoder)")
-    p.add_argument("--tokens", type=int, help="stop after this many tokens (default: the whole text)")
-    p.add_argument("--max-length", type=int, default=128, help="tokens per text at most (longer ones are cut)")
-    p.add_argument("--batch-size", type=int, default=32, help="texts per forward pass")
-    p.add_argument("--shard-tokens", type=int, help="rows per shard (default: about 128 MiB a shard)")
-    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32")
-    p.add_argument("--drop-first", action="store_true", help="drop each text's first token (BOS, [CLS])")
-    p.add_argument("--no-shuffle", action="store_true", help="keep the tokens in text order")
-    p.add_argument("--text-field", default="text", help="the field of a .jsonl's objects that holds the text")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=cmd_activations)
+    _add_activations_parser(sub)
 
     p = sub.add_parser("models", help="list the registered models, or one model's settings")
     p.add_argument("name", nargs="?", help="show this model's config keys and their defaults")

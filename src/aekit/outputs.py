@@ -18,10 +18,8 @@ def write_figures(model, splits: Splits, run_dir: Path, seed: int = 0, examples:
                   heartbeat=None) -> list[Path]:
     """The figures of the model's suites: inputs vs reconstructions (reconstruction; original, masked and
     reconstruction rows for a masked model), samples from the prior,
-    one row per class for a model conditioned on labels (models with a prior), the latent map (representation;
-    of at most 2,000 test examples, no more than the evaluation took: ``examples``; a graph model's node
-    embeddings by class), a sparse code's latent density (sparsity; of at most 10,000 test examples), and the training
-    curves. ``heartbeat(what)`` is told of each figure.
+    one row per class for a model conditioned on labels (models with a prior), the figures of the codes
+    (:func:`_latent_figures`), and the training curves. ``heartbeat(what)`` is told of each figure.
 
     A figure that fails is left out with a note on stderr, and ``figures/failed.json`` names it and why, for the
     report: the run's metrics and model are already written, and one figure should not lose the others."""
@@ -40,7 +38,7 @@ def write_figures(model, splits: Splits, run_dir: Path, seed: int = 0, examples:
             views = model.masked_views(batch)
             rows = {k: views[k].cpu() for k in ("original", "masked", "reconstruction") if k in views}
             return report.plot_image_rows(rows, figures / "masked.png", title=f"masker={model.config.masker}, "
-                                   f"ratio {model.config.mask_ratio}")
+                                          f"ratio {model.config.mask_ratio}")
         planned["masked.png"] = masked
     elif "reconstruction" in model.suites and batch.inputs.is_floating_point():
         planned["reconstructions.png"] = lambda: report.plot_reconstructions(
@@ -53,34 +51,15 @@ def write_figures(model, splits: Splits, run_dir: Path, seed: int = 0, examples:
             def per_class() -> Path:
                 samples = torch.cat([model.sample(8, generator=generator, condition=k).cpu() for k in range(classes)])
                 return report.plot_samples(samples, figures / "samples_per_class.png", n=len(samples), columns=8,
-                                    title=f"Samples of classes 0-{classes - 1}, one row per class")
+                                           title=f"Samples of classes 0-{classes - 1}, one row per class")
             planned["samples_per_class.png"] = per_class
         else:
             planned["samples.png"] = lambda: report.plot_samples(model.sample(64, generator=generator).cpu(),
-                                                          figures / "samples.png")
-    if "sparsity" in model.suites:
-        def latent_density() -> Path:
-            n = min(len(splits.test), 10000, examples or 10000)
-            return report.plot_latent_density(embed_dataset(model, splits.test, limit=n).reshape(n, -1),
-                                       figures / "latent_density.png")
-        planned["latent_density.png"] = latent_density
-    if "representation" in model.suites:
-        def latent_map() -> Path:
-            n = min(len(splits.test), 2000, examples or 2000)
-            z = embed_dataset(model, splits.test, limit=n).flatten(1)
-            y = splits.test.labels(slice(0, n))
-            return report.plot_latent_map(z, None if y is None else y.numpy(), figures / "latent_map.png",
-                                   class_names=splits.test.classes)
-        planned["latent_map.png"] = latent_map
-    if {"link-prediction", "node-classification"} & set(model.suites):  # a graph: its node embeddings
-        def node_map() -> Path:
-            y = splits.test.y
-            return report.plot_latent_map(model.embed(splits.test.batch()).cpu(), None if y is None else y.numpy(),
-                                   figures / "node_embeddings.png", class_names=splits.test.classes)
-        planned["node_embeddings.png"] = node_map
+                                                                 figures / "samples.png")
+    planned.update(_latent_figures(model, splits, figures, examples))
     if (run_dir / "log.csv").is_file():
         planned["training_curves.png"] = lambda: report.plot_training_curves(run_dir / "log.csv",
-                                                                      figures / "training_curves.png")
+                                                                             figures / "training_curves.png")
 
     written, failed = [], {}
     for name, draw in planned.items():
@@ -95,6 +74,41 @@ def write_figures(model, splits: Splits, run_dir: Path, seed: int = 0, examples:
     else:
         (figures / FAILED_FIGURES).unlink(missing_ok=True)
     return written
+
+
+def _latent_figures(model, splits: Splits, figures: Path, examples: int | None) -> dict[str, Any]:
+    """The figures of the codes: a sparse code's latent density (of at most 10,000 test examples), the latent map
+    (of at most 2,000), a graph's node embeddings; the test examples are embedded once for the first two (no more
+    than the evaluation took: ``examples``)."""
+    from aekit import report
+
+    planned: dict[str, Any] = {}
+    suites, test = set(model.suites), splits.test
+    n_density = min(len(test), 10000, examples or 10000) if "sparsity" in suites else 0
+    n_map = min(len(test), 2000, examples or 2000) if "representation" in suites else 0
+    embedded: list[torch.Tensor] = []
+
+    def codes(n: int) -> torch.Tensor:  # the first n test examples' embeddings [n, *Z], embedded once for both
+        if not embedded:
+            embedded.append(embed_dataset(model, test, limit=max(n_density, n_map)))
+        return embedded[0][:n]
+
+    if n_density:
+        planned["latent_density.png"] = lambda: report.plot_latent_density(codes(n_density).reshape(n_density, -1),
+                                                                            figures / "latent_density.png")
+    if n_map:
+        def latent_map() -> Path:
+            y = test.labels(slice(0, n_map))
+            return report.plot_latent_map(codes(n_map).flatten(1), None if y is None else y.numpy(),
+                                          figures / "latent_map.png", class_names=test.classes)
+        planned["latent_map.png"] = latent_map
+    if {"link-prediction", "node-classification"} & set(model.suites):  # a graph: its node embeddings
+        def node_map() -> Path:
+            y = splits.test.y
+            return report.plot_latent_map(model.embed(splits.test.batch()).cpu(), None if y is None else y.numpy(),
+                                          figures / "node_embeddings.png", class_names=splits.test.classes)
+        planned["node_embeddings.png"] = node_map
+    return planned
 
 
 def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> Path:
