@@ -267,8 +267,7 @@ class SparseCode(Bottleneck):
         k = min(self.aux_k, int(dead.sum()))
         if k == 0:
             return {"auxk": pre.new_zeros(pre.shape[0])}
-        top = pre.masked_fill(~dead, -torch.inf).topk(k, dim=-1)
-        z_aux = torch.zeros_like(pre).scatter(-1, top.indices, top.values.relu())
+        z_aux = keep_top(pre.masked_fill(~dead, -torch.inf), k).z  # the k largest among the dead
         e = (target - x_params[-1]).reshape(pre.shape[0], -1).detach()  # the full code's residual [B, X]
         e_hat = z_aux @ dictionary.weight.t()  # W_dec z_aux, no b_dec
         return {"auxk": 0.5 * (e - e_hat).pow(2).sum(-1)}
