@@ -232,3 +232,16 @@ def test_the_sparsity_suite_by_hand():
 def test_settings_a_sparse_code_cannot_take_are_one_line_errors(name, settings, message):
     with pytest.raises(ConfigError, match=message):
         sae(name, **settings)
+
+
+def test_a_transcoder_trains_on_data_with_a_target_and_refuses_data_without_one():
+    from aekit.data import Dataset
+
+    x = torch.randn(300, 6)
+    pairs = Dataset(x, None, "pairs", target=2.0 * x + 1.0)
+    settings = dict(out=None, steps=3, batch_size=50, progress=False, figures=False, evaluate=False, latent_dim=10,
+                    k=2, transcoder=True)
+    run = aekit.train("topk-sae", pairs, **settings)
+    assert torch.allclose(run.model.decoder.bias, torch.ones(6), atol=0.5)  # the targets' centre, not the inputs
+    with pytest.raises(ConfigError, match="transcoder=true reconstructs a target, and this data has none"):
+        aekit.train("topk-sae", Dataset(x, None, "alone"), **settings)

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from aekit.config import require
+from aekit.data.sample import sample_batch
+from aekit.errors import ConfigError
 from aekit.models.base import Autoencoder, AutoencoderConfig
 from aekit.registry import register_model
 
@@ -144,7 +146,11 @@ class SAE(Autoencoder):
 
     @classmethod
     def fit_to_data(cls, values: dict[str, Any], splits) -> tuple[dict[str, Any], list[str]]:
-        """The data's shape; the likelihood stays the squared error's (Gaussian) unless one is chosen."""
+        """The data's shape; the likelihood stays the squared error's (Gaussian) unless one is chosen. A
+        transcoder needs data whose batches carry a target."""
+        if values.get("transcoder") and sample_batch(splits.train, 1).target is None:
+            raise ConfigError("transcoder=true reconstructs a target, and this data has none; write an activation "
+                              "store with --hook both (a layer's input and output), or drop transcoder")
         return super().fit_to_data({"likelihood": "gaussian", **values}, splits)
 
 
