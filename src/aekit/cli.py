@@ -25,6 +25,7 @@ EPILOG = """Examples:
   aekit convert hf-vit-mae-base/ --out models/mae-base   # Hugging Face ViTMAE weights -> aekit
   aekit detect nyc_taxi.csv --out runs/taxi --model ae --window 48   # anomaly scores per timestamp
   aekit activations --model hf/gpt2 --layer h.6 --text lines.txt --out acts/gpt2-h6   # a store to train an SAE on
+  aekit splice runs/sae --text lines.txt   # the LM's loss with the SAE's reconstruction spliced in
   aekit parts"""
 
 
@@ -296,6 +297,43 @@ def cmd_activations(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_splice(args: argparse.Namespace) -> int:
+    import itertools
+
+    from aekit.data.texts import load_hf_model, read_texts, text_batches
+    from aekit.errors import ConfigError
+    from aekit.evaluation.splice import spliced_metrics
+    from aekit.io import atomic_write_text, default_device, load
+
+    if args.texts < 1:
+        raise ConfigError(f"--texts {args.texts} must be at least 1")
+    if args.out and Path(args.out).exists():
+        raise ConfigError(f"{args.out}: exists; pass a new file for the metrics")
+    sae = load(args.run, map_location=default_device())
+    source = getattr(sae, "activation_source", None) or {}
+    model_path, layer = args.model or source.get("model"), args.layer or source.get("layer")
+    if not model_path or not layer:
+        raise ConfigError(f"{args.run}: names no base model and layer (it was not trained on an activation store); "
+                          "pass --model and --layer")
+    hook, drop_first = args.hook or source.get("hook") or "output", bool(source.get("drop_first"))
+    model, tokenizer = load_hf_model(model_path, quiet=True, head="auto")
+    texts = itertools.islice(read_texts(args.text, args.text_field), args.texts)
+    batches = text_batches(tokenizer, texts, args.batch_size, args.max_length)
+    metrics = spliced_metrics(model.to(default_device()), layer, sae, batches, hook=hook, drop_first=drop_first,
+                              progress=True)
+    print(f"{args.run} spliced into {model_path} at {layer} ({hook}) on {metrics['texts']} texts, "
+          f"{metrics['tokens']} tokens:")
+    for key, value in metrics.items():
+        if key not in ("texts", "tokens"):
+            print(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")
+    if args.out:
+        record = {"run": str(args.run), "model": str(model_path), "layer": layer, "hook": hook,
+                  "drop_first": drop_first, "text": str(args.text), **metrics}
+        atomic_write_text(Path(args.out), json.dumps(record, indent=2) + "\n")
+        print(f"metrics: {args.out}")
+    return 0
+
+
 def cmd_parts(args: argparse.Namespace) -> int:
     from aekit.parts import KINDS, list_parts
 
@@ -414,6 +452,28 @@ def _add_activations_parser(sub) -> None:
     p.set_defaults(func=cmd_activations)
 
 
+def _add_splice_parser(sub) -> None:
+    p = sub.add_parser("splice", help="a sparse autoencoder's reconstruction spliced into its language model or "
+                                      "encoder: the loss recovered, the embeddings kept",
+                       description="Run the base model on the first --texts lines of --text as it is, with the "
+                                   "layer's activation replaced by the run's reconstruction, by zeros and by its "
+                                   "mean, and print the language model's cross-entropy and the share of it "
+                                   "recovered (a causal LM), or the sentence embeddings' cosine to the clean ones "
+                                   "(an encoder). The model, layer and hook point default to those of the "
+                                   "activation store the run was trained on.")
+    p.add_argument("run", help="a trained run or model folder (a sparse autoencoder or transcoder)")
+    p.add_argument("--text", required=True, help="a text file (one text a line) or a .jsonl")
+    p.add_argument("--model", help="a local Hugging Face model folder or .gguf file (default: the store's model)")
+    p.add_argument("--layer", help="the module's dotted name (default: the store's layer)")
+    p.add_argument("--hook", choices=["output", "input", "both"], help="default: the store's hook point")
+    p.add_argument("--texts", type=int, default=256, help="how many texts to run (default 256)")
+    p.add_argument("--max-length", type=int, default=128, help="tokens per text at most (longer ones are cut)")
+    p.add_argument("--batch-size", type=int, default=8, help="texts per forward pass")
+    p.add_argument("--text-field", default="text", help="the field of a .jsonl's objects that holds the text")
+    p.add_argument("--out", help="also write the metrics to this new JSON file")
+    p.set_defaults(func=cmd_splice)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aekit", description="Train, evaluate and sample autoencoders.",
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -480,6 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_convert)
 
     _add_activations_parser(sub)
+    _add_splice_parser(sub)
 
     p = sub.add_parser("models", help="list the registered models, or one model's settings")
     p.add_argument("name", nargs="?", help="show this model's config keys and their defaults")

@@ -112,3 +112,38 @@ def real_root() -> Path:
     if not root.is_dir():
         pytest.skip(f"real datasets not found at {root}; set AEKIT_DATA")
     return root
+
+
+# Small randomly initialised Hugging Face models (no downloads), for the activation store and splicing.
+@pytest.fixture(scope="module")
+def bert():
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    torch.manual_seed(0)
+    config = transformers.BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=64, vocab_size=100)
+    return transformers.BertModel(config).eval()
+
+
+@pytest.fixture(scope="module")
+def llama():
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                      num_key_value_heads=2, vocab_size=100, max_position_embeddings=64)
+    return transformers.LlamaForCausalLM(config).eval()
+
+
+@pytest.fixture
+def bert_folder(bert, tmp_path) -> Path:
+    """``bert`` saved with a word-piece tokenizer of a few words, as a local Hugging Face model folder."""
+    transformers = pytest.importorskip("transformers")
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"the a cat dog sat on mat ran".split()]
+    (tmp_path / "vocab.txt").write_text("\n".join(words) + "\n")
+    hf = tmp_path / "hf"
+    bert.save_pretrained(hf)
+    transformers.BertTokenizer(vocab_file=str(tmp_path / "vocab.txt")).save_pretrained(hf)
+    return hf

@@ -22,21 +22,6 @@ from aekit.errors import ConfigError, DataError  # noqa: E402
 LAYER = "encoder.layer.1.output"
 
 
-@pytest.fixture(scope="module")
-def bert():
-    torch.manual_seed(0)
-    config = transformers.BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                     intermediate_size=64, vocab_size=100)
-    return transformers.BertModel(config).eval()
-
-
-@pytest.fixture(scope="module")
-def llama():
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                                      num_key_value_heads=2, vocab_size=100, max_position_embeddings=64)
-    return transformers.LlamaForCausalLM(config).eval()
-
 
 def _batches(n: int = 4, size: int = 3, length: int = 8, seed: int = 0) -> list[dict[str, torch.Tensor]]:
     """Token batches whose sequences end in padding of varying length (at least one token each)."""
@@ -244,12 +229,8 @@ def test_training_on_a_store_records_its_provenance(bert, tmp_path):
     assert run.metrics["test/l0"] == 2.0
 
 
-def test_cli_writes_a_store_and_trains_on_it(bert, tmp_path, capsys):
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"the a cat dog sat on mat ran".split()]
-    (tmp_path / "vocab.txt").write_text("\n".join(words) + "\n")
-    hf = tmp_path / "hf"
-    bert.save_pretrained(hf)
-    transformers.BertTokenizer(vocab_file=str(tmp_path / "vocab.txt")).save_pretrained(hf)
+def test_cli_writes_a_store_and_trains_on_it(bert_folder, tmp_path, capsys):
+    hf = bert_folder
     text = tmp_path / "lines.jsonl"
     text.write_text("\n".join(json.dumps({"text": t}) for t in ["the cat sat", "a dog ran on the mat", "the"] * 6))
     out = tmp_path / "store"

@@ -80,6 +80,7 @@ def test_auxk_reconstructs_the_residual_from_the_dead_latents_without_the_decode
     dead = torch.tensor([1, 3, 4, 7, 9])
     model.bottleneck.since_fired[dead] = 100
     out = model(x)
+    assert out.stats["dead_in_training"].item() == 0.5  # the share logged at every step
     pre = out.latent.params["pre"].detach()
     masked = torch.full_like(pre, -torch.inf)
     masked[:, dead] = pre[:, dead]

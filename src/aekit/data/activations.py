@@ -41,10 +41,17 @@ class _StopForward(Exception):
 
 
 def find_layer(model: torch.nn.Module, layer: str) -> torch.nn.Module:
-    """The submodule of ``model`` named ``layer`` (dotted, as ``named_modules()`` names it)."""
+    """The submodule of ``model`` named ``layer`` (dotted, as ``named_modules()`` names it), or of its Hugging Face
+    ``base_model`` (a layer named in ``AutoModel`` is found again in the ``AutoModelForCausalLM`` around it)."""
     try:
         return model.get_submodule(layer)
     except AttributeError:
+        base = getattr(model, "base_model", model)
+        if base is not model and isinstance(base, torch.nn.Module):
+            try:
+                return base.get_submodule(layer)
+            except AttributeError:
+                pass
         names = [name for name, _ in model.named_modules() if name]
         nearest = difflib.get_close_matches(layer, names, n=4, cutoff=0.0)
         raise ConfigError(f"layer {layer!r} not in {type(model).__name__}; nearest: {', '.join(nearest) or 'none'}"
@@ -97,10 +104,9 @@ def _to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
-def _tokens(x: torch.Tensor, mask: torch.Tensor | None, drop_first: bool) -> torch.Tensor:
-    """Activations ``[B, T, d]`` as the rows ``[N, d]`` of the tokens kept (``[B, d]`` stay as they are)."""
-    if x.dim() == 2:
-        return x
+def kept_tokens(x: torch.Tensor, mask: torch.Tensor | None, drop_first: bool) -> torch.Tensor:
+    """``[B, T]`` bool: the positions of activations ``x [B, T, d]`` that are stored, those the ``attention_mask``
+    keeps (all without one), less each sequence's first kept one with ``drop_first``."""
     if x.dim() != 3:
         raise DataError(f"the hooked activation has shape {tuple(x.shape)}; expected [batch, tokens, width]")
     keep = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device) if mask is None else mask.to(x.device).bool()
@@ -112,7 +118,12 @@ def _tokens(x: torch.Tensor, mask: torch.Tensor | None, drop_first: bool) -> tor
         has_any = keep.any(dim=1)
         first = keep.int().argmax(dim=1)  # [B]
         keep[has_any.nonzero().flatten(), first[has_any]] = False
-    return x[keep]  # [B, T, d] -> [N, d]
+    return keep
+
+
+def _tokens(x: torch.Tensor, mask: torch.Tensor | None, drop_first: bool) -> torch.Tensor:
+    """Activations ``[B, T, d]`` as the rows ``[N, d]`` of the tokens kept (``[B, d]`` stay as they are)."""
+    return x if x.dim() == 2 else x[kept_tokens(x, mask, drop_first)]  # [B, T, d] -> [N, d]
 
 
 def capture(model: torch.nn.Module, layer: str, batch: Any, *, hook: str = "output", drop_first: bool = False,

@@ -13,15 +13,25 @@ from aekit.data.formats import PathLike
 from aekit.errors import DataError
 
 
-def load_hf_model(path: PathLike, quiet: bool = False) -> tuple[Any, Any]:
-    """The model (``transformers.AutoModel``) and tokenizer of a local Hugging Face model folder, offline.
+def load_hf_model(path: PathLike, quiet: bool = False, head: str = "base") -> tuple[Any, Any]:
+    """The model and tokenizer of a local Hugging Face model folder, or of a GGUF file (dequantised by transformers'
+    GGUF loader, which needs the ``gguf`` package), offline.
 
-    quiet: turn off transformers' progress bars and warnings (for a command whose stderr is its own)."""
+    head: ``base`` (``AutoModel``, the layers alone), ``causal`` (``AutoModelForCausalLM``, with the language-model
+    head, for a loss) or ``auto`` (causal where the config names a ``...ForCausalLM`` architecture or the file is a
+    GGUF, else base). quiet: turn off transformers' progress bars and warnings (for a command whose stderr is its
+    own)."""
     path = Path(path).expanduser()
-    if not (path / "config.json").is_file():
-        raise DataError(f"{path}: no config.json; pass a local Hugging Face model folder (save_pretrained writes one)")
+    gguf = path.suffix.lower() == ".gguf"
+    if gguf and not path.is_file():
+        raise DataError(f"{path}: no such GGUF file; pass a .gguf file or a local Hugging Face model folder")
+    if not gguf and not (path / "config.json").is_file():
+        raise DataError(f"{path}: no config.json; pass a local Hugging Face model folder (save_pretrained writes one) "
+                        "or a .gguf file")
+    if head not in ("base", "causal", "auto"):
+        raise DataError(f"head={head!r} is unknown; choose base, causal or auto")
     try:
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
     except ImportError:
         raise DataError("collecting activations of a Hugging Face model needs transformers; pip install "
                         "transformers") from None
@@ -30,13 +40,20 @@ def load_hf_model(path: PathLike, quiet: bool = False) -> tuple[Any, Any]:
 
         logging.disable_progress_bar()
         logging.set_verbosity_error()
+    if head == "auto":
+        architectures = [] if gguf else json.loads((path / "config.json").read_text()).get("architectures") or []
+        head = "causal" if gguf or any(a.endswith("ForCausalLM") for a in architectures) else "base"
+    where, extra = (path.parent, {"gguf_file": path.name}) if gguf else (path, {})
     try:
-        model = AutoModel.from_pretrained(path, local_files_only=True)
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        auto = AutoModelForCausalLM if head == "causal" else AutoModel
+        model = auto.from_pretrained(where, local_files_only=True, **extra)
+        tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=True, **extra)
+    except ImportError as err:
+        raise DataError(f"{path}: {str(err).strip().splitlines()[0]}") from None
     except (OSError, ValueError, KeyError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DataError(f"{path}: not a loadable Hugging Face model and tokenizer ({reason}); pass a folder that "
-                        "holds both") from None
+                        "holds both, or a .gguf file") from None
     if tokenizer.pad_token is None:  # decoder-only tokenizers often have none; padding is masked out anyway
         if tokenizer.eos_token is None:
             raise DataError(f"{path}: the tokenizer has neither a pad nor an end-of-sequence token to pad batches with")

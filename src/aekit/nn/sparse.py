@@ -141,7 +141,8 @@ class SparseCode(Bottleneck):
     (:meth:`code`) and its own terms (:meth:`code_terms`).
 
     ``dead_tokens``: a latent that has not fired in that many training tokens is dead (Gao et al. 2024; the
-    ``since_fired`` buffer counts them); ``aux_k`` > 0 adds the AuxK term: the residual e = x - x_hat of the
+    ``since_fired`` buffer counts them, and the statistic ``dead_in_training``, logged at every step, is their
+    share); ``aux_k`` > 0 adds the AuxK term: the residual e = x - x_hat of the
     reconstruction, taken as fixed, is reconstructed by the ``aux_k`` largest pre-activations of the dead latents
     alone, e_hat = W_dec z_aux, without b_dec (the residual holds no bias: the decoder bias is counted once), and
     ``auxk`` = ||e - e_hat||^2 / 2 per example (Gao et al. 2024, Appendix A.2; weight 1/32). ``data_norm``
@@ -229,7 +230,8 @@ class SparseCode(Bottleneck):
             active = code.values != 0
             params["fired"] = code.indices[active]  # the latents that fired, with repeats
         terms = {"l0": active.flatten(1).sum(-1).to(z.dtype), **self.code_terms(pre, z)}
-        return BottleneckOutput(z=self.samples(z, n_samples), mean=z, params=params, terms=terms)
+        stats = {"dead_in_training": self.dead().to(z.dtype).mean()}  # logged at every step
+        return BottleneckOutput(z=self.samples(z, n_samples), mean=z, params=params, terms=terms, stats=stats)
 
     def penalty_scale(self, power: int) -> torch.Tensor:
         """n^2 / 2 / n^power: a penalty P of the codes of data divided by n, P(z / n) = P(z) / n^power, written in
