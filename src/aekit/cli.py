@@ -427,49 +427,51 @@ def _add_detect_parser(sub) -> None:
     p.set_defaults(func=cmd_detect)
 
 
+def _add_text_arguments(p, batch_size: int) -> None:
+    """The texts a model is run on: a file, how they are cut and batched."""
+    p.add_argument("--text", required=True, help="a text file (one text a line) or a .jsonl")
+    p.add_argument("--text-field", default="text", help="the field of a .jsonl's objects that holds the text")
+    p.add_argument("--max-length", type=int, default=128, help="tokens per text at most (longer ones are cut)")
+    p.add_argument("--batch-size", type=int, default=batch_size, help="texts per forward pass")
+
+
 def _add_activations_parser(sub) -> None:
     p = sub.add_parser("activations", help="write a layer's activations on a text to a store to train a sparse "
                                            "autoencoder on",
-                       description="Run a local Hugging Face model (AutoModel, offline) on the lines of --text (or "
-                                   "a .jsonl's text field) and write the activations of --layer, one row per token "
-                                   "(padding dropped), to a store folder: safetensors shards and store.json. `aekit "
-                                   "train ae --data OUT ...` trains on it.")
-    p.add_argument("--model", required=True, help="a local Hugging Face model folder (config.json, weights, tokenizer)")
+                       description="Run a local Hugging Face model (AutoModel, offline; a folder or a .gguf file) "
+                                   "on the lines of --text (or a .jsonl's text field) and write the activations of "
+                                   "--layer, one row per token (padding dropped), to a store folder: safetensors "
+                                   "shards and store.json. `aekit train ae --data OUT ...` trains on it.")
+    p.add_argument("--model", required=True, help="a local Hugging Face model folder (config.json, weights, "
+                                                   "tokenizer) or a .gguf file")
     p.add_argument("--layer", required=True, help="the module's dotted name, e.g. encoder.layer.3.output")
-    p.add_argument("--text", required=True, help="a text file (one text a line) or a .jsonl")
+    _add_text_arguments(p, batch_size=32)
     p.add_argument("--out", required=True, help="the store folder (appended to if it holds the same layer's store)")
     p.add_argument("--hook", choices=["output", "input", "both"], default="output",
                    help="the layer's output, its input, or both (input -> inputs, output -> target: a transcoder)")
     p.add_argument("--tokens", type=int, help="stop after this many tokens (default: the whole text)")
-    p.add_argument("--max-length", type=int, default=128, help="tokens per text at most (longer ones are cut)")
-    p.add_argument("--batch-size", type=int, default=32, help="texts per forward pass")
     p.add_argument("--shard-tokens", type=int, help="rows per shard (default: about 128 MiB a shard)")
     p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32")
     p.add_argument("--drop-first", action="store_true", help="drop each text's first token (BOS, [CLS])")
     p.add_argument("--no-shuffle", action="store_true", help="keep the tokens in text order")
-    p.add_argument("--text-field", default="text", help="the field of a .jsonl's objects that holds the text")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_activations)
 
 
 def _add_splice_parser(sub) -> None:
-    p = sub.add_parser("splice", help="a sparse autoencoder's reconstruction spliced into its language model or "
-                                      "encoder: the loss recovered, the embeddings kept",
-                       description="Run the base model on the first --texts lines of --text as it is, with the "
-                                   "layer's activation replaced by the run's reconstruction, by zeros and by its "
-                                   "mean, and print the language model's cross-entropy and the share of it "
-                                   "recovered (a causal LM), or the sentence embeddings' cosine to the clean ones "
-                                   "(an encoder). The model, layer and hook point default to those of the "
-                                   "activation store the run was trained on.")
+    about = ("Run the base model on the first --texts lines of --text as it is, with the layer's activation "
+             "replaced by the run's reconstruction, by zeros and by its mean, and print the language model's "
+             "cross-entropy and the share of it recovered (a causal LM), or the sentence embeddings' cosine to the "
+             "clean ones (an encoder). The model, layer and hook point default to those of the activation store the "
+             "run was trained on.")
+    p = sub.add_parser("splice", description=about, help="a sparse autoencoder's reconstruction spliced into its "
+                                                         "language model or encoder: the loss recovered")
     p.add_argument("run", help="a trained run or model folder (a sparse autoencoder or transcoder)")
-    p.add_argument("--text", required=True, help="a text file (one text a line) or a .jsonl")
+    _add_text_arguments(p, batch_size=8)
     p.add_argument("--model", help="a local Hugging Face model folder or .gguf file (default: the store's model)")
     p.add_argument("--layer", help="the module's dotted name (default: the store's layer)")
     p.add_argument("--hook", choices=["output", "input", "both"], help="default: the store's hook point")
     p.add_argument("--texts", type=int, default=256, help="how many texts to run (default 256)")
-    p.add_argument("--max-length", type=int, default=128, help="tokens per text at most (longer ones are cut)")
-    p.add_argument("--batch-size", type=int, default=8, help="texts per forward pass")
-    p.add_argument("--text-field", default="text", help="the field of a .jsonl's objects that holds the text")
     p.add_argument("--out", help="also write the metrics to this new JSON file")
     p.set_defaults(func=cmd_splice)
 
