@@ -225,6 +225,8 @@ def test_training_on_a_store_records_its_provenance(bert, tmp_path):
         "model": "tiny-bert", "layer": LAYER, "hook": "output", "dtype": "float32", "tokens": store.tokens,
         "width": 32}
     assert "## Trained on activations" in (tmp_path / "run" / "model" / "README.md").read_text()
+    assert f"activations of layer {LAYER} (output) of tiny-bert, {store.tokens} tokens of width 32" in \
+        (tmp_path / "run" / "report.html").read_text()
     assert aekit.load(tmp_path / "run").activation_source == saved == run.model.activation_source
     assert run.metrics["test/l0"] == 2.0
 

@@ -226,7 +226,7 @@ def write_report(run_dir: str | os.PathLike[str]) -> Path:
     suites, data_kind = run_suites(config)
     body = [
         f"<h1>{escape(title)}</h1>",
-        f'<p class="subtitle">Run <code>{escape(run_dir.resolve().name)}</code></p>',
+        f'<p class="subtitle">Run <code>{escape(run_dir.resolve().name)}</code>{_activations_note(run_dir)}</p>',
         _headline_section(metrics, suites),
         "<h2>Metrics</h2>",
         _metrics_section(metrics, metrics_problem, suites),
@@ -272,6 +272,16 @@ def _title(config: Any, run_dir: Path) -> str:
     if model and data:
         return f"{model} on {data}"
     return model or data or f"Run {run_dir.resolve().name}"
+
+
+def _activations_note(run_dir: Path) -> str:
+    """What a model trained on an activation store learnt from, as its saved ``config.json`` names it."""
+    saved, _ = _read_json(run_dir / "model" / "config.json")
+    source = saved.get("activations") if isinstance(saved, dict) else None
+    if not isinstance(source, dict):
+        return ""
+    return escape(f": activations of layer {source.get('layer')} ({source.get('hook')}) of {source.get('model')}, "
+                  f"{source.get('tokens')} tokens of width {source.get('width')}")
 
 
 def _section_name(section: Any) -> str:
