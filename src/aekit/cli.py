@@ -316,8 +316,12 @@ def cmd_splice(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.run}: names no base model and layer (it was not trained on an activation store); "
                           "pass --model and --layer")
     hook, drop_first = args.hook or source.get("hook") or "output", bool(source.get("drop_first"))
+    lines = read_texts(args.text, args.text_field)
+    first = next(lines, None)  # a missing or empty file fails before the model is loaded
+    if first is None:
+        raise ConfigError(f"{args.text}: holds no text; pass a file with one text a line")
     model, tokenizer = load_hf_model(model_path, quiet=True, head="auto")
-    texts = itertools.islice(read_texts(args.text, args.text_field), args.texts)
+    texts = itertools.islice(itertools.chain([first], lines), args.texts)
     batches = text_batches(tokenizer, texts, args.batch_size, args.max_length)
     metrics = spliced_metrics(model.to(default_device()), layer, sae, batches, hook=hook, drop_first=drop_first,
                               progress=True)
