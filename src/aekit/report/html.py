@@ -86,6 +86,8 @@ METRIC_EXPLANATIONS = {
     "test/dead_latents": "latents that fire on none of the split's examples; count",
     "test/dead_fraction": "share of the latents that fire on none of the split's examples; fraction",
     "test/dense_fraction": "share of the latents that fire on more than 10 % of the split's examples; fraction",
+    "test/dead_in_training": "share of the latents that had not fired in the last dead_tokens training tokens when "
+                             "training ended (Gao et al. 2024); fraction",
     "test/auxk": "AuxK: half the squared error of the reconstruction's residual rebuilt from the dead latents alone "
                  "(0 while none is dead); squared data units per example",
     "test/sparsity": "the sparsity penalty (L1, the gate's L1 or L0, by the model), in the units of the "
