@@ -3,7 +3,7 @@ import torch
 
 import aekit
 from aekit.errors import ConfigError
-from aekit.objectives import Schedule, Term, WeightedTerms
+from aekit.objectives import Routed, Schedule, Term, WeightedTerms, reaching, with_gradient_of
 
 
 def test_schedules():
@@ -138,3 +138,83 @@ def test_old_objective_names_build_the_weighted_terms():
     objective = build_part("objectives", "adversarial", {"recon": Term()})
     assert isinstance(objective, WeightedTerms)
     assert type(aekit.build_model("aae", data_shape=(6,), objective="adversarial").objective()) is WeightedTerms
+
+
+class RoutedTerms(WeightedTerms):
+    """The VAE's terms plus ``extra``, a term that ``make_extra(out)`` gives (a routed one here)."""
+
+    def __init__(self, terms, model, make_extra):
+        super().__init__({**terms, "extra": Term(weight=2.0)}, model)
+        self.make_extra = make_extra
+
+    def extra_terms(self, out):
+        return {"extra": self.make_extra(out)}
+
+
+def routed_vae(make_extra):
+    model = vae()
+    objective = RoutedTerms(model.objective_terms(), model.name, make_extra)
+    objective.networks = model.networks
+    return model, objective
+
+
+def gradients(model, loss):
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]
+
+
+def test_the_networks_split_an_autoencoder_into_inference_and_generative_parameters():
+    model = aekit.build_model("vae", data_shape=(6,), latent_dim=3, hidden=(8,), likelihood="gaussian-learned")
+    networks = model.networks()
+    named = {id(p): name for name, p in model.named_parameters()}
+    inference = sorted(named[id(p)].split(".")[0] for p in networks["inference"])
+    generative = sorted(named[id(p)].split(".")[0] for p in networks["generative"])
+    assert set(inference) == {"encoder", "bottleneck"} and set(generative) == {"decoder", "likelihood"}
+    assert len(networks["inference"]) + len(networks["generative"]) == len(list(model.parameters()))
+
+
+def test_a_routed_term_counts_its_value_and_reaches_only_its_network():
+    """``reaching(term, inference)``: the loss and the logs hold its value; the encoder's gradient is that of
+    the whole loss, the decoder's that of the loss without the term."""
+    model, objective = routed_vae(lambda out: reaching(out.terms["recon"], "inference"))
+    torch.manual_seed(1)
+    out = model(torch.randn(5, 6))
+    loss = objective(out, 0)
+    recon, kl = out.terms["recon"].mean(), out.terms["kl"].mean()
+    assert loss.total.item() == pytest.approx((3 * recon + kl).item(), rel=1e-6)
+    assert loss.logs["extra"].item() == pytest.approx(recon.item(), rel=1e-6)
+    inference = {id(p) for p in model.networks()["inference"]}
+    routed, whole, without = (gradients(model, value) for value in (loss.total, 3 * recon + kl, recon + kl))
+    for p, g, g_whole, g_without in zip(model.parameters(), routed, whole, without, strict=True):
+        assert torch.allclose(g, g_whole if id(p) in inference else g_without, atol=1e-6)
+
+
+def test_a_routed_term_takes_a_gradient_of_its_own_for_each_network():
+    """One value, two estimators: the inference network's gradient from one tensor, the generative's from
+    another; the logged value is the term's."""
+    def two_gradients(out):
+        recon = out.terms["recon"]
+        return Routed({"inference": with_gradient_of(recon, 5 * recon), "generative": recon})
+
+    model, objective = routed_vae(two_gradients)
+    out = model(torch.randn(5, 6))
+    loss = objective(out, 0)
+    recon, kl = out.terms["recon"].mean(), out.terms["kl"].mean()
+    assert loss.total.item() == pytest.approx((3 * recon + kl).item(), rel=1e-6)
+    inference = {id(p) for p in model.networks()["inference"]}
+    routed, for_inference, for_generative = (gradients(model, value) for value in
+                                             (loss.total, 11 * recon + kl, 3 * recon + kl))
+    for p, g, g_inference, g_generative in zip(model.parameters(), routed, for_inference, for_generative, strict=True):
+        assert torch.allclose(g, g_inference if id(p) in inference else g_generative, atol=1e-5)
+
+
+def test_routed_terms_score_without_gradient_and_name_an_unknown_network():
+    model, objective = routed_vae(lambda out: reaching(out.terms["recon"], "inference"))
+    with torch.no_grad():  # validation
+        out = model(torch.randn(3, 6))
+        loss = objective(out, None)
+    assert loss.logs["extra"].item() == pytest.approx(out.terms["recon"].mean().item())
+    model, objective = routed_vae(lambda out: reaching(out.terms["recon"], "critic"))
+    with pytest.raises(ConfigError, match="a term for its critic network, but its networks are inference, generative"):
+        objective(model(torch.randn(3, 6)), 0)

@@ -16,12 +16,18 @@ by the part that makes it (:class:`Term`, a part's ``terms``) with its default w
 (``terms.kl=4``, ``terms.kl.schedule=linear``, ``terms.kl.capacity=25``). A term the model gives that is neither
 weighted nor declared log-only is an error naming it, and so is a weight for a term the model does not have.
 The ELBO and the IWAE bound are thin special cases (a logged ELBO; a bound computed from the samples).
+
+A term may reach only some of the model's parameters (:class:`Routed`): its value counts in the loss as any
+term's, and its gradient goes, network by network (:meth:`~aekit.models.base.Model.networks`: ``inference`` and
+``generative`` for an autoencoder), only to that network's parameters, each from an estimator of its own. The
+gradient estimators of the importance-weighted bounds and the separate bounds of PIWAE are such terms.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,13 +170,50 @@ def configured_terms(declared: dict[str, Term], settings: dict[str, Any], model:
     return terms
 
 
+@dataclass(frozen=True)
+class Routed:
+    """A term whose gradient reaches each named network from a tensor of its own.
+
+    ``by_network`` maps a network of the model (``inference``: q(z|x); ``generative``: p(x, z)) to a tensor that
+    holds the term's value (per example ``[B]``, or ``[]`` for a term declared per batch) and whose gradient is the
+    one that network's parameters should receive; the parameters of a network not named receive none of the term's
+    gradient. One bound with a gradient estimator of its own per network (DReG, Tucker et al. 2019), or a bound
+    meant for one network only (PIWAE, Rainforth et al. 2018), is such a term. Every tensor must carry the same
+    value: the objective logs it once."""
+
+    by_network: dict[str, torch.Tensor]
+
+    @property
+    def value(self) -> torch.Tensor:
+        """The term's value, without gradient."""
+        return next(iter(self.by_network.values())).detach()
+
+
+def reaching(term: torch.Tensor | Routed, network: str) -> Routed:
+    """``term`` with its gradient for ``network``'s parameters only (a routed term keeps that network's own)."""
+    if isinstance(term, Routed):
+        require(network in term.by_network, f"this term has no gradient for the {network} network; it has one for "
+                f"{', '.join(term.by_network)}")
+        return Routed({network: term.by_network[network]})
+    return Routed({network: term})
+
+
+def with_gradient_of(value: torch.Tensor, surrogate: torch.Tensor) -> torch.Tensor:
+    """``value`` in the forward pass, the gradient of ``surrogate`` in the backward: a gradient estimator that
+    leaves the logged value alone."""
+    return value.detach() + (surrogate - surrogate.detach())
+
+
 class Objective:
     """Weighs a model output's terms at training ``step``. ``step=None`` gives the objective the schedules end
     on (every warm-up or cycle finished): what validation scores, so that validation losses taken during a
     warm-up compare with those taken after it (model selection, early stopping). ``dataset_size``: the number of
-    training examples, set by the training loop (for objectives whose estimators need it)."""
+    training examples, set by the training loop (for objectives whose estimators need it). ``networks``: the
+    model's trainable parameters by network (:meth:`~aekit.models.base.Model.networks`), set by the model that
+    builds the objective, for its :class:`Routed` terms."""
 
     dataset_size: int | None = None
+    networks: Callable[[], dict[str, list[torch.Tensor]]] | None = None
 
     def __call__(self, out, step: int | None, batch=None) -> Loss:
         raise NotImplementedError
@@ -206,15 +249,18 @@ class WeightedTerms(Objective):
             return (mean - term.capacity_at(step)).abs()
         return mean
 
-    def extra_terms(self, out) -> dict[str, torch.Tensor]:
+    def extra_terms(self, out) -> dict[str, torch.Tensor | Routed]:
         """Terms the objective computes from the output itself (a bound over the samples)."""
         return {}
 
     def __call__(self, out, step: int | None, batch=None) -> Loss:
         losses: dict[str, torch.Tensor] = {}
+        routed: dict[tuple[str, str], torch.Tensor] = {}  # (optimiser, network): what that network's gradient is of
         logs: dict[str, torch.Tensor | float] = {}
         weights: dict[str, float] = {}
         for name, value in {**out.terms, **self.extra_terms(out)}.items():
+            by_network = value.by_network if isinstance(value, Routed) else {}
+            value = value.value if isinstance(value, Routed) else value  # a routed term's value has no gradient
             term = self.term_of(name, value)
             logs[name] = mean = value if term.batch else batch_mean(value, batch)
             if term.log_only:
@@ -222,14 +268,31 @@ class WeightedTerms(Objective):
             weight = term.weight(step)
             if term.logs_weight():
                 weights[term.label or f"{name}_weight"] = weight
-            contribution = weight * self.penalty(name, term, mean, out, step)
-            previous = losses.get(term.optimizer)
-            losses[term.optimizer] = contribution if previous is None else previous + contribution
+            _add(losses, term.optimizer, weight * self.penalty(name, term, mean, out, step))
+            for network, tensor in by_network.items():
+                network_mean = tensor if term.batch else batch_mean(tensor, batch)
+                _add(routed, (term.optimizer, network), weight * self.penalty(name, term, network_mean, out, step))
+        for (optimizer, network), loss in routed.items():
+            _add(losses, optimizer, self.network_gradient(network, loss))
         if "model" not in losses:
             raise ConfigError(f"no term of {self.model} is weighted for the model's optimiser; terms: "
                               f"{', '.join(out.terms)}")
         return Loss(losses=losses, logs={"loss": losses["model"], **logs, **self.derived_logs(logs), **weights,
                                          **scalar_stats(out)})
+
+    def network_gradient(self, network: str, loss: torch.Tensor) -> torch.Tensor:
+        """A zero whose gradient, for the parameters of ``network``, is that of ``loss``, and for every other
+        parameter none: sum_p <g_p, p> - sg(...) with g_p = d loss / d p taken now (the graph kept for the rest)."""
+        if not (torch.is_grad_enabled() and loss.requires_grad):
+            return loss.new_zeros(())
+        networks = self.networks() if self.networks is not None else {}
+        if network not in networks:
+            raise ConfigError(f"{self.model} gives a term for its {network} network, but its networks are "
+                              f"{', '.join(networks) or 'unknown'}; build the objective with the model's objective()")
+        params = networks[network]
+        grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True) if params else ()
+        linear = sum(((g * p).sum() for g, p in zip(grads, params, strict=True) if g is not None), loss.new_zeros(()))
+        return linear - linear.detach()
 
     def derived_logs(self, logs: dict[str, Any]) -> dict[str, Any]:
         return {}
@@ -253,12 +316,22 @@ for _old in ("reconstruction", "adversarial", "context-elbo", "masked", "classif
     register_alias("objectives", _old, "terms")
 
 
-def importance_weights(out) -> torch.Tensor:
-    """log w_s = log p(x|z_s) + log p(z_s) - log q(z_s|x) for each of the S posterior samples: ``[S, B]``."""
+def _add(losses: dict, key: Any, contribution: torch.Tensor) -> None:
+    previous = losses.get(key)
+    losses[key] = contribution if previous is None else previous + contribution
+
+
+def importance_weights(out, path: bool = False) -> torch.Tensor:
+    """log w_s = log p(x|z_s) + log p(z_s) - log q(z_s|x) for each of the S posterior samples: ``[S, B]``.
+    ``path``: log q with the posterior's parameters held fixed, so that the encoder's gradient is the path
+    derivative through z_s only (Roeder et al. 2017); the values are the same."""
     latent = out.latent
     require(latent.log_q is not None and latent.log_p is not None,
             "this bound needs a stochastic bottleneck that reports log q(z|x) and log p(z)")
-    return out.log_px_z + latent.log_p - latent.log_q
+    log_q = latent.log_q_path if path else latent.log_q
+    require(log_q is not None, "the stl and dreg gradient estimators need a bottleneck that evaluates log q(z|x) "
+            "with its parameters held fixed (gaussian); use gradient_estimator=reparam")
+    return out.log_px_z + latent.log_p - log_q
 
 
 def is_finite(value: torch.Tensor | float) -> bool:

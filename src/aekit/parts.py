@@ -171,6 +171,15 @@ def part_names(kind: str, aliases: bool = False) -> tuple[str, ...]:
     return tuple(_PARTS[kind]) + (tuple(_ALIASES.get(kind, {})) if aliases else ())
 
 
+def part_settings(kind: str, name: str) -> tuple[str, ...]:
+    """The keyword settings part ``name`` of ``kind`` takes (its factory's named parameters)."""
+    try:
+        params = inspect.signature(get_part(kind, name).factory).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature
+        return ()
+    return tuple(p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+
+
 def build_part(kind: str, name: str, *args: Any, context: PartContext | None = None, **kwargs: Any) -> Any:
     """Part ``name`` of ``kind`` built with ``args`` and its settings ``kwargs``, and ``context`` by keyword when
     its factory declares a ``context`` parameter; a setting the part does not take is a ConfigError that lists

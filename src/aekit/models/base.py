@@ -26,7 +26,7 @@ from aekit.nn.backbones import ACTIVATIONS, make_backbone
 from aekit.nn.bottlenecks import Bottleneck, BottleneckOutput, make_bottleneck
 from aekit.nn.likelihoods import Likelihood, make_likelihood
 from aekit.objectives import Term, configured_terms
-from aekit.parts import PartContext, bind_parts, build_part, part_names
+from aekit.parts import PartContext, bind_parts, build_part, part_names, part_settings
 
 PART_OPTIONS = ("likelihood", "bottleneck", "prior", "backbone")  # the parts whose settings dotted keys set
 
@@ -155,9 +155,20 @@ class Model(nn.Module):
 
     def objective(self):
         """The training objective: the config's ``objective`` part, or the model's own, over the model's terms
-        (:meth:`objective_terms`)."""
-        return build_part("objectives", self.config.objective or self.default_objective, self.objective_terms(),
-                          model=self.name)
+        (:meth:`objective_terms`). A setting the objective takes comes from the config's field of the same name
+        where the config has one (an importance-weighted bound's ``n_bounds``, ``gradient_estimator``); the
+        objective knows the model's :meth:`networks`, for terms that reach one of them only."""
+        name = self.config.objective or self.default_objective
+        settings = {key: getattr(self.config, key) for key in part_settings("objectives", name)
+                    if key not in ("terms", "model") and hasattr(self.config, key)}
+        objective = build_part("objectives", name, self.objective_terms(), model=self.name, **settings)
+        objective.networks = self.networks
+        return objective
+
+    def networks(self) -> dict[str, list[nn.Parameter]]:
+        """The trainable parameters by network, for a term whose gradient reaches one network only
+        (:class:`aekit.objectives.Routed`); none by default."""
+        return {}
 
     def own_terms(self) -> dict[str, Term]:
         """The terms the model itself adds (beside its parts'), and the default weights its config gives to any
@@ -335,6 +346,22 @@ class Autoencoder(Model):
         self.bottleneck = bottleneck or self.make_bottleneck(context)
         self.corruption = self.make_corruption()
         bind_parts(self)
+
+    def networks(self) -> dict[str, list[nn.Parameter]]:
+        """The trainable parameters of the inference network q(z|x) (``inference``: the corruption, encoder and
+        bottleneck) and of the generative network p(x, z) (``generative``: the decoder, the likelihood and the
+        prior, which sits in the bottleneck); parameters of other parts (a discriminator) are in neither."""
+        generative = ("decoder.", "likelihood.", "bottleneck.prior.")
+        inference = ("corruption.", "encoder.", "bottleneck.")
+        groups: dict[str, list[nn.Parameter]] = {"inference": [], "generative": []}
+        for name, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            if name.startswith(generative):
+                groups["generative"].append(p)
+            elif name.startswith(inference):
+                groups["inference"].append(p)
+        return groups
 
     # The parts a variant chooses.
     def make_bottleneck(self, context: PartContext) -> Bottleneck:

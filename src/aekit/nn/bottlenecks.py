@@ -10,6 +10,7 @@ here. A bottleneck is built with its :class:`~aekit.parts.PartContext` (feature 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -29,7 +30,8 @@ class BottleneckOutput:
     batch ``[]`` where the part declares so); stats: diagnostics (``kl_per_dim [B, *L, D]``; 0-dim tensors are
     logged); log_q, log_p: ``[S, B]`` the log densities of each sample under the posterior and the prior
     (stochastic bottlenecks only), computed on first use by ``densities`` when the bottleneck did not need them
-    itself: an objective without a bound over the samples never pays for them."""
+    itself: an objective without a bound over the samples never pays for them; log_q_path: log q with the
+    posterior's parameters held fixed (by ``fixed_log_q``), for the path-derivative gradient estimators."""
 
     z: torch.Tensor
     mean: torch.Tensor
@@ -39,6 +41,7 @@ class BottleneckOutput:
     given_log_q: torch.Tensor | None = None
     given_log_p: torch.Tensor | None = None
     densities: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = field(default=None, repr=False)
+    fixed_log_q: Callable[[], torch.Tensor] | None = field(default=None, repr=False)
 
     def _compute(self) -> None:
         if self.given_log_q is None and self.densities is not None:
@@ -53,6 +56,13 @@ class BottleneckOutput:
     def log_p(self) -> torch.Tensor | None:
         self._compute()
         return self.given_log_p
+
+    @property
+    def log_q_path(self) -> torch.Tensor | None:
+        """log q(z_s|x) ``[S, B]`` with the posterior's parameters held fixed: the same values as ``log_q``, whose
+        gradient reaches the encoder through the samples z_s only, the path derivative (Roeder et al. 2017);
+        None for a bottleneck that cannot hold them fixed."""
+        return None if self.fixed_log_q is None else self.fixed_log_q()
 
 
 class Bottleneck(nn.Module):
@@ -131,18 +141,23 @@ class DiagonalGaussian(Bottleneck):
         mu, logvar = params["mu"], params["logvar"]
         z = self.rsample(params, n_samples, eps)  # [S, B, *L, D]
         kl_per_dim = self.prior.kl_from_gaussian(mu, logvar)  # [B, *L, D], or None without a closed form
+        fixed_log_q = functools.partial(self.log_q_fixed, z, params)
         if kl_per_dim is None:  # the Monte Carlo KL needs the densities now
             log_q, log_p = self.log_q(z, params), self.log_p(z, batch)  # [S, B] each
             return BottleneckOutput(z=z, mean=mu, params=params, terms={"kl": (log_q - log_p).mean(0)},
-                                    given_log_q=log_q, given_log_p=log_p)
+                                    given_log_q=log_q, given_log_p=log_p, fixed_log_q=fixed_log_q)
         return BottleneckOutput(z=z, mean=mu, params=params, terms={"kl": kl_per_dim.flatten(1).sum(-1)},
-                                stats={"kl_per_dim": kl_per_dim},
+                                stats={"kl_per_dim": kl_per_dim}, fixed_log_q=fixed_log_q,
                                 densities=lambda: (self.log_q(z, params), self.log_p(z, batch)))
 
     def log_q(self, z: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
         """log q(z|x) summed over latent dims: ``z [S, B, *L, D] -> [S, B]``."""
         mu, logvar = params["mu"], params["logvar"]
         return -0.5 * ((z - mu).pow(2) * torch.exp(-logvar) + logvar + LOG_2PI).flatten(2).sum(-1)
+
+    def log_q_fixed(self, z: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        """log q(z|x) ``[S, B]`` with the parameters held fixed (detached): its gradient flows through z only."""
+        return self.log_q(z, {name: value.detach() for name, value in params.items()})
 
     def log_p(self, z: torch.Tensor, batch=None) -> torch.Tensor:
         """log p(z) under the prior, which may depend on the batch (its input or condition): ``[S, B]``."""

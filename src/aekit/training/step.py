@@ -139,6 +139,8 @@ class LossCall:
     it as symbolic (schedules that branch on it recompile where the branch changes). Where compilation fails
     (an operation torch cannot trace or a backend error), the call runs eagerly, for this micro-batch and the rest
     of the run, after one warning naming the model; an error the eager call raises too is raised as it is.
+    The compiled backward keeps every buffer it saves (no donated buffers), so that several backward passes may
+    run over one forward: one per optimiser, or one per network for an objective's routed terms.
     """
 
     def __init__(self, forward, objective, name: str, config: TrainConfig) -> None:
@@ -160,7 +162,8 @@ class LossCall:
         if self.call is self.eager:
             return self.eager(batch, step)
         try:
-            return self.call(batch, step)
+            with torch._functorch.config.patch(donated_buffer=False):
+                return self.call(batch, step)
         except torch._dynamo.exc.TorchDynamoException as exc:
             self.call = self.eager
             result = self.eager(batch, step)  # an error of the model or the data raises here, uncompiled
