@@ -25,9 +25,10 @@ SHAPES = [
 ]
 
 
-# Settings a tiny model of three latents needs: a condition's size, a sparse code's k.
+# Settings a tiny model of three latents needs: a condition's size, a sparse code's k, a few importance samples.
 TINY = {"cvae": {"condition_dim": 3}, **{name: {"k": 2} for name in ("topk-sae", "batchtopk-sae", "matryoshka-sae",
-                                                                     "gradient-sae")}}
+                                                                     "gradient-sae")},
+        "miwae": {"n_bounds": 2, "n_samples": 3}, "piwae": {"n_bounds": 2, "n_samples": 3}, "ciwae": {"n_samples": 4}}
 # Families that are not encoder -> bottleneck -> decoder autoencoders (ViTs, SparK's CNN), with their tiny sizes.
 VIT = {"mae": {"width": 8, "depth": 1, "heads": 2, "decoder_width": 8, "decoder_depth": 1, "decoder_heads": 2},
        "classifier": {"width": 8, "depth": 1, "heads": 2, "classes": 3},

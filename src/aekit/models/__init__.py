@@ -4,19 +4,23 @@ from aekit.models.aae import AAE, AAEConfig
 from aekit.models.ae import AE, AEConfig, DAEConfig
 from aekit.models.base import Autoencoder, AutoencoderConfig, AutoencoderOutput, Model
 from aekit.models.cevae import CEVAE, CEVAEConfig
+from aekit.models.ciwae import CIWAE, CIWAEBounds, CIWAEConfig
 from aekit.models.classifier import Classifier, ClassifierConfig
 from aekit.models.cvae import CVAE, CVAEConfig
 from aekit.models.gae import GAE, GAEConfig
 from aekit.models.graphmae import GraphMAE, GraphMAEConfig
 from aekit.models.iwae import IWAEBound, IWAEConfig
 from aekit.models.mae import MAE, MAEConfig
+from aekit.models.miwae import MIWAEBound, MIWAEConfig
+from aekit.models.piwae import PIWAEBounds, PIWAEConfig
 from aekit.models.sae import SAE, SAEConfig
 from aekit.models.spark import SparK, SparKConfig
 from aekit.models.vae import VAE, BetaVAEConfig, VAEConfig
 
 __all__ = [
     "AAE", "AAEConfig", "AE", "AEConfig", "Autoencoder", "AutoencoderConfig", "AutoencoderOutput", "BetaVAEConfig",
-    "CEVAE", "CEVAEConfig", "CVAE", "CVAEConfig", "Classifier", "ClassifierConfig", "DAEConfig", "GAE", "GAEConfig",
-    "GraphMAE", "GraphMAEConfig", "Model",
-    "IWAEBound", "IWAEConfig", "MAE", "MAEConfig", "SAE", "SAEConfig", "SparK", "SparKConfig", "VAE", "VAEConfig",
+    "CEVAE", "CEVAEConfig", "CIWAE", "CIWAEBounds", "CIWAEConfig", "Classifier", "ClassifierConfig", "CVAE",
+    "CVAEConfig", "DAEConfig", "GAE", "GAEConfig", "GraphMAE", "GraphMAEConfig", "IWAEBound", "IWAEConfig", "MAE",
+    "MAEConfig", "MIWAEBound", "MIWAEConfig", "Model", "PIWAEBounds", "PIWAEConfig", "SAE", "SAEConfig", "SparK",
+    "SparKConfig", "VAE", "VAEConfig",
 ]

@@ -39,6 +39,11 @@ class VAEConfig(AutoencoderConfig):
                 f"beta_schedule={self.beta_schedule!r} is unknown; choose one of {', '.join(SCHEDULES)}")
         require(self.free_bits >= 0, f"free_bits={self.free_bits} must be >= 0")
 
+    @property
+    def samples_per_input(self) -> int:
+        """The posterior samples drawn per input (S in ``z [S, B, D]``)."""
+        return self.n_samples
+
 
 @dataclass(frozen=True)
 class BetaVAEConfig(VAEConfig):
@@ -66,5 +71,5 @@ class VAE(Autoencoder):
         return {**super().own_terms(), "kl": Term(weight=beta, free_bits=c.free_bits, label="beta")}
 
     def forward(self, x, n_samples=None, eps=None, noise=None, target=None, condition=None):
-        return super().forward(x, n_samples or self.config.n_samples, eps=eps, noise=noise, target=target,
+        return super().forward(x, n_samples or self.config.samples_per_input, eps=eps, noise=noise, target=target,
                                condition=condition)
