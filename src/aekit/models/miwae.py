@@ -9,9 +9,8 @@ independent IWAE bounds of K samples,
     ELBO_MIWAE(x) = (1/M) sum_{m=1..M} log (1/K) sum_{k=1..K} w_{m,k},   w_{m,k} = p(x, z_{m,k}) / q(z_{m,k}|x),
 
 which is the IWAE bound at M = 1 and the M-sample ELBO at K = 1. The M K samples are drawn as one batch
-``[M K, B, D]`` and grouped ``[M, K, B]`` (:func:`aekit.models.iwae.grouped`). Rainforth et al. compare budgets of
-M K = 64, among them MIWAE(8, 8) (the defaults here). Any of the gradient estimators of
-:mod:`aekit.models.iwae` applies (``gradient_estimator``).
+``[M K, B, D]`` and grouped ``[M, K, B]`` (:func:`aekit.models.iwae.grouped`). The defaults, M = K = 8, spend
+64 samples per input. Any of the gradient estimators of :mod:`aekit.models.iwae` applies (``gradient_estimator``).
 """
 
 from __future__ import annotations
