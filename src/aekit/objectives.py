@@ -215,6 +215,12 @@ class Objective:
     dataset_size: int | None = None
     networks: Callable[[], dict[str, list[torch.Tensor]]] | None = None
 
+    @property
+    def routes_gradients(self) -> bool:
+        """Whether the objective may give :class:`Routed` terms: their gradients are taken inside the call, one
+        backward pass per network over the step's forward, which the compiled step then keeps the buffers for."""
+        return False
+
     def __call__(self, out, step: int | None, batch=None) -> Loss:
         raise NotImplementedError
 

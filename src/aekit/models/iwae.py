@@ -99,6 +99,10 @@ class ImportanceWeighted(WeightedTerms):
         bounds = {name: terms.get(name, default) for name, default in self.bound_terms.items()}
         super().__init__({**terms, **logged, **bounds}, model)
 
+    @property
+    def routes_gradients(self) -> bool:
+        return self.estimator == "dreg"
+
     def bounds(self, out) -> dict[str, torch.Tensor | Routed]:
         raise NotImplementedError
 

@@ -35,6 +35,7 @@ class PIWAEBounds(MIWAEBound):
     generative network, over the output's M K samples."""
 
     bound_terms: ClassVar[dict[str, Term]] = {"miwae": Term(), "iwae": Term()}
+    routes_gradients = True
 
     def bounds(self, out) -> dict[str, torch.Tensor | Routed]:
         return {"miwae": reaching(bound_term(out, self.n_bounds, self.estimator), "inference"),

@@ -139,8 +139,9 @@ class LossCall:
     it as symbolic (schedules that branch on it recompile where the branch changes). Where compilation fails
     (an operation torch cannot trace or a backend error), the call runs eagerly, for this micro-batch and the rest
     of the run, after one warning naming the model; an error the eager call raises too is raised as it is.
-    The compiled backward keeps every buffer it saves (no donated buffers), so that several backward passes may
-    run over one forward: one per optimiser, or one per network for an objective's routed terms.
+    For an objective that routes gradients (:attr:`~aekit.objectives.Objective.routes_gradients`), the compiled
+    backward keeps every buffer it saves (no donated buffers), so that a backward pass per network may run over
+    one forward; other objectives keep torch's default, which frees them.
     """
 
     def __init__(self, forward, objective, name: str, config: TrainConfig) -> None:
@@ -151,6 +152,7 @@ class LossCall:
             return out, objective(out, step, batch)
 
         self.eager = self.call = loss_of
+        self.keep_buffers = bool(getattr(objective, "routes_gradients", False))
         if config.compile:
             backends = torch._dynamo.list_backends(exclude_tags=())
             if config.compile_backend not in backends:
@@ -162,6 +164,8 @@ class LossCall:
         if self.call is self.eager:
             return self.eager(batch, step)
         try:
+            if not self.keep_buffers:
+                return self.call(batch, step)
             with torch._functorch.config.patch(donated_buffer=False):
                 return self.call(batch, step)
         except torch._dynamo.exc.TorchDynamoException as exc:
