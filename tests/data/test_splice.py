@@ -161,6 +161,8 @@ def test_cli_splices_a_run_trained_on_a_store_into_its_model(bert_folder, tmp_pa
     assert error.count("\n") == 0 and "exists" in error and json.loads(out.read_text()) == record
     assert main(["splice", str(tmp_path / "run"), "--text", str(tmp_path / "none.txt")]) == 2
     assert "none.txt: no such file" in capsys.readouterr().err
+    assert main(["splice", str(tmp_path / "run"), "--text", str(text), "--model", str(tmp_path / "lm.gguf")]) == 2
+    assert "lm.gguf: no such GGUF file" in capsys.readouterr().err
     aekit.save_model(aekit.build_model("topk-sae", data_shape=(32,), k=2), tmp_path / "plain")
     assert main(["splice", str(tmp_path / "plain"), "--text", str(text)]) == 2
     assert "pass --model and --layer" in capsys.readouterr().err

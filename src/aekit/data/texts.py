@@ -3,6 +3,8 @@ and the lines of a text file (or a ``.jsonl``'s text field) tokenised in batches
 
 from __future__ import annotations
 
+import contextlib
+import io
 import itertools
 import json
 from collections.abc import Iterator
@@ -46,8 +48,10 @@ def load_hf_model(path: PathLike, quiet: bool = False, head: str = "base") -> tu
     where, extra = (path.parent, {"gguf_file": path.name}) if gguf else (path, {})
     try:
         auto = AutoModelForCausalLM if head == "causal" else AutoModel
-        model = auto.from_pretrained(where, local_files_only=True, **extra)
-        tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=True, **extra)
+        # the GGUF loader's own progress bar ignores transformers' switch: quiet, its stderr goes nowhere
+        with contextlib.redirect_stderr(io.StringIO()) if quiet and gguf else contextlib.nullcontext():
+            model = auto.from_pretrained(where, local_files_only=True, **extra)
+            tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=True, **extra)
     except ImportError as err:
         raise DataError(f"{path}: {str(err).strip().splitlines()[0]}") from None
     except (OSError, ValueError, KeyError) as err:
