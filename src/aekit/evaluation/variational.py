@@ -7,9 +7,17 @@ import math
 from typing import Any
 
 from aekit.evaluation.suite import Suite, SuiteState, own_stream, register_suite
-from aekit.metrics import active_units, importance_sampled_log_likelihood, kl_per_dimension
+from aekit.metrics import (
+    active_units,
+    collapsed_units,
+    importance_sampled_log_likelihood,
+    kl_per_dimension,
+    mean_sample_correlation_gap,
+    mutual_information,
+)
 
 NLL_DECODES = 200_000  # decoder outputs per piece of the NLL: a few seconds on a CPU
+MI_EXAMPLES = 2_000  # examples whose codes the mutual information is estimated from (it costs their number squared)
 
 
 @register_suite("variational")
@@ -17,7 +25,14 @@ class Variational(Suite):
     """``elbo`` = -(recon + kl) per example, averaged; ``kl_per_dim``, the KL of each latent dimension averaged over
     the examples (and the positions of a grid of latents), where the bottleneck reports it; ``active_units``
     (Burda et al. 2016), the dimensions whose posterior mean E_q[z_d] varies over the test examples by more than
-    0.01. With ``nll_samples = K > 0``,
+    0.01.
+
+    Collapse diagnostics (:mod:`aekit.metrics.latent`): ``collapsed_units``, the units whose mean KL is below 0.01
+    nats (the posterior is the prior whatever the input), where the bottleneck reports the KL per dimension; for a
+    Gaussian posterior, ``mutual_information`` = I_q(x; z) in nats (He et al. 2019's estimator) over the first
+    ``mi_examples`` (at most 2,000) test examples, and ``mean_sample_gap``, the largest over the units of how much
+    more a unit correlates with another in its posterior means than in its samples (Bonheme & Grzes 2023: passive
+    units). With ``nll_samples = K > 0``,
     ``nll`` = -log p(x) by importance sampling with K samples over the first ``nll_examples`` examples, its
     standard error ``nll_stderr``, and for discrete likelihoods ``bits_per_dim`` = nll / (D ln 2).
 
@@ -32,6 +47,12 @@ class Variational(Suite):
         if "kl_per_dim" in out.stats:
             state.keep("kl_per_dim", out.stats["kl_per_dim"])
         state.keep("means", out.latent.mean.flatten(1))  # E_q[z | x]: the posterior means  [B, D]
+        logvar = out.latent.params.get("logvar") if isinstance(out.latent.params, dict) else None
+        kept = sum(map(len, state.kept.get("logvar", [])))
+        if logvar is not None and kept < MI_EXAMPLES:  # one sample of each code, for the collapse diagnostics
+            rows = slice(0, MI_EXAMPLES - kept)
+            state.keep("logvar", logvar.flatten(1)[rows])
+            state.keep("sampled", out.latent.z[0].flatten(1)[rows])
         if state.ctx.nll_samples > 0 and getattr(model.bottleneck, "stochastic", False):
             self.estimate_nll(model, batch, state)
 
@@ -52,6 +73,16 @@ class Variational(Suite):
             state.keep("nll", -log_px.double())  # [rows]
             ctx.heartbeat(f"NLL with K={ctx.nll_samples:,}: {done + rows.stop:,} examples")
 
+    @staticmethod
+    def collapse(state: SuiteState) -> dict[str, Any]:
+        """The mutual information and the mean-sample gap of the kept codes (a Gaussian posterior's)."""
+        logvar = state.rows("logvar")
+        if logvar is None or len(logvar) < 2:
+            return {}
+        mu, z = state.rows("means")[: len(logvar)], state.rows("sampled")
+        return {"mutual_information": float(mutual_information(mu, logvar, z)), "mi_examples": len(logvar),
+                "mean_sample_gap": float(mean_sample_correlation_gap(mu, z).max())}
+
     def compute(self, model, state: SuiteState) -> dict[str, Any]:
         metrics: dict[str, Any] = {}
         if "elbo" in state.sums:
@@ -60,6 +91,8 @@ class Variational(Suite):
         kl_dims = state.rows("kl_per_dim")  # [N, *L, D]; a grid of latents counts each position as an example
         if kl_dims is not None:
             metrics["kl_per_dim"] = [round(float(v), 5) for v in kl_per_dimension(kl_dims.flatten(0, -2))]
+            metrics["collapsed_units"] = int(collapsed_units(kl_dims.flatten(0, -2)).sum())
+        metrics.update(self.collapse(state))
         nll = state.rows("nll")  # [N], one estimate per example
         if nll is not None:
             metrics["nll"] = mean = float(nll.mean())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -18,3 +20,64 @@ def active_units(mu: torch.Tensor, threshold: float = 0.01) -> int:
     if mu.shape[0] < 2:
         return 0
     return int((mu.var(0, unbiased=True) > threshold).sum())
+
+
+def _log_normal_pairs(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(z_i; mu_j, diag exp(logvar_j)) per dimension for every pair: ``[N, D] x [M, D] -> [N, M, D]``."""
+    diff = z[:, None, :] - mu[None, :, :]
+    return -0.5 * (diff.pow(2) / logvar.exp()[None] + logvar[None] + math.log(2 * math.pi))
+
+
+def mutual_information(mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor, per_unit: bool = False,
+                       chunk: int | None = None) -> torch.Tensor:
+    """I_q(x; z), the mutual information between the examples and their codes under the encoder's joint
+    q(x, z) = p_data(x) q(z|x) over the N given examples (Hoffman & Johnson 2016; the estimator of He et al. 2019,
+    "Lagging Inference Networks"):
+
+        I = E_x E_q(z|x)[log q(z|x)] - E_q(z)[log q(z)],   q(z) = (1/N) sum_n q(z|x_n),
+
+    for diagonal Gaussian posteriors ``mu``, ``logvar`` ``[N, D]`` and one code ``z [N, D]`` drawn from each:
+    the first term in closed form (the negative entropy, -1/2 sum_d (log 2 pi e + logvar_d), averaged over the
+    examples), the second by log q(z_i) = logsumexp_j log q(z_i|x_j) - log N over all N posteriors. In nats; it
+    cannot exceed log N, the information N examples can carry. ``per_unit``: the same for each dimension alone,
+    with its own marginal, ``[D]`` (a collapsed unit scores about 0, one that splits the data in two equal halves
+    about log 2). Pairs are taken ``chunk`` codes at a time (memory N x chunk x D; by default about 2^24 numbers)."""
+    mu, logvar, z = mu.double(), logvar.double(), z.double()
+    n = mu.shape[0]
+    chunk = chunk or max(1, 2**24 // max(1, n * mu.shape[1]))
+    neg_entropy = -0.5 * (math.log(2 * math.pi * math.e) + logvar)  # [N, D]
+    log_qz = []
+    for start in range(0, n, chunk):
+        pairs = _log_normal_pairs(z[start:start + chunk], mu, logvar)  # [c, N, D]
+        pairs = pairs if per_unit else pairs.sum(-1, keepdim=True)
+        log_qz.append(pairs.logsumexp(1) - math.log(n))  # [c, D] or [c, 1]
+    log_qz = torch.cat(log_qz)
+    if per_unit:
+        return neg_entropy.mean(0) - log_qz.mean(0)
+    return neg_entropy.sum(-1).mean() - log_qz.mean()
+
+
+def collapsed_units(kl_per_dim: torch.Tensor, threshold: float = 0.01) -> torch.Tensor:
+    """``[D]`` bool: the units whose KL(q(z_d|x) || p(z_d)), averaged over the examples ``kl_per_dim [N, D]``, is
+    below ``threshold`` nats: their posterior is the prior whatever the input (posterior collapse)."""
+    return kl_per_dim.double().mean(0) < threshold
+
+
+def _max_abs_correlation(x: torch.Tensor) -> torch.Tensor:
+    """``[D]``: each column's largest |Pearson correlation| with another column of ``x [N, D]``; a column that
+    does not vary (standard deviation below 1e-8 of the largest) correlates with nothing."""
+    x = x.double() - x.double().mean(0)
+    std = x.pow(2).mean(0).sqrt()
+    varies = std > 1e-8 * std.max().clamp(min=1e-300)
+    x = torch.where(varies, x / std.clamp(min=1e-300), torch.zeros_like(x))
+    corr = (x.T @ x / x.shape[0]).abs().fill_diagonal_(0)
+    return corr.max(1).values if x.shape[1] > 1 else torch.zeros(x.shape[1], dtype=x.dtype)
+
+
+def mean_sample_correlation_gap(mu: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """``[D]``: for each unit, its largest |correlation| with another unit among the posterior means ``mu [N, D]``
+    less the same among the sampled codes ``z [N, D]``. Bonheme & Grzes (2023, "Be More Active! Understanding the
+    Differences between Mean and Sampled Representations of Variational Autoencoders") show that units the KL has
+    made passive can stay correlated in the mean representation while their samples, dominated by the prior's
+    noise, are not: such a unit has a gap near 1; a unit whose means and samples agree, a gap near 0."""
+    return _max_abs_correlation(mu) - _max_abs_correlation(z)

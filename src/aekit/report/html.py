@@ -79,6 +79,14 @@ METRIC_EXPLANATIONS = {
     "test/nll_samples": "importance samples per example behind test/nll; count",
     "test/bits_per_dim": "test/nll / (D ln 2), a code length; bits per data dimension",
     "test/active_units": "latent dimensions whose posterior mean varies over the data (Cov > 0.01); count",
+    "test/collapsed_units": "latent dimensions whose mean KL to the prior is below 0.01 nats: their posterior is the "
+                            "prior whatever the input (posterior collapse); count",
+    "test/mutual_information": "I_q(x; z), what the codes tell of the examples (He et al. 2019's estimator; at most "
+                               "log of mi_examples); nats",
+    "test/mi_examples": "test examples the mutual information was estimated from; count",
+    "test/mean_sample_gap": "the largest, over the latent units, of how much more a unit correlates with another in "
+                            "its posterior means than in its samples (near 1: a passive unit, Bonheme & Grzes "
+                            "2023); fraction",
     "test/l0": "latents that are not zero, per example: the L0 of a sparse code (a TopK code has at most k); count",
     "test/fvu": "fraction of variance unexplained: sum ||x - x_hat||^2 / sum ||x - mean(x)||^2 over the split (0 is "
                 "perfect, 1 no better than the mean); fraction",
