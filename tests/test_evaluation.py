@@ -12,7 +12,7 @@ import aekit
 from aekit.data.base import Dataset, Splits
 from aekit.errors import ConfigError
 from aekit.evaluation import SUITES, Suite, evaluate, own_stream, register_suite
-from aekit.metrics import importance_sampled_log_likelihood
+from aekit.metrics import importance_sampled_log_likelihood, mutual_information
 
 TINY = {
     "ae": {"latent_dim": 3, "hidden": (16,), "likelihood": "bernoulli"},
@@ -128,6 +128,23 @@ def test_variational_metrics_match_a_hand_computation():
     kl_dims = torch.cat([o.stats["kl_per_dim"] for o in outs]).mean(0)
     assert metrics["test/kl_per_dim"] == pytest.approx(kl_dims.tolist(), abs=1e-5)
     assert metrics["test/examples"] == 7 and "test/nll" not in metrics
+    logvar = torch.cat([o.latent.params["logvar"] for o in outs])
+    sampled = torch.cat([o.latent.z[0] for o in outs])
+    assert metrics["test/mutual_information"] == pytest.approx(float(mutual_information(means, logvar, sampled)),
+                                                       abs=1e-5)
+    assert metrics["test/mi_examples"] == 7 and metrics["test/collapsed_units"] == int((kl_dims < 0.01).sum())
+
+
+def test_a_unit_forced_to_collapse_is_flagged_and_carries_no_information():
+    model, x = tiny_vae(), torch.randn(400, 6)
+    with torch.no_grad():  # unit 1's mean and log-variance no longer depend on x and are the prior's: N(0, 1)
+        for row in (1, 3):  # the projection gives [mu_0, mu_1, logvar_0, logvar_1]
+            model.bottleneck.proj.weight[row] = 0
+            model.bottleneck.proj.bias[row] = 0
+        model.bottleneck.proj.weight[0] *= 20  # unit 0 carries much of x
+    metrics = evaluate(model, Dataset(x, None, "tiny"), batch_size=100, seed=0, suites=("variational",))
+    assert metrics["test/collapsed_units"] == 1 and metrics["test/kl_per_dim"][1] == 0
+    assert 0.5 < metrics["test/mutual_information"] <= math.log(400)
 
 
 def test_the_nll_is_estimated_in_the_pass_over_the_first_examples_without_moving_the_other_metrics():
