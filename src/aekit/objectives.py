@@ -334,6 +334,8 @@ def importance_weights(out, path: bool = False) -> torch.Tensor:
     latent = out.latent
     require(latent.log_q is not None and latent.log_p is not None,
             "this bound needs a stochastic bottleneck that reports log q(z|x) and log p(z)")
+    require(getattr(latent, "sample_weights", None) is None, "this bound needs draws from q(z|x), and the "
+            "bottleneck gives weighted sigma points; use bottleneck.sampling=random")
     log_q = latent.log_q_path if path else latent.log_q
     require(log_q is not None, "the stl and dreg gradient estimators need a bottleneck that evaluates log q(z|x) "
             "with its parameters held fixed (gaussian); use gradient_estimator=reparam")

@@ -86,9 +86,9 @@ class AutoencoderConfig:
 @dataclass
 class AutoencoderOutput:
     """x_params: decoder output ``[S, B, *P]`` for S latent samples; latent: the bottleneck's output;
-    terms: per-example loss terms ``[B]`` in nats (``recon`` = -log p(x|z) averaged over the S samples,
-    plus the bottleneck's and the model's terms such as ``kl`` or ``adv``); log_px_z: ``[S, B]`` for bounds that
-    need each sample."""
+    terms: per-example loss terms ``[B]`` in nats (``recon`` = -log p(x|z) averaged over the S samples, by the
+    bottleneck's sample weights where it gives them (sigma points), plus the bottleneck's and the model's terms
+    such as ``kl`` or ``adv``); log_px_z: ``[S, B]`` for bounds that need each sample."""
 
     x_params: torch.Tensor
     latent: BottleneckOutput
@@ -439,7 +439,7 @@ class Autoencoder(Model):
         latent = self.encode(x, n_samples=n_samples, eps=eps, condition=condition, gradient=gradient)
         x_params = self.decode(latent.z, condition)  # [S, B, *P]
         log_px_z = -self.likelihood.nll(x_params, target)  # [S, B]
-        terms = {"recon": -log_px_z.mean(0), **latent.terms}
+        terms = {"recon": -latent.expectation(log_px_z), **latent.terms}  # weighted where the samples are
         if hasattr(self.bottleneck, "reconstruction_terms"):  # a user's bottleneck may be a plain module
             terms.update(self.bottleneck.reconstruction_terms(latent, x_params, target))
         return AutoencoderOutput(x_params=x_params, latent=latent, terms=terms, log_px_z=log_px_z)

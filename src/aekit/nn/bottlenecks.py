@@ -11,6 +11,7 @@ here. A bottleneck is built with its :class:`~aekit.parts.PartContext` (feature 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -18,6 +19,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from aekit.config import require
 from aekit.nn.priors import LOG_2PI, Prior, StandardNormal
 from aekit.objectives import Term
 from aekit.parts import PartContext, build_part, register_part
@@ -31,7 +33,9 @@ class BottleneckOutput:
     logged); log_q, log_p: ``[S, B]`` the log densities of each sample under the posterior and the prior
     (stochastic bottlenecks only), computed on first use by ``densities`` when the bottleneck did not need them
     itself: an objective without a bound over the samples never pays for them; log_q_path: log q with the
-    posterior's parameters held fixed (by ``fixed_log_q``), for the path-derivative gradient estimators."""
+    posterior's parameters held fixed (by ``fixed_log_q``), for the path-derivative gradient estimators;
+    sample_weights: ``[S]`` the weights of the samples in an expectation under q (the unscented transform's sigma
+    points), None for draws from q, each weighing 1/S (:meth:`expectation`)."""
 
     z: torch.Tensor
     mean: torch.Tensor
@@ -42,6 +46,14 @@ class BottleneckOutput:
     given_log_p: torch.Tensor | None = None
     densities: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = field(default=None, repr=False)
     fixed_log_q: Callable[[], torch.Tensor] | None = field(default=None, repr=False)
+    sample_weights: torch.Tensor | None = None
+
+    def expectation(self, values: torch.Tensor) -> torch.Tensor:
+        """E_q[f(z)] per example ``[B]`` from f at each sample ``values [S, B]``: the mean over draws from q, or the
+        weighted sum over sigma points."""
+        if self.sample_weights is None:
+            return values.mean(0)
+        return torch.tensordot(self.sample_weights.to(values.dtype), values, dims=1)
 
     def _compute(self) -> None:
         if self.given_log_q is None and self.densities is not None:
@@ -105,7 +117,35 @@ class Deterministic(Bottleneck):
         return BottleneckOutput(z=z.unsqueeze(0).expand(n_samples, *z.shape), mean=z)
 
 
-@register_part("bottlenecks", "gaussian", "q(z|x) = N(mu, diag sigma^2), reparameterised; KL to the prior")
+SAMPLINGS = ("random", "sigma_points")
+
+
+def check_kappa(kappa: float, d: int, key: str = "kappa") -> None:
+    """A one-line ConfigError unless the sigma points of d coordinates can be spread: d + kappa > 0, finite."""
+    require(math.isfinite(kappa) and d + kappa > 0, f"{key}={kappa}: the sigma points need d + kappa > 0 "
+            f"(d = {d} latent coordinates); give a finite kappa > {-d}")
+
+
+def unscented_sigma_points(mu: torch.Tensor, std: torch.Tensor, kappa: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 2d + 1 sigma points of N(mu, diag std^2) and their weights (Julier & Uhlmann 1997), from ``mu, std
+    [B, d]``: ``[2d + 1, B, d]`` and ``[2d + 1]``,
+
+        chi_0 = mu,   chi_i = mu + sqrt(d + kappa) std_i e_i,   chi_{d+i} = mu - sqrt(d + kappa) std_i e_i,
+        w_0 = kappa / (d + kappa),   w_i = w_{d+i} = 1 / (2 (d + kappa)),   i = 1..d,
+
+    whose weighted mean and covariance are mu and diag std^2 exactly (for any d + kappa > 0; w_0 < 0 for
+    kappa < 0)."""
+    d = mu.shape[-1]
+    check_kappa(kappa, d)
+    offsets = math.sqrt(d + kappa) * torch.eye(d, dtype=mu.dtype, device=mu.device)[:, None, :] * std  # [d, B, d]
+    points = torch.cat([mu.unsqueeze(0), mu + offsets, mu - offsets])  # [2d + 1, B, d]
+    weights = torch.full((2 * d + 1,), 0.5 / (d + kappa), dtype=mu.dtype, device=mu.device)
+    weights[0] = kappa / (d + kappa)
+    return points, weights
+
+
+@register_part("bottlenecks", "gaussian", "q(z|x) = N(mu, diag sigma^2), reparameterised (or its sigma points); KL "
+               "to the prior")
 class DiagonalGaussian(Bottleneck):
     """q(z|x) = N(mu(x), diag sigma^2(x)), sampled by reparameterisation z = mu + sigma * eps
     (Kingma & Welling 2014). The KL to the prior is the closed form where the prior has one, for N(0, I)
@@ -113,13 +153,24 @@ class DiagonalGaussian(Bottleneck):
         KL(q || N(0, I)) = 1/2 sum_d (mu_d^2 + sigma_d^2 - 1 - log sigma_d^2),
 
     and otherwise the Monte Carlo estimate (1/S) sum_s log q(z_s|x) - log p(z_s) over the S samples.
+
+    ``sampling``: ``random``, the S reparameterised draws; ``sigma_points``, the 2d + 1 sigma points of the
+    unscented transform over the d = prod(L) D coordinates of an example's code, with weights
+    (:func:`unscented_sigma_points`; ``kappa`` spreads them), in place of draws (Janjos et al. 2023, the Unscented
+    Autoencoder): expectations under q become the weighted sums over the points (``sample_weights``), and
+    ``n_samples`` and ``eps`` do not apply. ``rsample`` always draws at random (importance sampling needs draws).
     """
 
     stochastic = True
     terms: ClassVar[dict[str, Term]] = {"kl": Term(label="beta")}
 
-    def __init__(self, context: PartContext, prior: Prior | None = None) -> None:
+    def __init__(self, context: PartContext, prior: Prior | None = None, sampling: str = "random",
+                 kappa: float = 1e-3) -> None:
         super().__init__(context)
+        require(sampling in SAMPLINGS, f"bottleneck.sampling={sampling!r} is unknown; choose one of "
+                f"{', '.join(SAMPLINGS)}")
+        check_kappa(kappa, math.prod(self.latent_shape), "bottleneck.kappa")
+        self.sampling, self.kappa = sampling, float(kappa)
         self.proj = nn.Linear(self.in_features, 2 * self.latent_dim)
         self.prior = prior if prior is not None else StandardNormal(context)
 
@@ -135,19 +186,34 @@ class DiagonalGaussian(Bottleneck):
             eps = torch.randn(n_samples, *mu.shape, device=mu.device, dtype=mu.dtype)  # [S, B, *L, D]
         return mu + torch.exp(0.5 * logvar) * eps
 
+    def sigma_points(self, params: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The 2d + 1 sigma points ``[2d + 1, B, *L, D]`` of q(z|x) and their weights ``[2d + 1]``."""
+        mu, logvar = params["mu"], params["logvar"]
+        points, weights = unscented_sigma_points(mu.flatten(1), torch.exp(0.5 * logvar).flatten(1), self.kappa)
+        return points.view(-1, *mu.shape), weights  # [2d + 1, B, d] -> [2d + 1, B, *L, D]
+
+    def draw(self, params: dict[str, torch.Tensor], n_samples: int,
+             eps: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The samples ``[S, B, *L, D]`` that ``sampling`` asks for, and their weights (None: draws from q)."""
+        if self.sampling == "sigma_points":
+            return self.sigma_points(params)
+        return self.rsample(params, n_samples, eps), None
+
     def forward(self, h: torch.Tensor, n_samples: int = 1, eps: torch.Tensor | None = None,
                 batch=None) -> BottleneckOutput:
         params = self.posterior(h)
         mu, logvar = params["mu"], params["logvar"]
-        z = self.rsample(params, n_samples, eps)  # [S, B, *L, D]
+        z, weights = self.draw(params, n_samples, eps)  # [S, B, *L, D], [S] or None
         kl_per_dim = self.prior.kl_from_gaussian(mu, logvar)  # [B, *L, D], or None without a closed form
         fixed_log_q = functools.partial(self.log_q_fixed, z, params)
         if kl_per_dim is None:  # the Monte Carlo KL needs the densities now
             log_q, log_p = self.log_q(z, params), self.log_p(z, batch)  # [S, B] each
-            return BottleneckOutput(z=z, mean=mu, params=params, terms={"kl": (log_q - log_p).mean(0)},
-                                    given_log_q=log_q, given_log_p=log_p, fixed_log_q=fixed_log_q)
+            out = BottleneckOutput(z=z, mean=mu, params=params, given_log_q=log_q, given_log_p=log_p,
+                                   fixed_log_q=fixed_log_q, sample_weights=weights)
+            out.terms["kl"] = out.expectation(log_q - log_p)
+            return out
         return BottleneckOutput(z=z, mean=mu, params=params, terms={"kl": kl_per_dim.flatten(1).sum(-1)},
-                                stats={"kl_per_dim": kl_per_dim}, fixed_log_q=fixed_log_q,
+                                stats={"kl_per_dim": kl_per_dim}, fixed_log_q=fixed_log_q, sample_weights=weights,
                                 densities=lambda: (self.log_q(z, params), self.log_p(z, batch)))
 
     def log_q(self, z: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
