@@ -26,8 +26,8 @@ SHAPES = [
 
 
 # Settings a tiny model of three latents needs: a condition's size, a sparse code's k, a few importance samples.
-TINY = {"cvae": {"condition_dim": 3}, **{name: {"k": 2} for name in ("topk-sae", "batchtopk-sae", "matryoshka-sae",
-                                                                     "gradient-sae")},
+TINY = {"cvae": {"condition_dim": 3}, "unscented-ae": {"kappa": 0.5}, "autogen": {"m": 2.0},
+        **{name: {"k": 2} for name in ("topk-sae", "batchtopk-sae", "matryoshka-sae", "gradient-sae")},
         "miwae": {"n_bounds": 2, "n_samples": 3}, "piwae": {"n_bounds": 2, "n_samples": 3}, "ciwae": {"n_samples": 4}}
 # Families that are not encoder -> bottleneck -> decoder autoencoders (ViTs, SparK's CNN), with their tiny sizes.
 VIT = {"mae": {"width": 8, "depth": 1, "heads": 2, "decoder_width": 8, "decoder_depth": 1, "decoder_heads": 2},
@@ -93,7 +93,9 @@ def test_shapes_and_loss(name, shape, backbone, likelihood):
     assert latent[-1] == 3 and (len(latent) == 3) == (backbone == "conv-grid")
     assert out.x_params.shape[1:] == (4, shape[0] * m, *shape[1:])
     assert model.embed(b).shape == (4, *latent)
-    assert model.encode(x, condition=condition).z.shape == (1, 4, *latent)
+    encoded = model.encode(x, condition=condition)
+    weights = encoded.sample_weights  # sigma points: all 2d + 1 of them, whatever n_samples
+    assert encoded.z.shape == (1 if weights is None else len(weights), 4, *latent)
     c5 = None if condition is None else condition[torch.arange(5) % 4]
     assert model.decode(torch.zeros(2, 5, *latent), c5).shape == (2, 5, shape[0] * m, *shape[1:])
     if model.has_prior:

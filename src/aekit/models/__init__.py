@@ -2,6 +2,7 @@
 
 from aekit.models.aae import AAE, AAEConfig
 from aekit.models.ae import AE, AEConfig, DAEConfig
+from aekit.models.autogen import AutoGen, AutoGenConfig
 from aekit.models.base import Autoencoder, AutoencoderConfig, AutoencoderOutput, Model
 from aekit.models.cevae import CEVAE, CEVAEConfig
 from aekit.models.ciwae import CIWAE, CIWAEBounds, CIWAEConfig
@@ -15,6 +16,7 @@ from aekit.models.miwae import MIWAEBound, MIWAEConfig
 from aekit.models.piwae import PIWAEBounds, PIWAEConfig
 from aekit.models.sae import SAE, SAEConfig
 from aekit.models.spark import SparK, SparKConfig
+from aekit.models.unscented_ae import UnscentedAE, UnscentedAEConfig, UnscentedTerms
 from aekit.models.vae import VAE, BetaVAEConfig, VAEConfig
 
 __all__ = [
@@ -23,4 +25,5 @@ __all__ = [
     "CVAEConfig", "DAEConfig", "GAE", "GAEConfig", "GraphMAE", "GraphMAEConfig", "IWAEBound", "IWAEConfig", "MAE",
     "MAEConfig", "MIWAEBound", "MIWAEConfig", "Model", "PIWAEBounds", "PIWAEConfig", "SAE", "SAEConfig", "SparK",
     "SparKConfig", "VAE", "VAEConfig",
+    "AutoGen", "AutoGenConfig", "UnscentedAE", "UnscentedAEConfig", "UnscentedTerms",
 ]
