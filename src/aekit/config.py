@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from typing import Any, TypeVar
 
@@ -97,3 +98,13 @@ def to_dict(config: Any) -> dict[str, Any]:
 def require(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
+
+
+def require_choice(value: str, choices, key: str) -> None:
+    """A one-line ConfigError for a name that is not one of ``choices``, listing them."""
+    require(value in choices, f"{key}={value!r} is unknown; choose one of {', '.join(choices)}")
+
+
+def require_weight(value: float, key: str) -> None:
+    """A one-line ConfigError for a weight that is negative or not a finite number."""
+    require(math.isfinite(value) and value >= 0, f"{key}={value} must be a finite number >= 0")
