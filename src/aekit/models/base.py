@@ -7,6 +7,7 @@ condition c to the encoder's features and to the decoder's input: q(z | x, c), p
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+import aekit.nn.regularisers  # noqa: F401  (registers the regularisers a config may name)
 import aekit.objectives  # noqa: F401  (registers the objectives a config may name)
 from aekit.config import require
 from aekit.data.batch import Batch
@@ -28,7 +30,7 @@ from aekit.nn.likelihoods import Likelihood, make_likelihood
 from aekit.objectives import Term, configured_terms
 from aekit.parts import PartContext, bind_parts, build_part, part_names, part_settings
 
-PART_OPTIONS = ("likelihood", "bottleneck", "prior", "backbone")  # the parts whose settings dotted keys set
+PART_OPTIONS = ("likelihood", "bottleneck", "prior", "backbone", "regulariser")  # the parts dotted keys set
 
 
 def _check_part(kind: str, value: str, key: str) -> None:
@@ -40,7 +42,8 @@ def _check_part(kind: str, value: str, key: str) -> None:
 class AutoencoderConfig:
     """Architecture shared by the whole family. ``data_shape`` is one example's shape: ``(C, H, W)`` or ``(D,)``.
 
-    ``bottleneck``, ``prior`` and ``objective`` name registered parts (empty: the model's own choice);
+    ``bottleneck``, ``prior``, ``regulariser`` and ``objective`` name registered parts (empty: the model's own
+    choice; a regulariser's settings come from the config's fields of the same name where it has them);
     ``condition_dim`` > 0 makes the model conditional on a vector of that size; ``options`` holds each part's
     own settings by kind (``likelihood.bins=32`` on the command line: ``{"likelihood": {"bins": 32}}``), merged key
     by key over a model's own defaults; ``terms`` sets the objective's weight of each term by name (``terms.kl=4``,
@@ -56,6 +59,7 @@ class AutoencoderConfig:
     sigma: float = 1.0
     bottleneck: str = ""
     prior: str = "standard-normal"
+    regulariser: str = ""
     objective: str = ""
     condition_dim: int = 0
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -71,6 +75,8 @@ class AutoencoderConfig:
         _check_part("priors", self.prior, "prior")
         if self.bottleneck:
             _check_part("bottlenecks", self.bottleneck, "bottleneck")
+        if self.regulariser:
+            _check_part("regularisers", self.regulariser, "regulariser")
         if self.objective:
             _check_part("objectives", self.objective, "objective")
         require(self.activation in ACTIVATIONS,
@@ -308,10 +314,12 @@ class Model(nn.Module):
 
 
 class Autoencoder(Model):
-    """encoder -> bottleneck -> decoder with likelihood p(x|z); subclasses choose parts and the objective."""
+    """encoder -> bottleneck -> decoder with likelihood p(x|z), and a regulariser on the code where the model has
+    one (:mod:`aekit.nn.regularisers`); subclasses choose parts and the objective."""
 
     config_class = AutoencoderConfig
     default_bottleneck = "deterministic"
+    default_regulariser = ""  # none
     needs_prior = False  # a prior p(z) to regularise towards and sample from
 
     def __init__(
@@ -343,6 +351,7 @@ class Autoencoder(Model):
         if features is not None:  # a feature map (F, *L) gives a grid of latents (*L, D)
             context = context.replace(feature_shape=features, latent_shape=(*features[1:], config.latent_dim))
         self.context = context
+        self.regulariser = self.make_regulariser(context)
         self.bottleneck = bottleneck or self.make_bottleneck(context)
         self.corruption = self.make_corruption()
         bind_parts(self)
@@ -365,10 +374,30 @@ class Autoencoder(Model):
 
     # The parts a variant chooses.
     def make_bottleneck(self, context: PartContext) -> Bottleneck:
+        """The config's bottleneck, with the config's prior where the model or its regulariser needs one."""
         options = self.config.options
+        wants_prior = self.needs_prior or getattr(self.regulariser, "needs_prior", False)
         return make_bottleneck(self.config.bottleneck or self.default_bottleneck, context,
-                               self.config.prior if self.needs_prior else None, options.get("bottleneck", {}),
+                               self.config.prior if wants_prior else None, options.get("bottleneck", {}),
                                options.get("prior", {}))
+
+    def make_regulariser(self, context: PartContext) -> nn.Module | None:
+        """The config's regulariser (or the model's own), its settings from the config's fields of the same name,
+        then ``options["regulariser"]``; None where there is none."""
+        name = self.config.regulariser or self.default_regulariser
+        if not name:
+            return None
+        settings = {key: getattr(self.config, key) for key in part_settings("regularisers", name)
+                    if key != "context" and hasattr(self.config, key)}
+        return build_part("regularisers", name, context=context,
+                          **{**settings, **self.config.options.get("regulariser", {})})
+
+    def regulariser_terms(self, **weights: float) -> dict[str, Term]:
+        """The regulariser's terms with the weights given by name (a paper's lambda from the config); a name the
+        regulariser does not give is left out, so that another regulariser chosen by name keeps its own."""
+        terms = getattr(self.regulariser, "terms", {})
+        return {name: dataclasses.replace(term, weight=weights[name]) if name in weights else term
+                for name, term in terms.items()}
 
     def own_terms(self) -> dict[str, Term]:
         return {"recon": Term()}
@@ -442,6 +471,8 @@ class Autoencoder(Model):
         terms = {"recon": -latent.expectation(log_px_z), **latent.terms}  # weighted where the samples are
         if hasattr(self.bottleneck, "reconstruction_terms"):  # a user's bottleneck may be a plain module
             terms.update(self.bottleneck.reconstruction_terms(latent, x_params, target))
+        if self.regulariser is not None:
+            terms.update(self.regulariser(latent, x, condition))
         return AutoencoderOutput(x_params=x_params, latent=latent, terms=terms, log_px_z=log_px_z)
 
     # What a user calls.

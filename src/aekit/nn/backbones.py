@@ -18,7 +18,7 @@ from torch import nn
 from aekit.errors import ConfigError
 from aekit.parts import PartContext, build_part, register_part
 
-ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "elu": nn.ELU, "tanh": nn.Tanh}
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "elu": nn.ELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 
 
 def activation(name: str) -> nn.Module:
@@ -37,14 +37,15 @@ def mlp(sizes: Sequence[int], act: str, last_activation: bool) -> nn.Sequential:
 
 
 class MLPEncoder(nn.Module):
-    """Flatten, then fully connected layers: ``x [B, *S] -> h [B, hidden[-1]]``."""
+    """Flatten, then fully connected layers: ``x [B, *S] -> h [B, hidden[-1]]``. With ``hidden=()`` it only
+    flattens, ``h [B, prod(S)]``: the bottleneck's projection is then the encoder's one layer (a shallow
+    autoencoder, ``flattens_only``)."""
 
     def __init__(self, data_shape: Sequence[int], hidden: Sequence[int] = (512, 256), act: str = "relu") -> None:
         super().__init__()
-        if not hidden:
-            raise ConfigError("hidden=() leaves the MLP encoder with no layers; give at least one width")
         self.net = mlp([math.prod(data_shape), *hidden], act, last_activation=True)
-        self.out_features = hidden[-1]
+        self.out_features = hidden[-1] if hidden else math.prod(data_shape)
+        self.flattens_only = not hidden
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.flatten(1))  # [B, prod(S)] -> [B, F]

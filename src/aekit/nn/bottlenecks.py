@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from aekit.config import require
+from aekit.nn.backbones import ACTIVATIONS
 from aekit.nn.priors import LOG_2PI, Prior, StandardNormal
 from aekit.objectives import Term
 from aekit.parts import PartContext, build_part, register_part
@@ -101,19 +102,27 @@ class Bottleneck(nn.Module):
         return {}
 
 
-@register_part("bottlenecks", "deterministic", "z = W h + b: the plain autoencoder code")
+@register_part("bottlenecks", "deterministic", "z = s(W h + b): the plain autoencoder code (s: `activation`, none "
+               "by default)")
 class Deterministic(Bottleneck):
-    """z = W h + b: the plain autoencoder code (at every position of a grid)."""
+    """z = W h + b: the plain autoencoder code (at every position of a grid); with ``activation`` (a name of
+    :data:`~aekit.nn.backbones.ACTIVATIONS`) z = s(W h + b), e.g. the sigmoid code of a contractive autoencoder."""
 
-    def __init__(self, context: PartContext, prior: Prior | None = None) -> None:
+    def __init__(self, context: PartContext, prior: Prior | None = None, activation: str = "") -> None:
         super().__init__(context)
+        require(not activation or activation in ACTIVATIONS, f"bottleneck.activation={activation!r} is unknown; "
+                f"choose one of {', '.join(ACTIVATIONS)} (or leave it empty for a linear code)")
         self.proj = nn.Linear(self.in_features, self.latent_dim)
+        self.activation = activation
+        self.squash = ACTIVATIONS[activation]() if activation else None
         if prior is not None:  # a prior to match in latent space (adversarial autoencoders) and to sample from
             self.prior = prior
 
     def forward(self, h: torch.Tensor, n_samples: int = 1, eps: torch.Tensor | None = None,
                 batch=None) -> BottleneckOutput:
         z = self.proj(h)  # [B, *L, D]
+        if self.squash is not None:
+            z = self.squash(z)
         return BottleneckOutput(z=z.unsqueeze(0).expand(n_samples, *z.shape), mean=z)
 
 
