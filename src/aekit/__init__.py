@@ -31,6 +31,7 @@ _LAZY = {
     "StepHooks": "aekit.training",
     "run_step_hooks": "aekit.training",
     "init_from_data": "aekit.parts",
+    "fit_after_training": "aekit.parts",
     "evaluate": "aekit.evaluation",
     "AekitError": "aekit.errors",
 }

@@ -24,6 +24,13 @@ part's submodules, so ``state_dict``, DDP and FSDP see each weight once) and fol
 geometric median of a sample) defines ``init_from_data(self, batch)``; the training loop calls it on every part
 once, before the first step of a fresh run, with a sample of up to :data:`DATA_INIT_ROWS` training examples
 (:func:`init_from_data`; a loop of one's own calls it too).
+
+**Fitted after training.** A part fitted to what the trained model makes of the data (a density over the codes of
+the training examples, which samples are then drawn from: an RAE's ex-post mixture) defines
+``fit_after_training(self, batch)``; the training loop calls it on every part once, after the last step, on the
+weights the run keeps (the best, or the average) and before the model is saved, with a sample of up to
+:data:`AFTER_TRAINING_ROWS` training examples, the model in evaluation mode (:func:`fit_after_training`; a loop of
+one's own calls it too). What it fits lives in buffers, so the saved model carries it.
 """
 
 from __future__ import annotations
@@ -112,20 +119,40 @@ def bind_parts(model: Any) -> None:
 DATA_INIT_ROWS = 4096  # the sample a fresh run's parts start from
 
 
+AFTER_TRAINING_ROWS = 10_000  # the training examples a part fitted after training sees
+
+
 def init_from_data(model: Any, batch: Any) -> None:
     """Call ``init_from_data(batch)`` on every submodule of ``model`` that defines it, in module order, without
     grad, with ``batch`` (a :class:`~aekit.data.batch.Batch`, or a function that returns one, called only where a
     part needs it) on the model's device."""
+    _call_parts(model, "init_from_data", batch)
+
+
+def fit_after_training(model: Any, batch: Any) -> None:
+    """Call ``fit_after_training(batch)`` on every submodule of ``model`` that defines it, in module order, without
+    grad and with the model in evaluation mode (its mode is restored after), with ``batch`` (a
+    :class:`~aekit.data.batch.Batch` of training examples, or a function that returns one, called only where a part
+    needs it) on the model's device."""
+    training = model.training
+    model.eval()
+    try:
+        _call_parts(model, "fit_after_training", batch)
+    finally:
+        model.train(training)
+
+
+def _call_parts(model: Any, method: str, batch: Any) -> None:
     import torch
 
-    parts = [m for m in model.modules() if m is not model and callable(getattr(m, "init_from_data", None))]
+    parts = [m for m in model.modules() if m is not model and callable(getattr(m, method, None))]
     if not parts:
         return
     batch = batch() if callable(batch) else batch
     device = next(model.parameters()).device
     with torch.no_grad():
         for part in parts:
-            part.init_from_data(batch.to(device))
+            getattr(part, method)(batch.to(device))
 
 
 def register_part(kind: str, name: str, description: str) -> Callable[[Any], Any]:

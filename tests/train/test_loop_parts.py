@@ -162,3 +162,24 @@ def test_objectives_can_read_the_training_set_size(tmp_path):
     aekit.train(model, "digits", tmp_path / "run", steps=2, val_fraction=0.1, test_fraction=0.1, progress=False,
                 evaluate=False)
     assert set(seen) == {1797 - 180 - 180}  # the training part of the 1,797 digits
+
+
+def test_parts_fitted_after_training_see_the_training_set_once_before_the_model_is_saved(tmp_path):
+    class Recorder(torch.nn.Module):
+        """Records what the loop gives it once training is over, in a buffer (hence in the saved weights)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("examples", torch.zeros(()))
+            self.calls = []
+
+        def fit_after_training(self, batch) -> None:
+            self.calls.append((len(batch), self.training, torch.is_grad_enabled()))
+            self.examples.fill_(len(batch))
+
+    model = aekit.build_model("ae", data_shape=(1, 8, 8), hidden=(8,), latent_dim=2)
+    model.recorder = Recorder()
+    aekit.train(model, "digits", tmp_path / "run", steps=3, keep_best=True, progress=False, evaluate=False)
+    n_train = 1797 - 180 - 180
+    assert model.recorder.calls == [(n_train, False, False)]  # once, in evaluation mode, without grad
+    assert weights(tmp_path / "run")["recorder.examples"].item() == n_train  # before the model was saved

@@ -16,7 +16,9 @@ import math
 import torch
 from torch import nn
 
-from aekit.parts import PartContext, register_part
+from aekit.config import require
+from aekit.errors import DataError
+from aekit.parts import ModelRef, PartContext, register_part
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -65,3 +67,98 @@ class StandardNormal(Prior):
 
     def kl_from_gaussian(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
+
+
+FIT_CHUNK = 1024  # examples embedded at a time when a prior is fitted to the training codes
+
+
+@register_part("priors", "ex-post-gmm", "a Gaussian mixture fitted to the training codes after training (ex-post "
+               "density estimation); N(0, I) until then")
+class ExPostGaussianMixture(Prior):
+    """p(z) = sum_k pi_k N(z; mu_k, Sigma_k), full covariances, over the code flattened to d = prod(latent_shape)
+    coordinates, fitted by EM to the codes of the training examples once training is over: Ghosh et al.'s
+    (2020) ex-post density estimation, which makes a deterministic autoencoder (RAE) a generative model.
+
+    Until it is fitted every component is N(0, I), so the mixture is N(0, I). The loop calls
+    :meth:`fit_after_training` (:func:`aekit.parts.fit_after_training`) on the trained model, which embeds the
+    training examples it is given and runs EM (:func:`fit_gaussian_mixture`). The mixture lives in buffers
+    (``weights [K]``, ``means [K, d]``, ``scale_tril [K, d, d]``, the covariances' Cholesky factors, ``fitted``),
+    so the saved model (safetensors) carries it and ``model.sample(n)`` draws from it."""
+
+    def __init__(self, context: PartContext, components: int = 10, iterations: int = 100) -> None:
+        super().__init__(context)
+        require(components >= 1, f"prior.components={components} must be >= 1")
+        require(iterations >= 1, f"prior.iterations={iterations} must be >= 1")
+        d = math.prod(self.latent_shape)
+        self.iterations = iterations
+        self.register_buffer("weights", torch.full((components,), 1.0 / components))
+        self.register_buffer("means", torch.zeros(components, d))
+        self.register_buffer("scale_tril", torch.eye(d).expand(components, d, d).clone())
+        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+        self.model = None
+
+    def bind(self, model) -> None:
+        self.model = ModelRef(model)
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        flat = z.flatten(start_dim=z.dim() - len(self.latent_shape))  # [..., d]
+        components = torch.distributions.MultivariateNormal(self.means, scale_tril=self.scale_tril)
+        return (components.log_prob(flat.unsqueeze(-2)) + self.weights.log()).logsumexp(-1)  # [..., K] -> [...]
+
+    def sample(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+        """``[n, *latent_shape]``: a component k ~ pi, then mu_k + L_k eps; with a ``generator`` the draws are made
+        on the CPU, so that a seed gives the same samples on any device."""
+        weights, means, scale_tril = ((t.cpu() for t in (self.weights, self.means, self.scale_tril))
+                                      if generator is not None else (self.weights, self.means, self.scale_tril))
+        k = torch.multinomial(weights, n, replacement=True, generator=generator)  # [n]
+        eps = torch.randn(n, means.shape[1], 1, generator=generator, device=means.device, dtype=means.dtype)
+        z = means[k] + (scale_tril[k] @ eps).squeeze(-1)  # [n, d]
+        return z.view(n, *self.latent_shape).to(device if device is not None else z.device)
+
+    def fit_after_training(self, batch) -> None:
+        """Fit the mixture to the codes of ``batch`` (the model's ``embed``, in chunks), by EM."""
+        model = self.model()
+        codes = torch.cat([model.embed(batch.select(slice(i, i + FIT_CHUNK))).flatten(1)
+                           for i in range(0, len(batch), FIT_CHUNK)])  # [N, d]
+        weights, means, scale_tril = fit_gaussian_mixture(codes, len(self.weights), self.iterations)
+        for buffer, value in ((self.weights, weights), (self.means, means), (self.scale_tril, scale_tril)):
+            buffer.copy_(value.to(buffer))
+        self.fitted.fill_(True)
+
+
+def fit_gaussian_mixture(x: torch.Tensor, components: int, iterations: int = 100, tolerance: float = 1e-5,
+                         floor: float = 1e-6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A K-component Gaussian mixture with full covariances fitted to ``x [N, d]`` by EM (Dempster, Laird & Rubin
+    1977), in float64: ``(weights [K], means [K, d], scale_tril [K, d, d])``. Started from K distinct examples
+    drawn under ``seed``, each example assigned to the nearest; stops after ``iterations`` or when the mean
+    log-likelihood gains less than ``tolerance``; ``floor`` is added to every covariance's diagonal."""
+    x = x.detach().double().cpu()
+    n, d = x.shape
+    if n < components:
+        raise DataError(f"a mixture of {components} components needs at least {components} codes, got {n}; fit "
+                        "fewer components (prior.components) or give more examples")
+    start = x[torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:components]]  # [K, d]
+    nearest = torch.cdist(x, start).argmin(1)  # [N]
+    resp = torch.nn.functional.one_hot(nearest, components).double()  # [N, K]
+    previous = -math.inf
+    for _ in range(iterations):
+        weights, means, scale_tril = _maximisation(x, resp, floor)
+        log_joint = (torch.distributions.MultivariateNormal(means, scale_tril=scale_tril).log_prob(x.unsqueeze(1))
+                     + weights.log())  # [N, K]
+        log_likelihood = log_joint.logsumexp(1, keepdim=True)  # [N, 1]
+        resp = (log_joint - log_likelihood).exp()
+        mean_ll = log_likelihood.mean().item()
+        if mean_ll - previous < tolerance:
+            break
+        previous = mean_ll
+    return _maximisation(x, resp, floor)
+
+
+def _maximisation(x: torch.Tensor, resp: torch.Tensor, floor: float):
+    """EM's M step: the weights, means and covariances' Cholesky factors given the responsibilities ``[N, K]``."""
+    counts = resp.sum(0) + 10 * torch.finfo(x.dtype).eps  # [K]
+    means = resp.T @ x / counts.unsqueeze(1)  # [K, d]
+    eye = torch.eye(x.shape[1], dtype=x.dtype)
+    covariances = torch.stack([((x - means[k]) * resp[:, k:k + 1]).T @ (x - means[k]) / counts[k] + floor * eye
+                               for k in range(len(counts))])  # [K, d, d]
+    return counts / counts.sum(), means, torch.linalg.cholesky(covariances)

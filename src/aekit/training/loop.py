@@ -26,7 +26,7 @@ from aekit.data.sources import StreamingSource
 from aekit.errors import ConfigError, TrainingDiverged
 from aekit.io import load_tensors, save_model
 from aekit.optim import make_optimizers, set_learning_rates
-from aekit.parts import DATA_INIT_ROWS, init_from_data
+from aekit.parts import AFTER_TRAINING_ROWS, DATA_INIT_ROWS, fit_after_training, init_from_data
 from aekit.progress import Phase
 from aekit.run_config import DataConfig, TrainConfig, load_splits
 from aekit.training.averaging import WeightAverage
@@ -300,6 +300,7 @@ class Trainer:
                 final.load_state_dict(best)
             elif self.average is not None:
                 self.average.apply()  # the run is over: the model keeps the averaged weights
+            fit_after_training(final, lambda: sample_batch(self.splits.train, AFTER_TRAINING_ROWS, self.config.seed))
             if self.out is not None:
                 save_model(final, self.out / "model")
         self.fabric.barrier()
