@@ -7,23 +7,31 @@ from aekit.models.base import Autoencoder, AutoencoderConfig, AutoencoderOutput,
 from aekit.models.cevae import CEVAE, CEVAEConfig
 from aekit.models.ciwae import CIWAE, CIWAEBounds, CIWAEConfig
 from aekit.models.classifier import Classifier, ClassifierConfig
+from aekit.models.contractive import ContractiveAE, ContractiveAEConfig
 from aekit.models.cvae import CVAE, CVAEConfig
 from aekit.models.gae import GAE, GAEConfig
 from aekit.models.graphmae import GraphMAE, GraphMAEConfig
+from aekit.models.info_vae import InfoVAE, InfoVAEConfig
 from aekit.models.iwae import IWAEBound, IWAEConfig
+from aekit.models.lorae import LoRAE, LoRAEConfig
 from aekit.models.mae import MAE, MAEConfig
 from aekit.models.miwae import MIWAEBound, MIWAEConfig
 from aekit.models.piwae import PIWAEBounds, PIWAEConfig
+from aekit.models.rae import RAE, RAEConfig
 from aekit.models.sae import SAE, SAEConfig
 from aekit.models.spark import SparK, SparKConfig
+from aekit.models.swae import SWAE, SWAEConfig
 from aekit.models.unscented_ae import UnscentedAE, UnscentedAEConfig, UnscentedTerms
 from aekit.models.vae import VAE, BetaVAEConfig, VAEConfig
+from aekit.models.wae import WAE, WAEGAN, WAEGANConfig, WAEMMDConfig
 
 __all__ = [
     "AAE", "AAEConfig", "AE", "AEConfig", "Autoencoder", "AutoencoderConfig", "AutoencoderOutput", "BetaVAEConfig",
-    "CEVAE", "CEVAEConfig", "CIWAE", "CIWAEBounds", "CIWAEConfig", "Classifier", "ClassifierConfig", "CVAE",
-    "CVAEConfig", "DAEConfig", "GAE", "GAEConfig", "GraphMAE", "GraphMAEConfig", "IWAEBound", "IWAEConfig", "MAE",
-    "MAEConfig", "MIWAEBound", "MIWAEConfig", "Model", "PIWAEBounds", "PIWAEConfig", "SAE", "SAEConfig", "SparK",
-    "SparKConfig", "VAE", "VAEConfig",
+    "CEVAE", "CEVAEConfig", "CIWAE", "CIWAEBounds", "CIWAEConfig", "Classifier", "ClassifierConfig",
+    "ContractiveAE", "ContractiveAEConfig", "CVAE", "CVAEConfig", "DAEConfig", "GAE", "GAEConfig", "GraphMAE",
+    "GraphMAEConfig", "InfoVAE", "InfoVAEConfig", "IWAEBound", "IWAEConfig", "LoRAE", "LoRAEConfig", "MAE",
+    "MAEConfig", "MIWAEBound", "MIWAEConfig", "Model", "PIWAEBounds", "PIWAEConfig", "RAE", "RAEConfig", "SAE",
+    "SAEConfig", "SparK", "SparKConfig", "SWAE", "SWAEConfig", "VAE", "VAEConfig", "WAE", "WAEGAN", "WAEGANConfig",
+    "WAEMMDConfig",
     "AutoGen", "AutoGenConfig", "UnscentedAE", "UnscentedAEConfig", "UnscentedTerms",
 ]
