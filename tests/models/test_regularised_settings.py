@@ -10,7 +10,8 @@ NAN, INF = float("nan"), float("inf")
 BAD = [
     ("info-vae", {"alpha": 1.5}, "alpha=1.5 must be a finite number <= 1"),
     ("info-vae", {"alpha": NAN}, "alpha=nan"),
-    ("info-vae", {"lambda_": -1.0}, "lambda_=-1.0 must be a finite number > 0"),
+    ("info-vae", {"lambda_": -1.0}, "lambda_=-1.0 must be a finite number >= 0"),
+    ("info-vae", {"lambda_": 0.0, "alpha": 1.0}, "lambda_=0.0 must be > 0"),
     ("info-vae", {"alpha": -2.0, "lambda_": 1.0}, "alpha + lambda_ - 1 = -2"),
     ("info-vae", {"kernel": "laplace"}, "kernel='laplace' is unknown; choose one of imq, rbf"),
     ("wae-mmd", {"kernel_scales": (1.0, -0.5)}, "kernel_scales=(1.0, -0.5) must hold positive finite numbers"),

@@ -20,7 +20,7 @@ from torch import nn
 
 import aekit.nn.regularisers  # noqa: F401  (registers the regularisers a config may name)
 import aekit.objectives  # noqa: F401  (registers the objectives a config may name)
-from aekit.config import require
+from aekit.config import require, require_weight
 from aekit.data.batch import Batch
 from aekit.data.sample import sample_batch
 from aekit.errors import ConfigError, DataError
@@ -87,6 +87,18 @@ class AutoencoderConfig:
         require(self.condition_dim >= 0, f"condition_dim={self.condition_dim} must be >= 0 (0: unconditional)")
         unknown = sorted(set(self.options) - set(PART_OPTIONS))
         require(not unknown, f"options for {', '.join(unknown)}: parts with settings are {', '.join(PART_OPTIONS)}")
+
+
+@dataclass(frozen=True)
+class RegularisedConfig(AutoencoderConfig):
+    """An autoencoder's config with ``lambda_``, its paper's weight on its regulariser's term (shorthand for that
+    term's ``terms.NAME``; :mod:`aekit.nn.regularisers`), a finite number >= 0."""
+
+    lambda_: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_weight(self.lambda_, "lambda_")
 
 
 @dataclass

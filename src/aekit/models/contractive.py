@@ -27,15 +27,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from aekit.config import require_choice, require_weight
-from aekit.models.base import Autoencoder, AutoencoderConfig
+from aekit.config import require_choice
+from aekit.models.base import Autoencoder, RegularisedConfig
 from aekit.nn.regularisers import JACOBIAN_ESTIMATORS, check_projections
 from aekit.objectives import Term
 from aekit.registry import register_model
 
 
 @dataclass(frozen=True)
-class ContractiveAEConfig(AutoencoderConfig):
+class ContractiveAEConfig(RegularisedConfig):
     """``lambda_``: the contractive term's weight; ``jacobian`` (auto, closed-form, exact, hutchinson) and
     ``projections``: how the Jacobian's norm is computed. The architecture defaults to the paper's one sigmoid
     layer."""
@@ -48,7 +48,6 @@ class ContractiveAEConfig(AutoencoderConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require_weight(self.lambda_, "lambda_")
         require_choice(self.jacobian, JACOBIAN_ESTIMATORS, "jacobian")
         check_projections(self.projections)
 

@@ -23,14 +23,14 @@ import math
 from dataclasses import dataclass
 
 from aekit.config import require
-from aekit.models.base import Autoencoder, AutoencoderConfig
+from aekit.models.base import Autoencoder, RegularisedConfig
 from aekit.nn.regularisers import MMDSettings
 from aekit.objectives import Term
 from aekit.registry import register_model
 
 
 @dataclass(frozen=True)
-class InfoVAEConfig(MMDSettings, AutoencoderConfig):
+class InfoVAEConfig(MMDSettings, RegularisedConfig):
     """``alpha`` (<= 1) and ``lambda_`` (> 0, alpha + lambda >= 1): the objective's two weights; ``kernel`` (rbf,
     imq), ``kernel_scales`` and ``prior_variance`` (sigma_z^2): the MMD's kernel and its widths."""
 
@@ -42,9 +42,8 @@ class InfoVAEConfig(MMDSettings, AutoencoderConfig):
         super().__post_init__()
         require(math.isfinite(self.alpha) and self.alpha <= 1, f"alpha={self.alpha} must be a finite number <= 1 "
                 "(the KL's weight is 1 - alpha)")
-        require(math.isfinite(self.lambda_) and self.lambda_ > 0 and self.alpha + self.lambda_ >= 1,
-                f"lambda_={self.lambda_} must be a finite number > 0 with alpha + lambda_ >= 1 (the MMD's weight is "
-                f"alpha + lambda_ - 1 = {self.alpha + self.lambda_ - 1:g})")
+        require(self.lambda_ > 0 and self.alpha + self.lambda_ >= 1, f"lambda_={self.lambda_} must be > 0 with "
+                f"alpha + lambda_ >= 1 (the MMD's weight is alpha + lambda_ - 1 = {self.alpha + self.lambda_ - 1:g})")
         self.check_mmd()
 
 

@@ -14,21 +14,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aekit.config import require_weight
-from aekit.models.base import Autoencoder, AutoencoderConfig
+from aekit.models.base import Autoencoder, RegularisedConfig
 from aekit.objectives import Term
 from aekit.registry import register_model
 
 
 @dataclass(frozen=True)
-class LoRAEConfig(AutoencoderConfig):
+class LoRAEConfig(RegularisedConfig):
     """``lambda_``: the nuclear norm's weight."""
 
     lambda_: float = 0.01
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require_weight(self.lambda_, "lambda_")
 
 
 @register_model("lorae", config=LoRAEConfig,

@@ -18,15 +18,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aekit.config import require_weight
-from aekit.models.base import Autoencoder, AutoencoderConfig
+from aekit.models.base import Autoencoder, RegularisedConfig
 from aekit.nn.regularisers import check_projections
 from aekit.objectives import Term
 from aekit.registry import register_model
 
 
 @dataclass(frozen=True)
-class SWAEConfig(AutoencoderConfig):
+class SWAEConfig(RegularisedConfig):
     """``lambda_``: the sliced Wasserstein term's weight; ``projections``: L, the random directions per step."""
 
     lambda_: float = 10.0
@@ -34,7 +33,6 @@ class SWAEConfig(AutoencoderConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require_weight(self.lambda_, "lambda_")
         check_projections(self.projections)
 
 

@@ -25,16 +25,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aekit.config import require, require_weight
+from aekit.config import require
 from aekit.models.aae import AAE, adversarial_own_terms
-from aekit.models.base import Autoencoder, AutoencoderConfig
+from aekit.models.base import Autoencoder, RegularisedConfig
 from aekit.nn.regularisers import MMDSettings
 from aekit.objectives import Term
 from aekit.registry import register_model
 
 
 @dataclass(frozen=True)
-class WAEMMDConfig(MMDSettings, AutoencoderConfig):
+class WAEMMDConfig(MMDSettings, RegularisedConfig):
     """``lambda_``: the MMD's weight (shorthand for ``terms.mmd``); ``kernel`` (imq, rbf), ``kernel_scales`` and
     ``prior_variance`` (sigma_z^2): the kernel and its widths."""
 
@@ -42,7 +42,6 @@ class WAEMMDConfig(MMDSettings, AutoencoderConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require_weight(self.lambda_, "lambda_")
         self.check_mmd()
 
 
@@ -57,7 +56,7 @@ class WAE(Autoencoder):
 
 
 @dataclass(frozen=True)
-class WAEGANConfig(AutoencoderConfig):
+class WAEGANConfig(RegularisedConfig):
     """``lambda_``: the encoder's adversarial term's weight (shorthand for ``terms.adv``); ``disc_hidden``: the
     discriminator MLP's widths (its optimiser: ``optimizers.discriminator.*``)."""
 
@@ -66,7 +65,6 @@ class WAEGANConfig(AutoencoderConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require_weight(self.lambda_, "lambda_")
         require(all(h > 0 for h in self.disc_hidden), f"disc_hidden={self.disc_hidden} must hold positive widths")
 
 

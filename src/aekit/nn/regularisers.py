@@ -101,6 +101,15 @@ class Regulariser(nn.Module):
         raise NotImplementedError
 
 
+class ProjectedPenalty(Regulariser):
+    """A penalty estimated from ``projections`` random vectors at each call (directions, probe vectors)."""
+
+    def __init__(self, context: PartContext, projections: int) -> None:
+        super().__init__(context)
+        check_projections(projections)
+        self.projections = projections
+
+
 @register_part("regularisers", "mmd", "MMD between the batch's codes and as many prior draws (imq or rbf kernel)")
 class MMDPenalty(Regulariser):
     """``mmd``: the unbiased MMD^2 between the batch's codes and as many draws from the prior, with ``kernel``
@@ -125,7 +134,7 @@ class MMDPenalty(Regulariser):
 
 @register_part("regularisers", "sliced-wasserstein",
                "squared sliced Wasserstein distance between the batch's codes and as many prior draws")
-class SlicedWassersteinPenalty(Regulariser):
+class SlicedWassersteinPenalty(ProjectedPenalty):
     """``swd``: SW_2^2 between the batch's codes and as many draws from the prior, over ``projections`` directions
     drawn afresh at every call, uniformly on the unit sphere (:mod:`aekit.nn.divergences`)."""
 
@@ -134,9 +143,7 @@ class SlicedWassersteinPenalty(Regulariser):
     part_name = "sliced-wasserstein"
 
     def __init__(self, context: PartContext, projections: int = 50) -> None:
-        super().__init__(context)
-        check_projections(projections)
-        self.projections = projections
+        super().__init__(context, projections)
 
     def forward(self, latent, x, condition=None) -> dict[str, torch.Tensor]:
         z = flat_codes(latent.z[0])  # [B, d]
@@ -195,7 +202,7 @@ def sigmoid_code_jacobian_norm_sq(h: torch.Tensor, weight: torch.Tensor) -> torc
 
 
 @register_part("regularisers", "contractive", "||J_f(x)||_F^2, the squared Frobenius norm of the encoder's Jacobian")
-class ContractivePenalty(Regulariser):
+class ContractivePenalty(ProjectedPenalty):
     """``contractive``: ||J_f(x)||_F^2 per example for the map f from the encoder's input to the code (the
     posterior mean of a stochastic bottleneck). ``jacobian`` chooses how:
 
@@ -212,11 +219,9 @@ class ContractivePenalty(Regulariser):
     part_name = "contractive"
 
     def __init__(self, context: PartContext, jacobian: str = "auto", projections: int = 1) -> None:
-        super().__init__(context)
+        super().__init__(context, projections)
         require_choice(jacobian, JACOBIAN_ESTIMATORS, "jacobian")
-        check_projections(projections)
-        self.jacobian, self.projections = jacobian, projections
-        self.closed_form = False
+        self.jacobian, self.closed_form = jacobian, False
 
     def bind(self, model) -> None:
         super().bind(model)
@@ -247,7 +252,7 @@ def closed_form_holds(model) -> bool:
 
 
 @register_part("regularisers", "rae", "RAE: 1/2 ||z||^2 on the code, and an L2 or gradient penalty on the decoder")
-class RAEPenalty(Regulariser):
+class RAEPenalty(ProjectedPenalty):
     """``code``: 1/2 ||z||^2 per example; ``decoder``, by ``decoder_penalty``:
 
     - ``l2``: ||theta_dec||^2, the squared L2 norm of every decoder parameter (weight decay), one value per batch;
@@ -259,10 +264,9 @@ class RAEPenalty(Regulariser):
     part_name = "rae"
 
     def __init__(self, context: PartContext, decoder_penalty: str = "l2", projections: int = 1) -> None:
-        super().__init__(context)
+        super().__init__(context, projections)
         require_choice(decoder_penalty, DECODER_PENALTIES, "decoder_penalty")
-        check_projections(projections)
-        self.decoder_penalty, self.projections = decoder_penalty, projections
+        self.decoder_penalty = decoder_penalty
         self.terms = {"code": Term(), "decoder": Term(batch=decoder_penalty == "l2")}
 
     def forward(self, latent, x, condition=None) -> dict[str, torch.Tensor]:
