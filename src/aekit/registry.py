@@ -41,8 +41,9 @@ def _ensure_builtin_models() -> None:
 def model_entry(name: str) -> ModelEntry:
     _ensure_builtin_models()
     if name not in _MODELS:
-        raise ConfigError(f"model {name!r} is not registered{did_you_mean(name, _MODELS)}; choose one of "
-                          f"{', '.join(sorted(_MODELS))}")
+        suggestion = did_you_mean(name, _MODELS)  # with one, the list (which grows with the registry) is left out
+        listed = "`aekit models` lists them all" if suggestion else f"choose one of {', '.join(sorted(_MODELS))}"
+        raise ConfigError(f"model {name!r} is not registered{suggestion}; {listed}")
     return _MODELS[name]
 
 
