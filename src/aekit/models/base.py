@@ -101,6 +101,18 @@ class RegularisedConfig(AutoencoderConfig):
         require_weight(self.lambda_, "lambda_")
 
 
+@dataclass(frozen=True)
+class ProjectedConfig(RegularisedConfig):
+    """A regularised config whose penalty is estimated from ``projections`` random directions or probe vectors
+    per step (a whole number >= 1)."""
+
+    projections: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        aekit.nn.regularisers.check_projections(self.projections)
+
+
 @dataclass
 class AutoencoderOutput:
     """x_params: decoder output ``[S, B, *P]`` for S latent samples; latent: the bottleneck's output;

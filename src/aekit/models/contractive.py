@@ -28,14 +28,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aekit.config import require_choice
-from aekit.models.base import Autoencoder, RegularisedConfig
-from aekit.nn.regularisers import JACOBIAN_ESTIMATORS, check_projections
+from aekit.models.base import Autoencoder, ProjectedConfig
+from aekit.nn.regularisers import JACOBIAN_ESTIMATORS
 from aekit.objectives import Term
 from aekit.registry import register_model
 
 
 @dataclass(frozen=True)
-class ContractiveAEConfig(RegularisedConfig):
+class ContractiveAEConfig(ProjectedConfig):
     """``lambda_``: the contractive term's weight; ``jacobian`` (auto, closed-form, exact, hutchinson) and
     ``projections``: how the Jacobian's norm is computed. The architecture defaults to the paper's one sigmoid
     layer."""
@@ -49,7 +49,6 @@ class ContractiveAEConfig(RegularisedConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         require_choice(self.jacobian, JACOBIAN_ESTIMATORS, "jacobian")
-        check_projections(self.projections)
 
 
 @register_model("contractive-ae", config=ContractiveAEConfig,

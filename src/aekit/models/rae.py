@@ -30,14 +30,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aekit.config import require_choice, require_weight
-from aekit.models.base import Autoencoder, RegularisedConfig
-from aekit.nn.regularisers import DECODER_PENALTIES, check_projections
+from aekit.models.base import Autoencoder, ProjectedConfig
+from aekit.nn.regularisers import DECODER_PENALTIES
 from aekit.objectives import Term
 from aekit.registry import register_model
 
 
 @dataclass(frozen=True)
-class RAEConfig(RegularisedConfig):
+class RAEConfig(ProjectedConfig):
     """``beta``: the code penalty's weight; ``lambda_``: the decoder penalty's; ``decoder_penalty``: l2 or
     gradient; ``projections``: the gradient penalty's probe vectors; ``prior``: the ex-post mixture."""
 
@@ -51,7 +51,6 @@ class RAEConfig(RegularisedConfig):
         super().__post_init__()
         require_weight(self.beta, "beta")
         require_choice(self.decoder_penalty, DECODER_PENALTIES, "decoder_penalty")
-        check_projections(self.projections)
 
 
 @register_model("rae", config=RAEConfig,

@@ -18,22 +18,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aekit.models.base import Autoencoder, RegularisedConfig
-from aekit.nn.regularisers import check_projections
+from aekit.models.base import Autoencoder, ProjectedConfig
 from aekit.objectives import Term
 from aekit.registry import register_model
 
 
 @dataclass(frozen=True)
-class SWAEConfig(RegularisedConfig):
+class SWAEConfig(ProjectedConfig):
     """``lambda_``: the sliced Wasserstein term's weight; ``projections``: L, the random directions per step."""
 
     lambda_: float = 10.0
     projections: int = 50
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_projections(self.projections)
 
 
 @register_model("swae", config=SWAEConfig,
