@@ -145,16 +145,18 @@ def spliced_metrics(model: torch.nn.Module, layer: str, sae: torch.nn.Module, ba
     was_training, sae_training = model.training, sae.training
     model.eval(), sae.eval()
     device = next(iter(model.parameters()), torch.empty(0)).device
-    try:
-        clean, mean = _clean_pass(model, layer, [_to_device(b, device) for b in batches], hook, drop_first)
-        with Phase("splicing the reconstruction", len(batches), unit="batches", enabled=progress) as phase:
+    try:  # a forward pass a unit: the clean one and the three runs of each batch
+        with Phase("splicing the reconstruction", (1 + len(RUNS)) * len(batches), unit="passes",
+                   enabled=progress) as phase:
+            clean, mean = _clean_pass(model, layer, [_to_device(b, device) for b in batches], hook, drop_first,
+                                      phase)
             result = _spliced_passes(model, layer, sae, clean, mean, hook, drop_first, phase)
     finally:
         model.train(was_training), sae.train(sae_training)
     return result
 
 
-def _clean_pass(model, layer: str, batches: list, hook: str, drop_first: bool):
+def _clean_pass(model, layer: str, batches: list, hook: str, drop_first: bool, phase: Phase):
     """Each batch with its clean run's output measure, and the mean of the activation the runs replace."""
     total, count, clean = 0.0, 0, []
     for batch in batches:
@@ -169,6 +171,7 @@ def _clean_pass(model, layer: str, batches: list, hook: str, drop_first: bool):
             output = _run(model, batch)
         total, count = total + caught["x"].double().sum(0), count + caught["x"].shape[0]
         clean.append((batch, _keep(output, batch)))
+        phase.update(1)
     if not count:
         raise DataError("no token of the texts is replaced (all padding or first tokens); pass longer texts")
     return clean, (total / count).float()
@@ -216,12 +219,12 @@ def _spliced_passes(model, layer: str, sae, clean: list, mean: torch.Tensor, hoo
                 pair, n_pairs = _pair_error(kept_clean, e)
                 sums[f"pair_{run}"] += pair
                 counts["pairs"] += n_pairs if run == "spliced" else 0
+            phase.update(1)
         if measure == "loss":
             loss, n = kept_clean
             sums["clean"] += loss
             counts["predicted"] += n
         counts["texts"] += len(batch["input_ids"]) if "input_ids" in batch else 0
-        phase.update(1)
     return _summary(measure, sums, counts, variance, hook)
 
 
