@@ -20,6 +20,7 @@ import numpy as np
 
 from aekit.data import formats
 from aekit.data.base import Splits, holdout_split, random_split
+from aekit.data.binarized import load_dynamic_binarized_mnist
 from aekit.data.formats import Parts, PathLike
 from aekit.data.images import ImageFolderSource
 from aekit.data.sources import MemmapDataset
@@ -415,6 +416,14 @@ for _info in (
         "binarized_mnist",
         "binarized_mnist_{train,valid,test}.amat[.gz]",
         formats.load_amat_folder,
+    ),
+    DatasetInfo(
+        "dynamic-binarized-mnist",
+        "dynamically binarized MNIST (Burda et al. 2016): 50,000 train images drawn afresh as Bernoulli(grey level) "
+        "at every read; 10,000 validation and 10,000 test images binarized once with fixed seeds",
+        "mnist",
+        f"the four official IDX files ({_IDX_FILES})",
+        load_dynamic_binarized_mnist,
     ),
     DatasetInfo(
         "cifar10",
