@@ -384,6 +384,18 @@ def test_a_setting_given_twice_or_zero_steps_is_refused_before_anything_runs(cap
     assert not (tmp_path / "run").exists()
 
 
+def test_evaluate_false_as_a_setting_skips_the_evaluation_like_no_eval(capsys, tmp_path):
+    run = tmp_path / "run"
+    result = aekit_here(capsys, "train", "ae", "--data", "digits", "--out", run, "--steps", "2", "evaluate=false")
+    assert result.returncode == 0 and "test/" not in result.stdout and "report:" not in result.stdout
+    assert (run / "model").is_dir() and not (run / "metrics.json").exists()
+    for args, fragment in ((["evaluate=maybe"], "evaluate='maybe' must be true or false"),
+                           (["--no-eval", "train.evaluate=true"], "--no-eval and train.evaluate=true contradict")):
+        result = aekit_here(capsys, "train", "ae", "--data", "digits", "--out", tmp_path / "other", *args)
+        assert_clean_error(result, fragment)
+        assert not (tmp_path / "other").exists()
+
+
 @pytest.mark.parametrize("args,fragment", [
     (["--steps", "0"], "--steps 0: give a number >= 1"),
     (["--steps", "5", "steps=7"], "steps is given twice"),

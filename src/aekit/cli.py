@@ -69,6 +69,21 @@ def _add_flags(overrides: dict[str, Any], args: argparse.Namespace, flags: tuple
         overrides[flag] = value
 
 
+def _evaluate_setting(overrides: dict[str, Any], no_eval: bool) -> bool:
+    """Whether to evaluate after training: ``evaluate=false`` (a setting of the run, not a config key, so it is
+    taken out of the overrides) does what ``--no-eval`` does; the two set both ways is an error."""
+    from aekit.config import _scalar
+    from aekit.errors import ConfigError
+
+    key = next((k for k in overrides if _bare(k) == "evaluate"), None)
+    if key is None:
+        return not no_eval
+    value = _scalar(overrides.pop(key), bool, key)
+    if no_eval and value:
+        raise ConfigError(f"--no-eval and {key}=true contradict each other; give one of them")
+    return value and not no_eval
+
+
 def _read_recipe(path: str) -> dict[str, Any]:
     import yaml
 
@@ -105,7 +120,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     recipe.get("model", {}).pop("name", None)
     data = args.data or recipe.get("data", {}).pop("name", None) or "digits"
     result = train(model or "vae", data, args.out, resume=args.resume, config_file=recipe,
-                   evaluate=not args.no_eval, **overrides)
+                   evaluate=_evaluate_setting(overrides, args.no_eval), **overrides)
     shown = {k: v for k, v in result.metrics.items() if not isinstance(v, list)}
     print(json.dumps(shown, indent=2))
     print(f"model: {result.run_dir / 'model'}")
