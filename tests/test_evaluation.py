@@ -4,6 +4,7 @@
 import math
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -12,7 +13,7 @@ import aekit
 from aekit.data.base import Dataset, Splits
 from aekit.errors import ConfigError
 from aekit.evaluation import SUITES, Suite, evaluate, own_stream, register_suite
-from aekit.metrics import importance_sampled_log_likelihood, mutual_information
+from aekit.metrics import aggregate_posterior_mmd, importance_sampled_log_likelihood, mutual_information
 
 TINY = {
     "ae": {"latent_dim": 3, "hidden": (16,), "likelihood": "bernoulli"},
@@ -133,6 +134,9 @@ def test_variational_metrics_match_a_hand_computation():
     assert metrics["test/mutual_information"] == pytest.approx(float(mutual_information(means, logvar, sampled)),
                                                        abs=1e-5)
     assert metrics["test/mi_examples"] == 7 and metrics["test/collapsed_units"] == int((kl_dims < 0.01).sum())
+    seed = int(np.random.SeedSequence(5, spawn_key=(1,)).generate_state(1)[0])  # the prior draws' own stream
+    draws = model.bottleneck.prior.sample(7, generator=torch.Generator().manual_seed(seed))  # [7, 2]
+    assert metrics["test/aggregate_mmd"] == pytest.approx(float(aggregate_posterior_mmd(sampled, draws)), abs=1e-5)
 
 
 def test_a_unit_forced_to_collapse_is_flagged_and_carries_no_information():

@@ -6,9 +6,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+import torch
+
 from aekit.evaluation.suite import Suite, SuiteState, own_stream, register_suite
 from aekit.metrics import (
     active_units,
+    aggregate_posterior_mmd,
     collapsed_units,
     importance_sampled_log_likelihood,
     kl_per_dimension,
@@ -18,6 +22,7 @@ from aekit.metrics import (
 
 NLL_DECODES = 200_000  # decoder outputs per piece of the NLL: a few seconds on a CPU
 MI_EXAMPLES = 2_000  # examples whose codes the mutual information is estimated from (it costs their number squared)
+MMD_STREAM = 1  # the key of the prior draws' stream, apart from the NLL's (keyed by example positions)
 
 
 @register_suite("variational")
@@ -32,7 +37,11 @@ class Variational(Suite):
     Gaussian posterior, ``mutual_information`` = I_q(x; z) in nats (He et al. 2019's estimator) over the first
     ``mi_examples`` (at most 2,000) test examples, and ``mean_sample_gap``, the largest over the units of how much
     more a unit correlates with another in its posterior means than in its samples (Bonheme & Grzes 2023: passive
-    units). With ``nll_samples = K > 0``,
+    units). Where the bottleneck has a prior, ``aggregate_mmd``: MMD_u^2 between one code drawn from the posterior
+    of each of those first examples (draws from the aggregate posterior q(z)) and as many draws from p(z), with the
+    IMQ kernel summed over the widths C_s = s * 2 d, s from 0.1 to 10, a grid of latents flattened to one vector
+    of d coordinates per example (:func:`aekit.metrics.aggregate_posterior_mmd`; near 0 when q(z) fills the
+    prior). With ``nll_samples = K > 0``,
     ``nll`` = -log p(x) by importance sampling with K samples over the first ``nll_examples`` examples, its
     standard error ``nll_stderr``, and for discrete likelihoods ``bits_per_dim`` = nll / (D ln 2).
 
@@ -48,11 +57,13 @@ class Variational(Suite):
             state.keep("kl_per_dim", out.stats["kl_per_dim"])
         state.keep("means", out.latent.mean.flatten(1))  # E_q[z | x]: the posterior means  [B, D]
         logvar = out.latent.params.get("logvar") if isinstance(out.latent.params, dict) else None
-        kept = sum(map(len, state.kept.get("logvar", [])))
-        if logvar is not None and kept < MI_EXAMPLES:  # one sample of each code, for the collapse diagnostics
+        has_prior = getattr(model.bottleneck, "prior", None) is not None
+        kept = sum(map(len, state.kept.get("sampled", [])))
+        if (logvar is not None or has_prior) and kept < MI_EXAMPLES:  # one sample of each code, for the diagnostics
             rows = slice(0, MI_EXAMPLES - kept)
-            state.keep("logvar", logvar.flatten(1)[rows])
-            state.keep("sampled", out.latent.z[0].flatten(1)[rows])
+            state.keep("sampled", out.latent.z[0].flatten(1)[rows])  # [B, *L, D] -> [B, prod(L) D]
+            if logvar is not None:
+                state.keep("logvar", logvar.flatten(1)[rows])
         if state.ctx.nll_samples > 0 and getattr(model.bottleneck, "stochastic", False):
             self.estimate_nll(model, batch, state)
 
@@ -83,6 +94,19 @@ class Variational(Suite):
         return {"mutual_information": float(mutual_information(mu, logvar, z)), "mi_examples": len(logvar),
                 "mean_sample_gap": float(mean_sample_correlation_gap(mu, z).max())}
 
+    @staticmethod
+    def aggregate_mmd(model, state: SuiteState) -> dict[str, Any]:
+        """MMD_u^2 between the kept codes (draws from the aggregate posterior q(z)) and as many draws from the
+        prior, taken with a generator of their own seeded by the evaluation's seed, so that nothing else moves."""
+        codes, prior = state.rows("sampled"), getattr(model.bottleneck, "prior", None)
+        if codes is None or prior is None or len(codes) < 2:
+            return {}
+        device = next(model.parameters()).device
+        generator = torch.Generator(device=device)
+        generator.manual_seed(int(np.random.SeedSequence(state.ctx.seed, spawn_key=(MMD_STREAM,)).generate_state(1)[0]))
+        draws = prior.sample(len(codes), generator=generator, device=device).cpu()  # [N, *L, D]
+        return {"aggregate_mmd": float(aggregate_posterior_mmd(codes, draws))}
+
     def compute(self, model, state: SuiteState) -> dict[str, Any]:
         metrics: dict[str, Any] = {}
         if "elbo" in state.sums:
@@ -93,6 +117,7 @@ class Variational(Suite):
             metrics["kl_per_dim"] = [round(float(v), 5) for v in kl_per_dimension(kl_dims.flatten(0, -2))]
             metrics["collapsed_units"] = int(collapsed_units(kl_dims.flatten(0, -2)).sum())
         metrics.update(self.collapse(state))
+        metrics.update(self.aggregate_mmd(model, state))
         nll = state.rows("nll")  # [N], one estimate per example
         if nll is not None:
             metrics["nll"] = mean = float(nll.mean())

@@ -2,6 +2,7 @@
 
 from aekit.metrics.latent import (
     active_units,
+    aggregate_posterior_mmd,
     collapsed_units,
     kl_per_dimension,
     mean_sample_correlation_gap,
@@ -21,8 +22,8 @@ from aekit.metrics.sparsity import (
 )
 
 __all__ = [
-    "FiringTracker", "VarianceAccumulator", "active_units", "bce", "collapsed_units", "cross_entropy_recovered",
-    "elbo_terms", "explained_variance", "feature_recovery", "fraction_of_variance_unexplained",
-    "importance_sampled_log_likelihood", "kl_per_dimension", "knn_accuracy", "l0", "linear_probe_accuracy",
-    "mean_sample_correlation_gap", "mse", "mutual_information", "psnr",
+    "FiringTracker", "VarianceAccumulator", "active_units", "aggregate_posterior_mmd", "bce", "collapsed_units",
+    "cross_entropy_recovered", "elbo_terms", "explained_variance", "feature_recovery",
+    "fraction_of_variance_unexplained", "importance_sampled_log_likelihood", "kl_per_dimension", "knn_accuracy", "l0",
+    "linear_probe_accuracy", "mean_sample_correlation_gap", "mse", "mutual_information", "psnr",
 ]

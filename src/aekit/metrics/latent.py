@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
+
+from aekit.nn.divergences import KERNEL_SCALES, flat_codes, kernel_widths, mmd
 
 
 def kl_per_dimension(kl_per_dim: torch.Tensor) -> torch.Tensor:
@@ -81,3 +84,22 @@ def mean_sample_correlation_gap(mu: torch.Tensor, z: torch.Tensor) -> torch.Tens
     made passive can stay correlated in the mean representation while their samples, dominated by the prior's
     noise, are not: such a unit has a gap near 1; a unit whose means and samples agree, a gap near 0."""
     return _max_abs_correlation(mu) - _max_abs_correlation(z)
+
+
+def aggregate_posterior_mmd(z: torch.Tensor, prior_draws: torch.Tensor, kernel: str = "imq",
+                            widths: Sequence[float] | None = None) -> torch.Tensor:
+    """MMD_u^2 between the aggregate posterior q(z) = (1/N) sum_n q(z|x_n) and the prior p(z), from one code
+    ``z [N, *L, D]`` drawn from each example's posterior and ``prior_draws [M, *L, D]`` from p(z): the unbiased
+    U-statistic of Gretton et al. (2012) (:func:`aekit.nn.divergences.mmd`), 0-dim, in float64.
+
+    A grid of latents is one vector per example, ``[N, prod(L) D]`` (:func:`~aekit.nn.divergences.flat_codes`).
+    The kernel (``imq`` by default, or ``rbf``) is summed over ``widths``; by default C_s = s * 2 d for s in
+    :data:`~aekit.nn.divergences.KERNEL_SCALES` (0.1 to 10), 2 d being the mean squared distance between two draws
+    of N(0, I_d) over the d flattened coordinates, as the WAE authors choose them (Tolstikhin et al. 2018). About 0
+    (either sign: the statistic is unbiased) when the codes fill the prior as it is, the same whatever the input
+    or not; it grows as the codes gather where the prior has little mass, or leave part of it empty (the "holes"
+    that samples from p(z) decode badly from). It cannot tell a collapsed posterior from an informative one whose
+    mixture matches the prior: read it with ``mutual_information``."""
+    x, y = flat_codes(z).double(), flat_codes(prior_draws).double()  # [N, d], [M, d]
+    widths = kernel_widths(KERNEL_SCALES, x.shape[1]) if widths is None else widths
+    return mmd(x, y, kernel, widths)

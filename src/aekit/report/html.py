@@ -87,6 +87,10 @@ METRIC_EXPLANATIONS = {
     "test/mean_sample_gap": "the largest, over the latent units, of how much more a unit correlates with another in "
                             "its posterior means than in its samples (near 1: a passive unit, Bonheme & Grzes "
                             "2023); fraction",
+    "test/aggregate_mmd": "MMD^2 (unbiased, IMQ kernel summed over widths 0.1 to 10 times 2d) between one posterior "
+                          "sample per example (the first mi_examples) and as many draws from the prior: near 0 when "
+                          "the codes fill the prior as it is, larger where they leave holes in it; squared kernel "
+                          "units",
     "test/l0": "latents that are not zero, per example: the L0 of a sparse code (a TopK code has at most k); count",
     "test/fvu": "fraction of variance unexplained: sum ||x - x_hat||^2 / sum ||x - mean(x)||^2 over the split (0 is "
                 "perfect, 1 no better than the mean); fraction",
