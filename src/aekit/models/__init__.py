@@ -8,6 +8,7 @@ from aekit.models.cevae import CEVAE, CEVAEConfig
 from aekit.models.ciwae import CIWAE, CIWAEBounds, CIWAEConfig
 from aekit.models.classifier import Classifier, ClassifierConfig
 from aekit.models.contractive import ContractiveAE, ContractiveAEConfig
+from aekit.models.coupled_vae import CoupledTerms, CoupledVAE, CoupledVAEConfig, OTCoupling
 from aekit.models.cvae import CVAE, CVAEConfig
 from aekit.models.gae import GAE, GAEConfig
 from aekit.models.graphmae import GraphMAE, GraphMAEConfig
@@ -23,6 +24,7 @@ from aekit.models.spark import SparK, SparKConfig
 from aekit.models.swae import SWAE, SWAEConfig
 from aekit.models.unscented_ae import UnscentedAE, UnscentedAEConfig, UnscentedTerms
 from aekit.models.vae import VAE, BetaVAEConfig, VAEConfig
+from aekit.models.vis import VISConfig, VISTerms
 from aekit.models.wae import WAE, WAEGAN, WAEGANConfig, WAEMMDConfig
 
 __all__ = [
@@ -34,4 +36,5 @@ __all__ = [
     "SAEConfig", "SparK", "SparKConfig", "SWAE", "SWAEConfig", "VAE", "VAEConfig", "WAE", "WAEGAN", "WAEGANConfig",
     "WAEMMDConfig",
     "AutoGen", "AutoGenConfig", "UnscentedAE", "UnscentedAEConfig", "UnscentedTerms",
+    "CoupledTerms", "CoupledVAE", "CoupledVAEConfig", "OTCoupling", "VISConfig", "VISTerms",
 ]
