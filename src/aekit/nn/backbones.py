@@ -15,7 +15,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from aekit.config import require
 from aekit.errors import ConfigError
+from aekit.nn.inverse_lipschitz import InverseLipschitzDecoder
 from aekit.parts import PartContext, build_part, register_part
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "elu": nn.ELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
@@ -241,6 +243,26 @@ def conv_grid_backbone(hidden, channels, act, *, context: PartContext) -> tuple[
         ConvGridEncoder(context.data_shape, channels, act),
         ConvGridDecoder(decoder_inputs(context), context.data_shape, channels, act, context.n_params),
     )
+
+
+@register_part("backbones", "inverse-lipschitz", "another backbone's encoder (`encoder`, mlp) and a decoder that is "
+               "L-inverse Lipschitz by construction, L = `inverse_lipschitz` (Kinoshita et al. 2023)")
+def inverse_lipschitz_backbone(hidden, channels, act, *, context: PartContext, inverse_lipschitz: float = 1.0,
+                               encoder: str = "mlp", icnn_width: int = 256, icnn_depth: int = 2,
+                               embedding: str = "orthonormal") -> tuple[nn.Module, nn.Module]:
+    """The encoder of backbone ``encoder`` and :class:`~aekit.nn.inverse_lipschitz.InverseLipschitzDecoder`:
+    ||f(z_1) - f(z_2)|| >= L ||z_1 - z_2|| from the code to the likelihood's parameters, the control on posterior
+    collapse of Kinoshita, Oono, Fukumizu, Yoshida & Maeda (2023); each of its two Brenier maps takes an
+    input-convex network of ``icnn_depth`` layers of ``icnn_width``; ``embedding`` (orthonormal, or pad as in the
+    paper's main text) lifts the code to the output's size between them."""
+    require(encoder != "inverse-lipschitz", "backbone.encoder=inverse-lipschitz: name the backbone whose encoder to "
+            "take, e.g. mlp or conv")
+    inner, _ = make_backbone(encoder, context, hidden, channels, act)
+    require(len(getattr(inner, "out_shape", ())) <= 1, f"backbone.encoder={encoder} gives a grid of latents; the "
+            "inverse-Lipschitz decoder takes one code vector per example (encoder=mlp or conv)")
+    out_shape = (context.data_shape[0] * context.n_params, *context.data_shape[1:])
+    return inner, InverseLipschitzDecoder(decoder_inputs(context), out_shape, float(inverse_lipschitz),
+                                          int(icnn_width), int(icnn_depth), str(embedding))
 
 
 def decoder_inputs(context: PartContext) -> int:
