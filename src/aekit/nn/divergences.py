@@ -59,8 +59,15 @@ KERNELS = {"imq": imq_kernel, "rbf": rbf_kernel}
 
 def squared_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """||x_i - y_j||^2 ``[n, m]`` for ``x [n, d]``, ``y [m, d]``, from the differences themselves (exact at zero
-    distance, unlike the expanded ||x||^2 - 2 x.y + ||y||^2)."""
-    return (x.unsqueeze(1) - y.unsqueeze(0)).pow(2).sum(-1)  # [n, m, d] -> [n, m]
+    distance, unlike the expanded ||x||^2 - 2 x.y + ||y||^2). Where a gradient is needed, a block of rows of x at a
+    time, so that the differences stay within about 2^24 numbers (a batch's codes are one block); where none is
+    (scoring thousands of codes), ``torch.cdist`` without its matrix-product shortcut, the same differences in a
+    fused kernel, an order of magnitude faster."""
+    if not (torch.is_grad_enabled() and (x.requires_grad or y.requires_grad)):
+        return torch.cdist(x, y, compute_mode="donot_use_mm_for_euclid_dist").pow(2)
+    rows = max(1, 2**24 // max(1, y.shape[0] * x.shape[1]))
+    return torch.cat([(x[i:i + rows].unsqueeze(1) - y.unsqueeze(0)).pow(2).sum(-1)  # [r, m, d] -> [r, m]
+                      for i in range(0, x.shape[0], rows)])
 
 
 def check_kernel(kernel: str, scales: Sequence[float], prior_variance: float) -> None:
