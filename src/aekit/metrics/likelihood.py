@@ -29,7 +29,8 @@ def importance_sampled_log_likelihood(
     The K samples are drawn in chunks (at most ``max_decoded`` decoder outputs at a time) and merged with a
     running log-sum-exp, so memory stays bounded for K up to thousands. The estimate is a lower bound in
     expectation that tightens to log p(x) as K grows; with K = 1 it is the single-sample ELBO. The samples and
-    densities are the bottleneck's own (``rsample``, ``log_q``, ``log_p``), so any posterior and prior it pairs serve.
+    densities are the bottleneck's own (``importance_samples``), so any posterior and prior it pairs serve, a
+    hierarchy of layers included.
 
     ``max_decoded`` defaults to 4096 on a CPU, where a chunk's decoder outputs then stay in the cache (an
     MNIST chunk is 13 MB), and to 65,536 on an accelerator, whose throughput grows with the chunk.
@@ -56,9 +57,10 @@ def _log_likelihood(model, x, n_samples, chunk_size, max_decoded, condition, eps
     done = 0
     while done < n_samples:
         k = min(chunk, n_samples - done)
-        z = bottleneck.rsample(latent.params, k, None if eps is None else eps[done : done + k])  # [k, B, *L, D]
+        z, log_q, log_p = bottleneck.importance_samples(latent.params, k, None if eps is None else eps[done : done + k],
+                                                        given)  # [k, B, *L, D], [k, B], [k, B]
         log_px_z = -model.likelihood.nll(model.decode(z, condition), x)  # [k, B]
-        log_w = log_px_z + bottleneck.log_p(z, given) - bottleneck.log_q(z, latent.params)  # [k, B]
+        log_w = log_px_z + log_p - log_q  # [k, B]
         total = torch.logaddexp(total, torch.logsumexp(log_w, dim=0))
         done += k
     return total - math.log(n_samples)

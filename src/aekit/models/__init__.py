@@ -12,6 +12,7 @@ from aekit.models.coupled_vae import CoupledTerms, CoupledVAE, CoupledVAEConfig,
 from aekit.models.cvae import CVAE, CVAEConfig
 from aekit.models.gae import GAE, GAEConfig
 from aekit.models.graphmae import GraphMAE, GraphMAEConfig
+from aekit.models.hierarchical_vae import HierarchicalIWAEConfig, HierarchicalVAEConfig, LadderVAEConfig
 from aekit.models.info_vae import InfoVAE, InfoVAEConfig
 from aekit.models.iwae import IWAEBound, IWAEConfig
 from aekit.models.lorae import LoRAE, LoRAEConfig
@@ -36,5 +37,6 @@ __all__ = [
     "SAEConfig", "SparK", "SparKConfig", "SWAE", "SWAEConfig", "VAE", "VAEConfig", "WAE", "WAEGAN", "WAEGANConfig",
     "WAEMMDConfig",
     "AutoGen", "AutoGenConfig", "UnscentedAE", "UnscentedAEConfig", "UnscentedTerms",
+    "HierarchicalIWAEConfig", "HierarchicalVAEConfig", "LadderVAEConfig",
     "CoupledTerms", "CoupledVAE", "CoupledVAEConfig", "OTCoupling", "VISConfig", "VISTerms",
 ]

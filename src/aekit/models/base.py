@@ -65,8 +65,15 @@ class AutoencoderConfig:
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     terms: dict[str, Any] = field(default_factory=dict)
     part_options: ClassVar[tuple[str, ...]] = PART_OPTIONS  # the kinds ``options`` (dotted keys) may set
+    shorthands: ClassVar[dict[str, tuple[str, str]]] = {}  # a field that sets a part's option: name -> (kind, key)
 
     def __post_init__(self) -> None:
+        if self.shorthands:  # each field's value becomes its part's option, unless ``options`` sets that already
+            options: dict[str, dict[str, Any]] = {kind: dict(values) for kind, values in self.options.items()}
+            for name, (kind, key) in self.shorthands.items():
+                value = getattr(self, name)
+                options.setdefault(kind, {}).setdefault(key, list(value) if isinstance(value, tuple) else value)
+            object.__setattr__(self, "options", options)  # in its JSON form (lists), as a loaded config holds it
         require(len(self.data_shape) >= 1 and all(s > 0 for s in self.data_shape),
                 f"data_shape={self.data_shape} must hold positive sizes, e.g. (1, 28, 28)")
         require(self.latent_dim > 0, f"latent_dim={self.latent_dim} must be a positive integer")

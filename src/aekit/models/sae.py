@@ -51,12 +51,10 @@ class SAEConfig(AutoencoderConfig):
         require(self.expansion >= 1, f"expansion={self.expansion} must be a whole number >= 1")
         if self.latent_dim == 0:
             object.__setattr__(self, "latent_dim", self.expansion * math.prod(self.data_shape))
-        options: dict[str, dict[str, Any]] = {kind: dict(values) for kind, values in self.options.items()}
-        for name, (kind, key) in self.shorthands.items():
-            options.setdefault(kind, {}).setdefault(key, getattr(self, name))
         if self.backbone == "dictionary":
+            options: dict[str, dict[str, Any]] = {kind: dict(values) for kind, values in self.options.items()}
             options.setdefault("backbone", {}).setdefault("pre_bias", not self.transcoder)
-        object.__setattr__(self, "options", options)
+            object.__setattr__(self, "options", options)
         super().__post_init__()
 
 

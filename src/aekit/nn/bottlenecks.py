@@ -225,6 +225,13 @@ class DiagonalGaussian(Bottleneck):
                                 stats={"kl_per_dim": kl_per_dim}, fixed_log_q=fixed_log_q, sample_weights=weights,
                                 densities=lambda: (self.log_q(z, params), self.log_p(z, batch)))
 
+    def importance_samples(self, params: dict[str, torch.Tensor], n_samples: int, eps: torch.Tensor | None = None,
+                           batch=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``n_samples`` draws from q(z|x) for importance sampling, ``z [S, B, *L, D]``, with their log q(z|x) and
+        log p(z) ``[S, B]`` (always random draws, whatever ``sampling`` is)."""
+        z = self.rsample(params, n_samples, eps)
+        return z, self.log_q(z, params), self.log_p(z, batch)
+
     def log_q(self, z: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
         """log q(z|x) summed over latent dims: ``z [S, B, *L, D] -> [S, B]``."""
         mu, logvar = params["mu"], params["logvar"]
