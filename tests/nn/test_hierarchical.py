@@ -194,3 +194,10 @@ def test_ladder_with_one_layer_is_refused_and_noise_of_the_wrong_size_is_named()
     model = tiny("ladder-vae")
     with pytest.raises(DataError, match="eps has 2 values per position; a ladder of layers \\[2, 3\\] draws 5"):
         model.encode(torch.randn(2, 6), eps=torch.randn(1, 2, 2))
+
+
+def test_the_report_explains_each_layers_kl():
+    from aekit.report import explain_metric
+
+    assert explain_metric("test/kl_layer2").startswith("KL of stochastic layer 2 (1: next to the data)")
+    assert explain_metric("kl_layer1").startswith("KL of stochastic layer 1") and explain_metric("test/kl_layerx") == ""

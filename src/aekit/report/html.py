@@ -15,6 +15,7 @@ import base64
 import json
 import math
 import os
+import re
 from collections.abc import Callable
 from html import escape
 from pathlib import Path
@@ -58,8 +59,8 @@ METRIC_EXPLANATIONS = {
     "test/bce": "binary cross-entropy of the reconstruction, summed over data values; nats per example",
     "test/elbo": "evidence lower bound on log p(x), -(recon + kl); nats per example",
     "test/kl": "KL(q(z|x) || p(z)), the rate of the code; nats per example",
-    "test/kl_per_dim": "KL of each latent dimension (each channel of a grid, averaged over its positions), "
-                        "averaged over the examples; nats",
+    "test/kl_per_dim": "KL of each latent dimension (each channel of a grid, averaged over its positions; a "
+                        "hierarchy's layers one after another, bottom first), averaged over the examples; nats",
     "test/batch_terms_batch_size": "examples per batch behind the whole-batch terms (an MMD), whose value depends "
                                    "on the batch: each is averaged over full batches of this size; count",
     "test/adv": "-log D(z) for the encoder's codes: how well they fool the latent discriminator; nats per example",
@@ -218,6 +219,10 @@ def explain_metric(key: str, suites: tuple[str, ...] = ()) -> str:
     text = own or METRIC_EXPLANATIONS.get(key)
     if text is None and separator and split != "train":
         text = METRIC_EXPLANATIONS.get(f"test/{name}")
+    layer = re.fullmatch(r"kl_layer(\d+)", name or key)
+    if text is None and layer:
+        text = (f"KL of stochastic layer {layer[1]} (1: next to the data) from its prior given the layer above "
+                "(the top: N(0, I)), a share of the kl term; nats per example")
     if text is None:
         return ""
     direction = metric_direction(key)
