@@ -226,9 +226,12 @@ def split_overrides(overrides: dict[str, Any], model_name: str) -> tuple[dict, d
 
 
 def literal(value: Any) -> Any:
-    """A command-line string as the number or boolean it spells (``"32"`` -> 32), else as it is."""
+    """A command-line string as the number or boolean it spells (``"32"`` -> 32), a bracketed list as the list of
+    those (``"[8,4]"`` -> [8, 4]), else as it is."""
     if not isinstance(value, str):
         return value
+    if value.startswith("[") and value.endswith("]"):
+        return [literal(item.strip()) for item in value[1:-1].split(",") if item.strip()]
     if value.lower() in ("true", "false"):
         return value.lower() == "true"
     for kind in (int, float):

@@ -148,3 +148,5 @@ def test_a_parts_own_settings_take_dotted_keys(tmp_path):
         aekit.build_model("vae", data_shape=(3, 8, 8), likelihood="logistic", options={"likelihood": {"levels": 3}})
     with pytest.raises(aekit.AekitError, match="parts with settings are likelihood"):
         aekit.build_model("vae", data_shape=(4,), options={"decoder": {"depth": 2}})
+    lists, _, _ = split_overrides({"bottleneck.layers": "[8, 4]", "bottleneck.hidden": "[]"}, "vae")
+    assert lists == {"options": {"bottleneck": {"layers": [8, 4], "hidden": []}}}  # a bracketed list is a list
