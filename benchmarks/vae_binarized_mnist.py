@@ -144,19 +144,13 @@ def pythae_vae() -> nn.Module:
                encoder=encoder, decoder=decoder)
 
 
-def train_pythae(
-    epochs: int, train_x: np.ndarray, seed: int, workdir: Path, valid_x: np.ndarray | None = None
-) -> tuple[nn.Module, dict[str, float]]:
-    """Pythae's trainer; with ``valid_x`` it measures the validation loss every epoch and keeps the weights of
-    the best epoch, as the reference script does (``eval_dataset``, then ``final_model``)."""
-    from pythae.pipelines import TrainingPipeline
-    from pythae.trainers import BaseTrainerConfig
+def pythae_epoch_timer():
+    """A Pythae training callback whose ``loop_s`` is the time of the training batches of every epoch (from
+    ``on_train_step_begin``, once an epoch, to the last ``on_train_step_end``, once a batch): like aekit's loop
+    time, validation excluded."""
     from pythae.trainers.training_callbacks import TrainingCallback
 
     class EpochTimer(TrainingCallback):
-        """Time of Pythae's training batches in each epoch (from ``on_train_step_begin``, once an epoch, to the
-        last ``on_train_step_end``, once a batch): like aekit's loop time, validation excluded."""
-
         def __init__(self) -> None:
             self.loop_s, self._start, self._last = 0.0, 0.0, 0.0
 
@@ -169,6 +163,17 @@ def train_pythae(
         def on_epoch_end(self, training_config, **kwargs) -> None:
             self.loop_s += self._last - self._start
 
+    return EpochTimer()
+
+
+def train_pythae(
+    epochs: int, train_x: np.ndarray, seed: int, workdir: Path, valid_x: np.ndarray | None = None
+) -> tuple[nn.Module, dict[str, float]]:
+    """Pythae's trainer; with ``valid_x`` it measures the validation loss every epoch and keeps the weights of
+    the best epoch, as the reference script does (``eval_dataset``, then ``final_model``)."""
+    from pythae.pipelines import TrainingPipeline
+    from pythae.trainers import BaseTrainerConfig
+
     torch.manual_seed(seed)
     model = pythae_vae()
     config = BaseTrainerConfig(
@@ -178,26 +183,35 @@ def train_pythae(
         scheduler_params={"milestones": LR_MILESTONES, "gamma": 10 ** (-1 / 5)}, steps_saving=None,
         steps_predict=None, no_cuda=True, seed=seed,
     )
-    timer = EpochTimer()
+    timer = pythae_epoch_timer()
     pipeline = TrainingPipeline(model=model, training_config=config)
     pipeline(train_data=train_x, eval_data=valid_x, callbacks=[timer])
     return pipeline.trainer._best_model.eval(), {"loop_s": timer.loop_s}
 
 
-def pythae_as_aekit(pythae_model: nn.Module) -> nn.Module:
-    """An aekit VAE holding the Pythae model's weights: the same function, so aekit's estimator applies.
+def aekit_state_from_pythae(state: dict[str, torch.Tensor], encoder: list[str], mu: str, logvar: str,
+                            decoder: list[str]) -> dict[str, torch.Tensor]:
+    """An aekit MLP model's state dict from a Pythae model's: ``encoder`` and ``decoder`` name Pythae's Linear
+    layers in order (aekit's ``net.0``, ``net.2``, ...: activations between them), ``mu`` and ``logvar`` its two
+    heads, stacked into aekit's one projection (mu, then log sigma^2). Pythae's decoder ends in a sigmoid and its
+    loss is BCE on the means; aekit's Bernoulli likelihood takes the logits before it, so the sigmoid is dropped."""
+    out = {}
+    for part, layers in (("encoder", encoder), ("decoder", decoder)):
+        for i, name in enumerate(layers):
+            for param in ("weight", "bias"):
+                out[f"{part}.net.{2 * i}.{param}"] = state[f"{name}.{param}"]
+    for param in ("weight", "bias"):  # [2D, F]: mu, then logvar
+        out[f"bottleneck.proj.{param}"] = torch.cat([state[f"{mu}.{param}"], state[f"{logvar}.{param}"]])
+    return out
 
-    Pythae's decoder ends in a sigmoid and its loss is BCE on the means; aekit's Bernoulli likelihood takes
-    the logits before the sigmoid, so the last Linear is copied and the sigmoid dropped."""
+
+def pythae_as_aekit(pythae_model: nn.Module) -> nn.Module:
+    """An aekit VAE holding the Pythae model's weights: the same function, so aekit's estimator applies."""
     model = aekit.build_model("vae", data_shape=(1, 28, 28), backbone="mlp", hidden=(HIDDEN,), latent_dim=LATENT_DIM,
                               activation="relu", likelihood="bernoulli")
-    enc, dec = pythae_model.encoder, pythae_model.decoder
-    with torch.no_grad():
-        model.encoder.net[0].load_state_dict(enc.hidden[0].state_dict())
-        model.bottleneck.proj.weight.copy_(torch.cat([enc.mu.weight, enc.logvar.weight]))  # [2D, F]: mu, then logvar
-        model.bottleneck.proj.bias.copy_(torch.cat([enc.mu.bias, enc.logvar.bias]))
-        model.decoder.net[0].load_state_dict(dec.net[0].state_dict())
-        model.decoder.net[2].load_state_dict(dec.net[2].state_dict())
+    state = aekit_state_from_pythae(pythae_model.state_dict(), ["encoder.hidden.0"], "encoder.mu", "encoder.logvar",
+                                    ["decoder.net.0", "decoder.net.2"])
+    model.load_state_dict(state)
     return model.eval()
 
 
