@@ -12,8 +12,9 @@ model keeps its paper's defaults (no setting is tuned, so one recipe per model):
     unscented-ae  2d + 1 = 33 sigma points, ||Sigma^1/2 - I||_F + ||mu||_2 for the KL (Janjos et al. 2023)
     autogen       m = 2 copies of the reconstruction term (Mansbridge et al. 2018)
 
-Each trained model is scored on the first ``--examples`` images of the validation set and of the test set with
-the same three measures:
+Each trained model is scored on ``--examples`` images drawn at random (seeded, the same for every model) from the
+validation set and from the test set, with the same three measures (the binarized test set is ordered by digit:
+its first 2,000 images are nearly all 0s and 1s, so a prefix is no sample of it):
 
 - ``nll``: -log p(x) by importance sampling with the model's q(z|x) as the proposal and ``--nll-samples`` samples
   (:func:`aekit.metrics.likelihood.importance_sampled_log_likelihood`, Burda et al. 2016), nats;
@@ -132,10 +133,13 @@ def main() -> None:
     splits = aekit.load_data("binarized-mnist", root=args.root)
     labelled = aekit.load_data("mnist", root=args.root).train
     features = classifier_features(labelled.x[:20_000].float() / 255, labelled.y[:20_000], args.seed)
+    generator = torch.Generator().manual_seed(args.seed)
+    rows = {split: torch.randperm(len(getattr(splits, split)), generator=generator)
+            for split in ("train", "val", "test")}  # a seeded order of each split, shared by every model
     with torch.no_grad():
-        held_out = {split: features(getattr(splits, split).x[: args.fd_samples].float()).numpy()
+        held_out = {split: features(getattr(splits, split).x[rows[split][: args.fd_samples]].float()).numpy()
                     for split in ("val", "test")}
-        train_features = features(splits.train.x[: args.fd_samples].float()).numpy()
+        train_features = features(splits.train.x[rows["train"][: args.fd_samples]].float()).numpy()
     record: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "machine": machine(),
                               "aekit": aekit_source(), "network": NETWORK, "models": MODELS,
                               "fd_real": {split: frechet_distance(train_features, held_out[split])
@@ -143,7 +147,8 @@ def main() -> None:
     for name in args.models:
         model, seconds = train(name, args.epochs, args.seed, args.root)
         record["results"][name] = {"train_s": seconds, **{
-            split: score(model, getattr(splits, split).x[: args.examples].float(), held_out[split], features, args)
+            split: score(model, getattr(splits, split).x[rows[split][: args.examples]].float(), held_out[split],
+                         features, args)
             for split in ("val", "test")}}
         print(name, json.dumps({split: {k: v for k, v in record["results"][name][split].items()
                                         if k != "nll_per_example"} for split in ("val", "test")}), flush=True)
