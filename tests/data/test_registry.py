@@ -24,7 +24,8 @@ from aekit.data import (
 )
 from aekit.errors import DataError
 
-REGISTERED = ["digits", "mnist", "fashion-mnist", "binarized-mnist", "dynamic-binarized-mnist", "cifar10", "sbm", "cora", "citeseer", "pubmed"]
+REGISTERED = ["digits", "mnist", "fashion-mnist", "binarized-mnist", "dynamic-binarized-mnist", "cifar10", "sbm",
+              "cora", "citeseer", "pubmed"]
 
 
 def test_registered_names_and_descriptions():
