@@ -151,15 +151,22 @@ def test_a_unit_forced_to_collapse_is_flagged_and_carries_no_information():
     assert 0.5 < metrics["test/mutual_information"] <= math.log(400)
 
 
-def test_the_nll_is_estimated_in_the_pass_over_the_first_examples_without_moving_the_other_metrics():
+def test_the_nll_is_estimated_in_the_pass_over_a_fixed_random_subset_without_moving_the_other_metrics():
+    from aekit.evaluation.budget import subset_indices
+
     model, x = tiny_vae(), torch.rand(7, 6)
     data = Dataset(x, None, "tiny")
     metrics = evaluate(model, data, nll_samples=4, nll_examples=4, batch_size=3, seed=5)
-    with torch.no_grad(), own_stream(5, 0, x.device):
-        first = importance_sampled_log_likelihood(model, x[:3], n_samples=4)  # batch 0: its 3 examples
-    with torch.no_grad(), own_stream(5, 3, x.device):  # a stream keyed by the position of the examples
-        second = importance_sampled_log_likelihood(model, x[3:4], n_samples=4)  # batch 1: the 4th only
-    nll = -torch.cat([first, second]).double()
+    chosen = subset_indices(7, 4)  # 4 of the 7 examples, drawn once, in order
+    assert chosen.tolist() != [0, 1, 2, 3]  # not the first ones: a test set ordered by class stays covered
+    estimates, done = [], 0
+    for start in (0, 3, 6):  # batch by batch, each batch's chosen examples on a stream keyed by their position
+        rows = chosen[(chosen >= start) & (chosen < start + 3)]
+        if len(rows):
+            with torch.no_grad(), own_stream(5, done, x.device):
+                estimates.append(importance_sampled_log_likelihood(model, x[rows], n_samples=4))
+            done += len(rows)
+    nll = -torch.cat(estimates).double()
     assert metrics["test/nll"] == pytest.approx(float(nll.mean()), abs=1e-5)
     assert metrics["test/nll_stderr"] == pytest.approx(float(nll.std()) / 2, abs=1e-5)
     assert metrics["test/bits_per_dim"] == pytest.approx(float(nll.mean()) / (6 * math.log(2)), abs=1e-5)

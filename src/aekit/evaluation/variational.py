@@ -25,6 +25,24 @@ MI_EXAMPLES = 2_000  # examples whose codes the mutual information is estimated 
 MMD_STREAM = 1  # the key of the prior draws' stream, apart from the NLL's (keyed by example positions)
 
 
+def in_subset(state: SuiteState, k: int | None, offset: int, size: int) -> torch.Tensor:
+    """``[size]`` bool: which of the pass's examples ``offset .. offset + size`` are among ``k`` test examples
+    drawn once at random (:func:`aekit.evaluation.budget.subset_indices`: the same for every model on the same
+    data, a smaller subset inside a larger one); all of them when ``k`` is 0, None or the whole set. A test set
+    ordered by class (binarized MNIST's is ordered by digit) would make its first k examples a few classes."""
+    from aekit.evaluation.budget import subset_indices
+
+    n = len(state.ctx.test)
+    if not k or k >= n:
+        return torch.ones(size, dtype=torch.bool)
+    key = f"subset_{k}"
+    if key not in state.values:
+        mask = torch.zeros(n, dtype=torch.bool)
+        mask[subset_indices(n, k)] = True
+        state.values[key] = mask
+    return state.values[key][offset : offset + size]
+
+
 @register_suite("variational")
 class Variational(Suite):
     """``elbo`` = -(recon + kl) per example, averaged; ``kl_per_dim``, the KL of each latent dimension averaged over
@@ -34,16 +52,16 @@ class Variational(Suite):
 
     Collapse diagnostics (:mod:`aekit.metrics.latent`): ``collapsed_units``, the units whose mean KL is below 0.01
     nats (the posterior is the prior whatever the input), where the bottleneck reports the KL per dimension; for a
-    Gaussian posterior, ``mutual_information`` = I_q(x; z) in nats (He et al. 2019's estimator) over the first
-    ``mi_examples`` (at most 2,000) test examples, and ``mean_sample_gap``, the largest over the units of how much
-    more a unit correlates with another in its posterior means than in its samples (Bonheme & Grzes 2023: passive
-    units). Where the bottleneck has a prior, ``aggregate_mmd``: MMD_u^2 between one code drawn from the posterior
-    of each of those first examples (draws from the aggregate posterior q(z)) and as many draws from p(z), with the
-    IMQ kernel summed over the widths C_s = s * 2 d, s from 0.1 to 10, a grid of latents flattened to one vector
-    of d coordinates per example (:func:`aekit.metrics.aggregate_posterior_mmd`; near 0 when q(z) fills the
-    prior). With ``nll_samples = K > 0``,
-    ``nll`` = -log p(x) by importance sampling with K samples over the first ``nll_examples`` examples, its
-    standard error ``nll_stderr``, and for discrete likelihoods ``bits_per_dim`` = nll / (D ln 2).
+    Gaussian posterior, ``mutual_information`` = I_q(x; z) in nats (He et al. 2019's estimator) over ``mi_examples``
+    (at most 2,000) test examples drawn once at random (:func:`in_subset`), and ``mean_sample_gap``, the largest
+    over the units of how much more a unit correlates with another in its posterior means than in its samples
+    (Bonheme & Grzes 2023: passive units). Where the bottleneck has a prior, ``aggregate_mmd``: MMD_u^2 between one
+    code drawn from the posterior of each of those examples (draws from the aggregate posterior q(z)) and as many
+    draws from p(z), with the IMQ kernel summed over the widths C_s = s * 2 d, s from 0.1 to 10, a grid of latents
+    flattened to one vector of d coordinates per example (:func:`aekit.metrics.aggregate_posterior_mmd`; near 0 when
+    q(z) fills the prior). With ``nll_samples = K > 0``, ``nll`` = -log p(x) by importance sampling with K samples
+    over ``nll_examples`` test examples drawn the same way (all when 0), its standard error ``nll_stderr``, and for
+    discrete likelihoods ``bits_per_dim`` = nll / (D ln 2).
 
     The estimate is made batch by batch inside the pass, from random streams of its own (seeded by the
     evaluation's seed and the position of the examples), so the other metrics are the same with or without it;
@@ -55,34 +73,35 @@ class Variational(Suite):
             state.add("elbo", -(terms["recon"] + terms["kl"]))
         if "kl_per_dim" in out.stats:
             state.keep("kl_per_dim", out.stats["kl_per_dim"])
-        state.keep("means", out.latent.mean.flatten(1))  # E_q[z | x]: the posterior means  [B, D]
+        offset = sum(map(len, state.kept.get("means", [])))  # the pass's examples before this batch
+        means = out.latent.mean.flatten(1)  # E_q[z | x]: the posterior means  [B, D]
+        state.keep("means", means)
         logvar = out.latent.params.get("logvar") if isinstance(out.latent.params, dict) else None
-        has_prior = getattr(model.bottleneck, "prior", None) is not None
-        kept = sum(map(len, state.kept.get("sampled", [])))
-        if (logvar is not None or has_prior) and kept < MI_EXAMPLES:  # one sample of each code, for the diagnostics
-            rows = slice(0, MI_EXAMPLES - kept)
+        if logvar is not None or getattr(model.bottleneck, "prior", None) is not None:
+            rows = in_subset(state, MI_EXAMPLES, offset, len(batch))  # one sample of each code, for the diagnostics
             state.keep("sampled", out.latent.z[0].flatten(1)[rows])  # [B, *L, D] -> [B, prod(L) D]
+            state.keep("mi_means", means[rows])
             if logvar is not None:
                 state.keep("logvar", logvar.flatten(1)[rows])
         if state.ctx.nll_samples > 0 and getattr(model.bottleneck, "stochastic", False):
-            self.estimate_nll(model, batch, state)
+            self.estimate_nll(model, batch, state, in_subset(state, state.ctx.nll_examples, offset, len(batch)))
 
     @staticmethod
-    def estimate_nll(model, batch, state: SuiteState) -> None:
-        """-log p(x) of the batch's examples among the first ``nll_examples``, kept for the mean; in pieces of
-        about ``NLL_DECODES`` decoder outputs, each from its own stream, so that progress shows between them."""
+    def estimate_nll(model, batch, state: SuiteState, chosen: torch.Tensor) -> None:
+        """-log p(x) of the batch's ``chosen`` examples (``[B]`` bool), kept for the mean; in pieces of about
+        ``NLL_DECODES`` decoder outputs, each from its own stream, so that progress shows between them."""
         ctx = state.ctx
         done = sum(map(len, state.kept.get("nll", [])))
-        n = min(len(batch), (ctx.nll_examples or len(ctx.test)) - done)  # None or 0: all
+        index = chosen.nonzero().squeeze(1).to(batch.inputs.device)  # [n]
         condition = model.condition_of(batch)
         piece = max(1, NLL_DECODES // ctx.nll_samples)
-        for start in range(0, max(n, 0), piece):
-            rows = slice(start, min(start + piece, n))
+        for start in range(0, len(index), piece):
+            rows = index[start : start + piece]
             with own_stream(ctx.seed, done + start, batch.inputs.device):
                 log_px = importance_sampled_log_likelihood(model, batch.inputs[rows], n_samples=ctx.nll_samples,
                                                            condition=None if condition is None else condition[rows])
             state.keep("nll", -log_px.double())  # [rows]
-            ctx.heartbeat(f"NLL with K={ctx.nll_samples:,}: {done + rows.stop:,} examples")
+            ctx.heartbeat(f"NLL with K={ctx.nll_samples:,}: {done + start + len(rows):,} examples")
 
     @staticmethod
     def collapse(state: SuiteState) -> dict[str, Any]:
@@ -90,7 +109,7 @@ class Variational(Suite):
         logvar = state.rows("logvar")
         if logvar is None or len(logvar) < 2:
             return {}
-        mu, z = state.rows("means")[: len(logvar)], state.rows("sampled")
+        mu, z = state.rows("mi_means"), state.rows("sampled")
         return {"mutual_information": float(mutual_information(mu, logvar, z)), "mi_examples": len(logvar),
                 "mean_sample_gap": float(mean_sample_correlation_gap(mu, z).max())}
 
