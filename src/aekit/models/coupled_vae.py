@@ -12,8 +12,8 @@ decoder then descends <P, C> with P fixed (the gradient of the entropic transpor
 theorem). The row P_i. / a_i is a posterior over the prior draws, and at eps = 1 the loss is the negative ELBO
 with that posterior, sum_i a_i (E_q(z|x_i)[-log p(x_i|z)] + KL(q(z|x_i) || p^(z))), under the constraint that the
 aggregate posterior is the prior (the column marginal b): the coupling leaves no hole in the prior. The paper
-solves the problem in its primal (Sinkhorn within a batch, as here), dual and semi-dual forms; its code
-multiplies the mutual information by eps twice, which makes no difference at its eps = 1.
+solves the problem in its primal (Sinkhorn within a batch, as here), dual and semi-dual forms; its code's Sinkhorn
+path multiplies the mutual information by eps twice, which makes no difference at eps = 1.
 
 The coupling is the regulariser ``coupling`` (term ``coupling``, per example: n times its row's share), and the
 decoder is trained by it alone. The paper's model has no encoder; here a Gaussian encoder is fitted alongside as

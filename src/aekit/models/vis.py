@@ -15,7 +15,7 @@ estimated from the same K samples: V^ = (1/K) sum_k w_k^2, and
     log(1 + chi^2)^ = log V^ - 2 log p^(x) = log K + logsumexp_k 2 log w_k - 2 logsumexp_k log w_k   (>= 0),
 
 the term ``chi2``, zero when the weights are all equal (q the exact posterior). Its gradient for phi is the score
-function estimator of the paper (``chi2_gradient=score``, eq. 11),
+function estimator the authors' code takes (``chi2_gradient=score``),
 
     d/d phi log V = -E_q[w^2 d/d phi log q(z|x)] / E_q[w^2]  ~  -sum_k softmax_k(2 log w) d/d phi log q(z_k|x),
 
