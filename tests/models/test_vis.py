@@ -116,7 +116,7 @@ def test_the_fitted_proposal_moves_to_the_exact_posterior():
         latent = model.encode(x)
         return closed_form_log_one_plus_chi2(x[:, 0], latent.params["mu"][:, 0], latent.params["logvar"][:, 0])
 
-    before = float(chi2_now().mean())
+    before = float(chi2_now().mean().detach())
     torch.manual_seed(0)
     for step in range(300):
         optimiser.zero_grad()
