@@ -1,6 +1,6 @@
 """Named optimisers: a model declares its trainable parameters by optimiser name (``model``, and e.g.
 ``discriminator``); each name gets its own AdamW (or Adam with L2 weight decay: ``optimizer=adam``) with its own
-lr, betas, weight decay and update period.
+lr, betas, eps, weight decay and update period.
 
 Within an optimiser, parameter groups carry an ``lr_scale`` (layer-wise lr decay, Clark et al. 2020, as used
 to fine-tune MAE encoders) and may take no weight decay (``no_decay_1d``: biases, norms and the tokens a model
@@ -22,10 +22,12 @@ class OptimizerConfig:
     """One named optimiser's settings; ``lr`` and ``weight_decay`` default to the training config's.
 
     ``every``: the optimiser steps on training steps divisible by ``every`` (``every=5`` on ``model``: five
-    discriminator updates per model update)."""
+    discriminator updates per model update); ``eps``: Adam's term added to the root of the second moment (1e-8, as
+    torch's; Burda et al.'s IWAE recipe uses 1e-4: ``optimizers.model.eps=1e-4``)."""
 
     lr: float | None = None
     betas: tuple[float, ...] = (0.9, 0.999)
+    eps: float = 1e-8
     weight_decay: float | None = None
     every: int = 1
 
@@ -33,6 +35,7 @@ class OptimizerConfig:
         require(self.lr is None or self.lr > 0, f"lr={self.lr} must be positive")
         require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
                 f"betas={self.betas} must be two numbers in [0, 1)")
+        require(self.eps > 0 and self.eps < float("inf"), f"eps={self.eps} must be a finite number > 0")
         require(self.weight_decay is None or self.weight_decay >= 0, f"weight_decay={self.weight_decay} must be >= 0")
         require(self.every >= 1, f"every={self.every} must be >= 1")
 
@@ -47,7 +50,7 @@ def optimizer_configs(config, names: list[str]) -> dict[str, OptimizerConfig]:
     for name in names:
         values = dict(config.optimizers.get(name, {}))
         c = from_dict(OptimizerConfig, values, where=f"optimizers.{name}")
-        out[name] = OptimizerConfig(lr=c.lr or config.lr, betas=c.betas,
+        out[name] = OptimizerConfig(lr=c.lr or config.lr, betas=c.betas, eps=c.eps,
                                     weight_decay=config.weight_decay if c.weight_decay is None else c.weight_decay,
                                     every=c.every)
     return out
@@ -99,7 +102,7 @@ def make_optimizers(model: torch.nn.Module, config) -> tuple[dict[str, torch.opt
     for name, params in groups.items():
         s = settings[name]
         param_groups = _param_groups(model, params, s.weight_decay, config.no_decay_1d, config.layer_decay)
-        kwargs = dict(lr=s.lr, betas=tuple(s.betas), weight_decay=s.weight_decay)
+        kwargs = dict(lr=s.lr, betas=tuple(s.betas), eps=s.eps, weight_decay=s.weight_decay)
         kind = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
         try:
             optimizers[name] = kind(param_groups, fused=True, **kwargs)

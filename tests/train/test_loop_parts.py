@@ -44,12 +44,14 @@ def test_groups_must_be_disjoint_and_cover_every_trainable_parameter():
 def test_each_optimizer_has_its_own_settings_and_groups():
     model = aekit.build_model("aae", data_shape=(4,), hidden=(8,), latent_dim=2, disc_hidden=(4,))
     config = TrainConfig(lr=1e-3, weight_decay=0.1, no_decay_1d=True,
-                         optimizers={"discriminator": {"lr": 2e-4, "betas": (0.5, 0.9), "every": 3}})
+                         optimizers={"discriminator": {"lr": 2e-4, "betas": (0.5, 0.9), "every": 3},
+                                     "model": {"eps": 1e-4}})
     optimizers, settings = make_optimizers(model, config)
     assert settings["discriminator"].every == 3 and settings["model"].every == 1
     disc = optimizers["discriminator"]
     assert disc.defaults["betas"] == (0.5, 0.9) and disc.defaults["lr"] == 2e-4
     assert optimizers["model"].defaults["betas"] == (0.9, 0.999) and optimizers["model"].defaults["lr"] == 1e-3
+    assert optimizers["model"].defaults["eps"] == 1e-4 and disc.defaults["eps"] == 1e-8
     for group in optimizers["model"].param_groups:  # biases take no weight decay, matrices do
         assert group["weight_decay"] == (0.0 if all(p.ndim == 1 for p in group["params"]) else 0.1)
     with pytest.raises(ConfigError, match="no optimiser 'critic'; it has model, discriminator"):
