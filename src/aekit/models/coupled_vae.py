@@ -71,7 +71,7 @@ class OTCoupling(Regulariser):
         z = prior.sample(self.prior_draws, device=x.device).to(x.dtype)  # [m, *L, D]
         params = model.decode(z.unsqueeze(1))  # [m, 1, *P]
         params = params.expand(params.shape[0], x.shape[0], *params.shape[2:])  # [m, n, *P]
-        return model.likelihood.nll(params, x).t()  # [m, n] -> [n, m]
+        return model.likelihood.nll(params, x).t().contiguous()  # [m, n] -> [n, m] (a copy: compiled, a view breaks)
 
     def forward(self, latent, x, condition=None) -> dict[str, torch.Tensor]:
         require(condition is None, "regulariser=coupling couples the data with an unconditional prior; use a model "
