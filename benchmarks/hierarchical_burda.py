@@ -40,6 +40,9 @@ RUNS = {  # label: (model, settings)
     # Sonderby et al.'s warm-up: the KL's weight rising from 0 to 1 over the first half of the run (2 of 4 epochs)
     "vae-2l-k1-warmup": ("hierarchical-vae", {**TWO_LAYERS, **WARMUP}),
     "ladder-2l-k1-warmup": ("ladder-vae", {**TWO_LAYERS, **WARMUP}),
+    # the same two with ReLU in place of tanh, warmed up
+    "vae-2l-k1-relu-warmup": ("hierarchical-vae", {**TWO_LAYERS, **WARMUP, "activation": "relu"}),
+    "ladder-2l-k1-relu-warmup": ("ladder-vae", {**TWO_LAYERS, **WARMUP, "activation": "relu"}),
 }
 # Burda et al. 2016, Table 1, MNIST (NLL in nats, K = 5000), after 3,280 epochs.
 REFERENCE = {"vae-1l-k1": 86.76, "iwae-1l-k5": 85.54, "vae-2l-k1": 85.33, "iwae-2l-k5": 83.89, "iwae-2l-k50": 82.90}
@@ -58,8 +61,8 @@ def run_one(label: str, epochs: int, nll_examples: int, out: Path, batch_size: i
     name, settings = RUNS[label]
     start = time.perf_counter()
     run = aekit.train(name, "dynamic-binarized-mnist", out / label, epochs=epochs, batch_size=batch_size, lr=1e-3,
-                      optimizers={"model": {"eps": eps}}, activation="tanh", likelihood="bernoulli", seed=0,
-                      nll_samples=5000, nll_examples=nll_examples, progress=False, figures=False, **settings)
+                      optimizers={"model": {"eps": eps}}, likelihood="bernoulli", seed=0, nll_samples=5000,
+                      nll_examples=nll_examples, progress=False, figures=False, **{"activation": "tanh", **settings})
     seconds = time.perf_counter() - start
     m = run.metrics
     sizes = [settings["latent_dim"], *settings.get("upper_latents", ())]
