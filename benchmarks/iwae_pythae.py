@@ -20,8 +20,9 @@ with the network of those scripts, latent 50:
 
 Here the budget is ``--epochs`` over ``--train-examples`` training images (lr constant: the first milestone is
 epoch 2). Both libraries start from the same weights (Pythae's networks initialised with the seed, copied into the
-aekit model) and train in fresh processes, alternating, each timed inside its own process. aekit's Adam has no eps
-setting: it runs with torch's 1e-8. Every trained model is scored by aekit's estimator on the same test images
+aekit model) and train in fresh processes, alternating, each timed inside its own process. Both run Adam with
+eps 1e-4 (aekit: ``optimizers.model.eps``; ``--aekit-eps 1e-8`` gives torch's default, as the first runs had).
+Every trained model is scored by aekit's estimator on the same test images
 (Pythae's weights copied into an aekit model, the copy checked to give the same Bernoulli means and log weights),
 with the encoder's bounds beside the NLL: the ELBO (K = 1) and the IWAE bound with 64 samples.
 
@@ -232,6 +233,7 @@ def worker(args: argparse.Namespace) -> None:
         model = aekit_from_pythae(row, init).train()
         run = aekit.train(model, data=splits, out=out / "run", evaluate=False, epochs=args.epochs,
                           batch_size=BATCH_SIZE, lr=LR, lr_schedule="constant", optimizer="adam", seed=args.seed,
+                          optimizers={"model": {"eps": args.aekit_eps}},
                           accelerator="cpu", progress=False, figures=False, threads=args.threads,
                           retain_cpu_memory=True)
         loop_s, state = float(run.metrics["train/wall_time_s"]), run.model.state_dict()
@@ -253,7 +255,7 @@ def run_worker(name: str, library: str, args: argparse.Namespace, init: dict, wo
     save_file(init, str(out / "init.safetensors"))
     cmd = [sys.executable, __file__, "--worker", name, "--library", library, "--worker-dir", str(out),
            "--epochs", str(args.epochs), "--train-examples", str(args.train_examples), "--seed", str(args.seed),
-           "--threads", str(args.threads), "--root", args.root]
+           "--threads", str(args.threads), "--root", args.root, "--aekit-eps", str(args.aekit_eps)]
     subprocess.run(cmd, check=True, env={**os.environ, "TQDM_DISABLE": "1"})  # Pythae's progress bars off
     state = load_file(str(out / "weights.safetensors"))
     row = ROWS[name]
@@ -371,6 +373,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--pythae-nll-examples", type=int, default=0, help="test images for Pythae's own get_nll (slow)")
     p.add_argument("--gradient-repeats", type=int, default=200, help="draws of the encoder gradient (0: skip)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--aekit-eps", type=float, default=ADAM_EPS, help="aekit's Adam epsilon (Pythae's: 1e-4)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--root", default="/work/shared/datasets")
     p.add_argument("--worker", choices=tuple(ROWS), help=argparse.SUPPRESS)
@@ -389,7 +392,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "benchmark": "iwae_pythae", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
         "aekit_source": aekit_source(), "pythae_version": importlib.metadata.version("pythae"), "source": SOURCE,
         "setup": {"hidden": [HIDDEN, HIDDEN], "activation": "tanh", "latent_dim": LATENT_DIM, "batch_size": BATCH_SIZE,
-                  "lr": LR, "pythae_adam_eps": ADAM_EPS, "aekit_adam_eps": 1e-8, "epochs": args.epochs,
+                  "lr": LR, "pythae_adam_eps": ADAM_EPS, "aekit_adam_eps": args.aekit_eps, "epochs": args.epochs,
                   "train_examples": args.train_examples or 50_000, "nll_samples": args.nll_samples,
                   "nll_examples": args.nll_examples, "seed": args.seed, "threads": args.threads},
         "rows": {}}
