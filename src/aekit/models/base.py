@@ -535,3 +535,13 @@ class Autoencoder(Model):
     @property
     def has_prior(self) -> bool:
         return self.bottleneck.prior is not None
+
+
+class RegularisedAutoencoder(Autoencoder):
+    """An autoencoder trained on its reconstruction plus its regulariser's term ``lambda_term``, weighted by the
+    config's ``lambda_`` (a :class:`RegularisedConfig`): WAE-MMD, SWAE, the contractive and the low-rank autoencoder."""
+
+    lambda_term: ClassVar[str] = ""
+
+    def own_terms(self) -> dict[str, Term]:
+        return {**super().own_terms(), **self.regulariser_terms(**{self.lambda_term: self.config.lambda_})}

@@ -28,9 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aekit.config import require_choice
-from aekit.models.base import Autoencoder, ProjectedConfig
+from aekit.models.base import ProjectedConfig, RegularisedAutoencoder
 from aekit.nn.regularisers import JACOBIAN_ESTIMATORS
-from aekit.objectives import Term
 from aekit.registry import register_model
 
 
@@ -53,8 +52,6 @@ class ContractiveAEConfig(ProjectedConfig):
 
 @register_model("contractive-ae", config=ContractiveAEConfig,
                 description="Contractive autoencoder: reconstruction + lambda ||J_f(x)||_F^2 (Rifai et al. 2011)")
-class ContractiveAE(Autoencoder):
+class ContractiveAE(RegularisedAutoencoder):
     default_regulariser = "contractive"
-
-    def own_terms(self) -> dict[str, Term]:
-        return {**super().own_terms(), **self.regulariser_terms(contractive=self.config.lambda_)}
+    lambda_term = "contractive"

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aekit.models.base import Autoencoder, RegularisedConfig
-from aekit.objectives import Term
+from aekit.models.base import RegularisedAutoencoder, RegularisedConfig
 from aekit.registry import register_model
 
 
@@ -29,8 +28,6 @@ class LoRAEConfig(RegularisedConfig):
 @register_model("lorae", config=LoRAEConfig,
                 description="Low-rank autoencoder: reconstruction + lambda ||Z||_*, the batch code matrix's "
                             "nuclear norm (Mazumder et al. 2024)")
-class LoRAE(Autoencoder):
+class LoRAE(RegularisedAutoencoder):
     default_regulariser = "nuclear-norm"
-
-    def own_terms(self) -> dict[str, Term]:
-        return {**super().own_terms(), **self.regulariser_terms(nuclear=self.config.lambda_)}
+    lambda_term = "nuclear"

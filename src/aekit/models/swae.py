@@ -18,8 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aekit.models.base import Autoencoder, ProjectedConfig
-from aekit.objectives import Term
+from aekit.models.base import ProjectedConfig, RegularisedAutoencoder
 from aekit.registry import register_model
 
 
@@ -34,9 +33,7 @@ class SWAEConfig(ProjectedConfig):
 @register_model("swae", config=SWAEConfig,
                 description="Sliced-Wasserstein autoencoder: reconstruction + lambda SW_2^2(q(z), p(z)) "
                             "(Kolouri et al. 2019)")
-class SWAE(Autoencoder):
+class SWAE(RegularisedAutoencoder):
     default_regulariser = "sliced-wasserstein"
+    lambda_term = "swd"
     needs_prior = True
-
-    def own_terms(self) -> dict[str, Term]:
-        return {**super().own_terms(), **self.regulariser_terms(swd=self.config.lambda_)}

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from aekit.config import require
 from aekit.models.aae import AAE, adversarial_own_terms
-from aekit.models.base import Autoencoder, RegularisedConfig
+from aekit.models.base import RegularisedAutoencoder, RegularisedConfig
 from aekit.nn.regularisers import MMDSettings
 from aekit.objectives import Term
 from aekit.registry import register_model
@@ -47,12 +47,10 @@ class WAEMMDConfig(MMDSettings, RegularisedConfig):
 
 @register_model("wae-mmd", config=WAEMMDConfig,
                 description="WAE-MMD: reconstruction + lambda MMD(q(z), p(z)), IMQ kernel (Tolstikhin et al. 2018)")
-class WAE(Autoencoder):
+class WAE(RegularisedAutoencoder):
     default_regulariser = "mmd"
+    lambda_term = "mmd"
     needs_prior = True
-
-    def own_terms(self) -> dict[str, Term]:
-        return {**super().own_terms(), **self.regulariser_terms(mmd=self.config.lambda_)}
 
 
 @dataclass(frozen=True)
