@@ -82,9 +82,15 @@ def bounded(logvar: torch.Tensor) -> torch.Tensor:
     return LOGVAR_BOUND * torch.tanh(logvar / LOGVAR_BOUND)
 
 
-def sum_latent(t: torch.Tensor) -> torch.Tensor:
-    """``[S, B, *L, D] -> [S, B]``: summed over an example's latent coordinates."""
-    return t.flatten(2).sum(-1)
+def joint_log_density(zs: list[torch.Tensor], layers: list[Gaussian]) -> torch.Tensor:
+    """sum_l log N(z_l; mu_l, sigma_l^2) ``[S, B]``, each layer's ``[S, B, *L, D_l]`` summed over an example's
+    latent coordinates (a layer's parameters may lack the sample axis, ``[B, *L, D_l]``)."""
+    return sum(log_density(z, *layer).expand(z.shape).flatten(2).sum(-1) for z, layer in zip(zs, layers, strict=True))
+
+
+def held(q: Gaussian, frozen: bool) -> Gaussian:
+    """q's parameters, detached when ``frozen`` (they are functions of x only: the path derivative drops them)."""
+    return (q[0].detach(), q[1].detach()) if frozen else q
 
 
 class GaussianConditional(nn.Module):
@@ -212,10 +218,8 @@ class HierarchicalGaussian(Bottleneck):
 
     def joint_densities(self, zs: list[torch.Tensor], qs: list[Gaussian],
                         ps: list[Gaussian]) -> tuple[torch.Tensor, torch.Tensor]:
-        """log q(z_1..L | x) and log p(z_1..L), each ``[S, B]``."""
-        log_q = sum(sum_latent(log_density(z, *q).expand(z.shape)) for z, q in zip(zs, qs, strict=True))
-        log_p = sum(sum_latent(log_density(z, *p)) for z, p in zip(zs, ps, strict=True))
-        return log_q, log_p
+        """log q(z_1..L | x) and log p(z_1..L), each ``[S, B]``: the layers' densities at their samples, summed."""
+        return joint_log_density(zs, qs), joint_log_density(zs, ps)
 
     def forward(self, h: torch.Tensor, n_samples: int = 1, eps: torch.Tensor | None = None,
                 batch=None) -> BottleneckOutput:
@@ -227,13 +231,10 @@ class HierarchicalGaussian(Bottleneck):
         stats = {"kl_per_dim": kl_per_dim, **{f"kl_layer{i + 1}": kl.flatten(1).sum(-1).mean().detach()
                                               for i, kl in enumerate(kls)}}
 
-        def fixed_log_q() -> torch.Tensor:
-            frozen = self.q_params(zs, params, frozen=True)
-            return sum(sum_latent(log_density(z, *q).expand(z.shape)) for z, q in zip(zs, frozen, strict=True))
-
         return BottleneckOutput(z=zs[0], mean=self.mean_code(params), params=params,
                                 terms={"kl": kl_per_dim.flatten(1).sum(-1)}, stats=stats,
-                                densities=lambda: self.joint_densities(zs, qs, ps), fixed_log_q=fixed_log_q)
+                                densities=lambda: self.joint_densities(zs, qs, ps),
+                                fixed_log_q=lambda: joint_log_density(zs, self.q_params(zs, params, frozen=True)))
 
     def importance_samples(self, params: dict[str, torch.Tensor], n_samples: int, eps: torch.Tensor | None = None,
                            batch=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -245,8 +246,7 @@ class HierarchicalGaussian(Bottleneck):
 
 
 def _first_layer(params: dict[str, torch.Tensor], frozen: bool) -> Gaussian:
-    mu, logvar = params["mu"], params["logvar"]
-    return (mu.detach(), logvar.detach()) if frozen else (mu, logvar)
+    return held((params["mu"], params["logvar"]), frozen)
 
 
 @register_part("bottlenecks", "hierarchical", "stacked Gaussian layers, bottom-up inference q(z_1|x) q(z_2|z_1).. "
@@ -320,8 +320,7 @@ class LadderGaussian(HierarchicalGaussian):
         return params
 
     def estimate(self, params: dict[str, torch.Tensor], i: int, frozen: bool) -> Gaussian:
-        mu, logvar = params[f"mu{i + 1}"], params[f"logvar{i + 1}"]
-        return (mu.detach(), logvar.detach()) if frozen else (mu, logvar)
+        return held((params[f"mu{i + 1}"], params[f"logvar{i + 1}"]), frozen)
 
     def draw_layers(self, params, n_samples, eps=None):
         top = len(self.sizes) - 1
