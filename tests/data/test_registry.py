@@ -25,7 +25,7 @@ from aekit.data import (
 from aekit.errors import DataError
 
 REGISTERED = ["digits", "mnist", "fashion-mnist", "binarized-mnist", "dynamic-binarized-mnist", "cifar10", "sbm",
-              "cora", "citeseer", "pubmed"]
+              "cora", "citeseer", "pubmed", "dsprites", "color-dsprites", "shapes3d", "xy-blocks"]
 
 
 def test_registered_names_and_descriptions():

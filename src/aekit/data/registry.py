@@ -21,6 +21,7 @@ import numpy as np
 from aekit.data import formats
 from aekit.data.base import Splits, holdout_split, random_split
 from aekit.data.binarized import load_dynamic_binarized_mnist
+from aekit.data.factors import FACTOR_DATASETS
 from aekit.data.formats import Parts, PathLike
 from aekit.data.images import ImageFolderSource
 from aekit.data.sources import MemmapDataset
@@ -449,3 +450,6 @@ for _info in (
     ) for name, title in GRAPH_DATASETS.items()),
 ):
     register_dataset(_info)
+
+for _name, (_description, _make) in FACTOR_DATASETS.items():  # generated from their factors: no folder, no files
+    register_dataset(DatasetInfo(_name, _description, None, "nothing (generated)", lambda make=_make: {"all": make()}))
