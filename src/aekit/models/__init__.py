@@ -10,6 +10,7 @@ from aekit.models.classifier import Classifier, ClassifierConfig
 from aekit.models.contractive import ContractiveAE, ContractiveAEConfig
 from aekit.models.coupled_vae import CoupledTerms, CoupledVAE, CoupledVAEConfig, OTCoupling
 from aekit.models.cvae import CVAE, CVAEConfig
+from aekit.models.flow_vae import FlowVAEConfig, IAFVAEConfig
 from aekit.models.gae import GAE, GAEConfig
 from aekit.models.graphmae import GraphMAE, GraphMAEConfig
 from aekit.models.hierarchical_vae import HierarchicalIWAEConfig, HierarchicalVAEConfig, LadderVAEConfig
@@ -37,6 +38,6 @@ __all__ = [
     "SAEConfig", "SparK", "SparKConfig", "SWAE", "SWAEConfig", "VAE", "VAEConfig", "WAE", "WAEGAN", "WAEGANConfig",
     "WAEMMDConfig",
     "AutoGen", "AutoGenConfig", "UnscentedAE", "UnscentedAEConfig", "UnscentedTerms",
-    "HierarchicalIWAEConfig", "HierarchicalVAEConfig", "LadderVAEConfig",
+    "HierarchicalIWAEConfig", "HierarchicalVAEConfig", "LadderVAEConfig", "FlowVAEConfig", "IAFVAEConfig",
     "CoupledTerms", "CoupledVAE", "CoupledVAEConfig", "OTCoupling", "VISConfig", "VISTerms",
 ]

@@ -4,6 +4,7 @@ dictionaries."""
 from aekit.nn.backbones import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, make_backbone
 from aekit.nn.bottlenecks import BottleneckOutput, Deterministic, DiagonalGaussian, make_bottleneck
 from aekit.nn.corruptions import GaussianNoise, MaskingNoise, SaltAndPepper, make_corruption
+from aekit.nn.flows import NormalisingFlowPosterior
 from aekit.nn.hierarchical import BottomUpGaussian, HierarchicalPrior, LadderGaussian
 from aekit.nn.likelihoods import Bernoulli, DiscretizedLogistic, Gaussian, make_likelihood
 from aekit.nn.priors import Prior, StandardNormal
@@ -13,7 +14,7 @@ from aekit.nn.sparse_penalised import Gated, JumpReLU, ReLUL1
 
 __all__ = [
     "BatchTopK", "Bernoulli", "BottleneckOutput", "Gated", "GradientTopK", "JumpReLU", "Matryoshka", "ReLUL1",
-    "BottomUpGaussian", "HierarchicalPrior", "LadderGaussian",
+    "BottomUpGaussian", "HierarchicalPrior", "LadderGaussian", "NormalisingFlowPosterior",
     "SparseCode", "Conv1dEncoder", "ConvDecoder", "ConvEncoder", "Dictionary", "RNNEncoder",
     "TransformerEncoder", "Deterministic", "DiagonalGaussian",
     "DiscretizedLogistic", "Gaussian", "GaussianNoise", "MLPDecoder", "MLPEncoder", "MaskingNoise",
