@@ -49,20 +49,21 @@ from aekit.parts import PartContext, register_part
 Step = tuple[torch.Tensor, torch.Tensor]  # (z_k [..., D], log |det df_k / dz_{k-1}| [..., 1])
 
 
-def planar_u_hat(u: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """u^ = u + (m(w^T u) - w^T u) w / ||w||^2, m(a) = -1 + softplus(a) (Rezende & Mohamed 2015, Appendix A), so
-    that w^T u^ = m(w^T u) > -1 and the planar step is invertible; ``u, w [..., D]``."""
+def planar_u_hat(u: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """u^ = u + (m(w^T u) - w^T u) w / ||w||^2, m(a) = -1 + softplus(a) (Rezende & Mohamed 2015, Appendix A), and
+    w^T u^ = m(w^T u) >= -1, which keeps the planar step invertible: ``u, w [..., D] -> [..., D], [..., 1]``. The
+    latter is held at -1 or above against rounding (w^T u << 0); at w = 0, u^ = u and w^T u^ = 0."""
     wu = (w * u).sum(-1, keepdim=True)  # [..., 1]
-    return u + (F.softplus(wu) - 1.0 - wu) * w / w.pow(2).sum(-1, keepdim=True).clamp_min(1e-12)
+    u_hat = u + (F.softplus(wu) - 1.0 - wu) * w / w.pow(2).sum(-1, keepdim=True).clamp_min(1e-12)
+    return u_hat, (w * u_hat).sum(-1, keepdim=True).clamp_min(-1.0)
 
 
 def planar_step(z: torch.Tensor, u: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> Step:
     """f(z) = z + u^ tanh(w^T z + b) and log |1 + u^^T psi(z)|, psi(z) = (1 - tanh^2(w^T z + b)) w (Rezende &
     Mohamed 2015, eq. 10-12): ``z [..., D]``, ``u, w [..., D]`` and ``b [..., 1]`` broadcast against it."""
-    u_hat = planar_u_hat(u, w)
+    u_hat, wu_hat = planar_u_hat(u, w)
     t = torch.tanh((w * z).sum(-1, keepdim=True) + b)  # [..., 1]
-    log_det = torch.log1p((1.0 - t.pow(2)) * (w * u_hat).sum(-1, keepdim=True))  # w^T u^ > -1: the argument > 0
-    return z + u_hat * t, log_det
+    return z + u_hat * t, torch.log1p((1.0 - t.pow(2)) * wu_hat)  # w^T u^ >= -1: 1 + u^^T psi(z) >= 0
 
 
 def radial_alpha_beta(alpha_raw: torch.Tensor, beta_raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,6 +82,13 @@ def radial_step(z: torch.Tensor, z_r: torch.Tensor, alpha_raw: torch.Tensor, bet
     h = 1.0 / (alpha + diff.norm(dim=-1, keepdim=True))  # [..., 1]
     log_det = (z.shape[-1] - 1) * torch.log1p(beta * h) + torch.log1p(alpha * beta * h.pow(2))
     return z + beta * h * diff, log_det
+
+
+def iaf_step(z: torch.Tensor, m: torch.Tensor, s: torch.Tensor) -> Step:
+    """sigma = sigmoid(s), z' = sigma * z + (1 - sigma) * m, and log |det| = sum_i log sigma_i for m and s of the
+    earlier coordinates only (Kingma et al. 2016, Algorithm 1): ``z, m, s [..., D]``."""
+    sigma = torch.sigmoid(s)
+    return sigma * z + (1.0 - sigma) * m, F.logsigmoid(s).sum(-1, keepdim=True)  # log sigma, stable for any s
 
 
 class AmortisedFlow(nn.Module):
@@ -208,10 +216,8 @@ class InverseAutoregressiveFlow(nn.Module):
         """z_K ``[S, B, *L, D]`` from z_0 and the sum of log sigma over the steps and coordinates ``[S, B, *L, 1]``."""
         log_det = torch.zeros_like(z[..., :1])
         for made in self.steps:
-            m, s = made(z, params["h"])
-            sigma = torch.sigmoid(s)
-            z = sigma * z + (1.0 - sigma) * m
-            log_det = log_det + F.logsigmoid(s).sum(-1, keepdim=True)  # log sigma, stable for any s
+            z, log_det_k = iaf_step(z, *made(z, params["h"]))
+            log_det = log_det + log_det_k
         return z, log_det
 
 
