@@ -39,12 +39,15 @@ out) and ``batch_terms_batch_size`` states that size (:class:`~aekit.evaluation.
 - ``node-classification``: a linear probe on frozen node embeddings over the node split, mean and std over seeds;
 - ``sparsity``: a sparse code's ``l0``, ``fvu`` and ``explained_variance`` over the split, and its dead and dense
   latents.
+- ``codebook``: a quantised model's code usage over the split: the share of entries used, the perplexity, the
+  dead entries, the code entropy in bits, and each residual stage's usage.
 
-Later families add theirs (codebook, disentanglement, anomaly) with :func:`register_suite`.
+Later families add theirs (disentanglement, anomaly) with :func:`register_suite`.
 """
 
 from aekit.evaluation import (  # noqa: F401  (registers the suites)
     classification,
+    codebook,
     graph,
     masked,
     reconstruction,

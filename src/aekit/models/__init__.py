@@ -27,6 +27,7 @@ from aekit.models.swae import SWAE, SWAEConfig
 from aekit.models.unscented_ae import UnscentedAE, UnscentedAEConfig, UnscentedTerms
 from aekit.models.vae import VAE, BetaVAEConfig, VAEConfig
 from aekit.models.vis import VISConfig, VISTerms
+from aekit.models.vq_vae import FSQAEConfig, LFQAEConfig, QuantisedAutoencoder, RVQVAEConfig, VQVAEConfig
 from aekit.models.wae import WAE, WAEGAN, WAEGANConfig, WAEMMDConfig
 
 __all__ = [

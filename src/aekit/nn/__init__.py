@@ -8,6 +8,7 @@ from aekit.nn.flows import NormalisingFlowPosterior
 from aekit.nn.hierarchical import BottomUpGaussian, HierarchicalPrior, LadderGaussian
 from aekit.nn.likelihoods import Bernoulli, DiscretizedLogistic, Gaussian, make_likelihood
 from aekit.nn.priors import Prior, StandardNormal
+from aekit.nn.quantize import FSQ, LFQ, ResidualVQ, VectorQuantizer
 from aekit.nn.sequence import Conv1dEncoder, RNNEncoder, TransformerEncoder
 from aekit.nn.sparse import BatchTopK, Dictionary, GradientTopK, Matryoshka, SparseCode, TopK, VectorInput
 from aekit.nn.sparse_penalised import Gated, JumpReLU, ReLUL1

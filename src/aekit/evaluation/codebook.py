@@ -1,0 +1,63 @@
+"""The ``codebook`` suite: how a quantised model uses its codes over the whole split (every quantiser of
+:mod:`aekit.nn.quantize` gives ``codes [B, *L, G]`` in its output's ``params``)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from aekit.evaluation.suite import Suite, SuiteState, register_suite
+
+
+def column_usage(codes: torch.Tensor, size: int) -> dict[str, float]:
+    """For one code column over a split, ``codes [N]`` of a codebook of ``size`` entries: ``used`` (entries chosen
+    at least once), ``usage`` = used / size, ``perplexity`` = exp H(p) of the empirical distribution p, and
+    ``entropy_bits`` = H(p) / ln 2 (what a code costs under that distribution, the bar a prior over codes must
+    beat)."""
+    counts = torch.unique(codes, return_counts=True)[1].double()
+    p = counts / counts.sum()
+    entropy = float(-(p * torch.log(p)).sum())
+    return {"used": len(counts), "usage": len(counts) / size, "perplexity": math.exp(entropy),
+            "entropy_bits": entropy / math.log(2)}
+
+
+@register_suite("codebook")
+class CodebookUsage(Suite):
+    """Over the split's codes (a grid's positions as rows; each column, a head or a residual stage, apart):
+
+    - ``codebook_usage``: the share of each column's entries used at least once, the mean over columns;
+    - ``codebook_perplexity``: exp of the entropy of each column's code distribution, the mean over columns (K
+      for uniform use, 1 for a collapsed codebook);
+    - ``unused_codes``: the entries never used over the split, summed over columns (codebooks of <= 2^20
+      entries);
+    - ``code_entropy_bits``: the entropies of the columns in bits, summed: the bits per code position of a code
+      distribution without context, and ``code_capacity_bits`` = sum_g log2 K_g;
+    - ``stage{s}_usage`` for a residual quantiser of several stages: the usage of stage s alone."""
+
+    def update(self, model, batch, out, state: SuiteState) -> None:
+        codes = out.latent.params.get("codes")
+        if codes is not None:
+            state.keep("codes", codes.reshape(-1, codes.shape[-1]))
+
+    def compute(self, model, state: SuiteState) -> dict[str, Any]:
+        codes = state.rows("codes")
+        if codes is None:
+            return {}
+        sizes = model.bottleneck.codebook_sizes
+        columns = [column_usage(codes[:, g], size) for g, size in enumerate(sizes)]
+        results: dict[str, Any] = {
+            "codebook_usage": sum(c["usage"] for c in columns) / len(columns),
+            "codebook_perplexity": sum(c["perplexity"] for c in columns) / len(columns),
+            "code_entropy_bits": sum(c["entropy_bits"] for c in columns),
+            "code_capacity_bits": sum(math.log2(size) for size in sizes)}
+        if max(sizes) <= 1 << 20:
+            results["unused_codes"] = sum(size - c["used"] for c, size in zip(columns, sizes, strict=True))
+        stages = getattr(model.bottleneck, "stages", 1)
+        if stages > 1:
+            per_stage = len(columns) // stages
+            for s in range(stages):
+                stage = columns[s * per_stage:(s + 1) * per_stage]
+                results[f"stage{s}_usage"] = sum(c["usage"] for c in stage) / len(stage)
+        return results
