@@ -54,14 +54,14 @@ def nearest(z: torch.Tensor, embed: torch.Tensor, cosine: bool = False, temperat
 
 def kmeans(z: torch.Tensor, k: int, iters: int = 10, cosine: bool = False,
            generator: torch.Generator | None = None) -> torch.Tensor:
-    """Lloyd's k-means on ``z [N, d]``: ``k`` centres ``[k, d]`` started from distinct random rows (with repetition
-    where N < k); an empty cluster keeps its centre."""
+    """Lloyd's k-means on ``z [N, d]``: ``k`` centres ``[k, d]``, seeded by k-means++ (Arthur & Vassilvitskii 2007:
+    each next centre drawn with probability proportional to its squared distance from the nearest chosen one)
+    where that costs at most :data:`SEEDING_FLOPS`, else from distinct random rows (with repetition where N < k);
+    an empty cluster keeps its centre."""
     z = z.float()
     if cosine:
         z = F.normalize(z, dim=-1)
-    first = torch.randperm(len(z), generator=generator)[:k] if len(z) >= k else \
-        torch.randint(len(z), (k,), generator=generator)
-    centres = z[first.to(z.device)].clone()
+    centres = seed_centres(z, k, generator)
     for _ in range(iters):
         codes = nearest(z.unsqueeze(1), centres.unsqueeze(0), cosine)[:, 0]  # [N]
         counts = torch.bincount(codes, minlength=k).to(z.dtype)  # [k]
@@ -71,6 +71,26 @@ def kmeans(z: torch.Tensor, k: int, iters: int = 10, cosine: bool = False,
         if cosine:
             centres = F.normalize(centres, dim=-1)
     return centres
+
+
+SEEDING_FLOPS = 2e9  # the k-means++ seeding's budget: k draws over N rows of d
+
+
+def seed_centres(z: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """k starting centres from the rows of ``z [N, d]``: k-means++ within :data:`SEEDING_FLOPS`, else random."""
+    n = len(z)
+    if n < k or k * n * z.shape[1] > SEEDING_FLOPS:
+        rows = torch.randperm(n, generator=generator)[:k] if n >= k else torch.randint(n, (k,), generator=generator)
+        return z[rows.to(z.device)].clone()
+    chosen = [int(torch.randint(n, (1,), generator=generator))]
+    closest = (z - z[chosen[0]]).pow(2).sum(-1)  # [N]
+    for _ in range(k - 1):
+        weights = closest.cpu().double()
+        row = int(torch.multinomial(weights / weights.sum(), 1, generator=generator)) if weights.sum() > 0 else \
+            int(torch.randint(n, (1,), generator=generator))
+        chosen.append(row)
+        closest = torch.minimum(closest, (z - z[row]).pow(2).sum(-1))
+    return z[chosen].clone()
 
 
 def code_counts(codes: torch.Tensor, size: int) -> torch.Tensor:
@@ -94,7 +114,7 @@ class Codebook(nn.Module):
     average_buffers = "copy"  # the entries follow their own averages, not the weight average
 
     def __init__(self, size: int, dim: int, heads: int = 1, ema: bool = True, decay: float = 0.99,
-                 eps: float = 1e-5, cosine: bool = False, kmeans_iters: int = 10, dead_after: int = 100,
+                 eps: float = 1e-5, cosine: bool = False, kmeans_iters: int = 10, dead_after: int = 20,
                  temperature: float = 0.0, chunk: int = CHUNK) -> None:
         super().__init__()
         self.size, self.dim, self.heads = size, dim, heads

@@ -111,7 +111,7 @@ class VectorQuantizer(CodebookQuantizer):
 
     def __init__(self, context: PartContext, prior: Prior | None = None, codebook_size: int = 512,
                  codebook_dim: int = 0, heads: int = 1, ema: bool = True, decay: float = 0.99, cosine: bool = False,
-                 kmeans_iters: int = 10, dead_after: int = 100, temperature: float = 0.0, gradient: str = "ste",
+                 kmeans_iters: int = 10, dead_after: int = 20, temperature: float = 0.0, gradient: str = "ste",
                  chunk: int = CHUNK) -> None:
         super().__init__(context, 1, codebook_size, codebook_dim, heads, ema, decay, cosine, kmeans_iters,
                          dead_after, temperature, gradient, chunk)
@@ -140,7 +140,7 @@ class ResidualVQ(CodebookQuantizer):
     def __init__(self, context: PartContext, prior: Prior | None = None, stages: int = 4,
                  quantizer_dropout: float = 0.0, codebook_size: int = 256, codebook_dim: int = 0, heads: int = 1,
                  ema: bool = True, decay: float = 0.99, cosine: bool = False, kmeans_iters: int = 10,
-                 dead_after: int = 100, temperature: float = 0.0, gradient: str = "ste", chunk: int = CHUNK) -> None:
+                 dead_after: int = 20, temperature: float = 0.0, gradient: str = "ste", chunk: int = CHUNK) -> None:
         require(stages >= 1, f"bottleneck.stages={stages} must be >= 1")
         require(0 <= quantizer_dropout <= 1, f"bottleneck.quantizer_dropout={quantizer_dropout} must lie in [0, 1]")
         super().__init__(context, stages, codebook_size, codebook_dim, heads, ema, decay, cosine, kmeans_iters,
