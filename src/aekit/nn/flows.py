@@ -92,10 +92,8 @@ def iaf_step(z: torch.Tensor, m: torch.Tensor, s: torch.Tensor) -> Step:
 
 
 class AmortisedFlow(nn.Module):
-    """K steps whose parameters theta_k (``step_params`` numbers each) are a linear map of the encoder's features
-    (amortised), or free parameters shared by every input; a subclass gives :meth:`step`."""
-
-    step_params: ClassVar[int] = 0
+    """K steps whose parameters theta_k (``params_per_step`` numbers each) are a linear map of the encoder's
+    features (amortised), or free parameters shared by every input; a subclass gives :meth:`step`."""
 
     def __init__(self, features: int, latent_dim: int, length: int, amortised: bool) -> None:
         super().__init__()
