@@ -100,3 +100,11 @@ def test_codebooks_restarts_and_evaluation_stay_identical_across_two_ddp_process
     assert max(ranks[0]["idle"]) <= 1  # restarts ran: nothing idle past dead_after
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())  # evaluation ran, no collective hung it
     assert metrics["test/codebook_usage"] > 0
+
+
+def test_qlae_trains_with_the_authors_weight_decay_unless_told_otherwise(tmp_path):
+    run = aekit.train("qlae", "digits", tmp_path / "qlae", steps=5, channels=(8, 16), latent_dim=4, **QUICK)
+    assert json.loads((tmp_path / "qlae" / "config.json").read_text())["train"]["weight_decay"] == 0.1
+    assert run.metrics["test/code_capacity_bits"] == pytest.approx(4 * math.log2(10))
+    aekit.train("qlae", "digits", tmp_path / "wd0", steps=2, channels=(8, 16), weight_decay=0.0, **QUICK)
+    assert json.loads((tmp_path / "wd0" / "config.json").read_text())["train"]["weight_decay"] == 0.0

@@ -237,3 +237,34 @@ def test_codes_outside_the_codebook_are_refused():
         q.decode_codes(torch.tensor([[4]]))
     with pytest.raises(ConfigError, match="columns"):
         q.decode_codes(torch.tensor([[1, 2]]))
+
+
+def test_simvq_learns_one_map_that_moves_every_entry_of_a_frozen_basis():
+    torch.manual_seed(13)
+    q = quantiser("simvq", codebook_size=12)
+    book = q.codebooks[0]
+    assert "codebooks.0.embed" in dict(q.named_buffers()) and "codebooks.0.map" in dict(q.named_parameters())
+    out = q(torch.randn(20, 8))
+    assert torch.allclose(book.lookup(out.params["codes"]), (book.embed @ book.map)[0][out.params["codes"]])
+    out.terms["codebook"].sum().backward()
+    assert book.map.grad.abs().sum() > 0  # the codebook term reaches W ...
+    with torch.no_grad():
+        book.map -= 0.1 * book.map.grad
+    moved = (book.entries() - book.embed).norm(dim=-1)[0]
+    assert (moved > 0).all()  # ... and through it every entry, chosen or not
+    assert len(out.params["codes"].unique()) < 12
+
+
+def test_latent_quantisation_snaps_each_coordinate_to_its_own_learnt_values():
+    torch.manual_seed(14)
+    q = quantiser("latent-quantize", dim=3, values=4)
+    with torch.no_grad():
+        q.values.copy_(torch.tensor([[-2.0, -0.1, 0.0, 3.0], [-1.0, 0.0, 0.5, 0.6], [0.0, 1.0, 2.0, 9.0]]))
+    z = torch.randn(50, 3) * 2
+    out = q.quantize(z)
+    expected = (z.unsqueeze(-1) - q.values.detach()).abs().argmin(-1)
+    assert torch.equal(out.codes, expected)  # found among the learnt values, not a uniform grid
+    assert torch.allclose(out.z.detach(), q.values.detach().gather(1, expected.t()).t(), atol=1e-6)
+    assert torch.allclose(out.terms["commit"], (z - out.z.detach()).pow(2).sum(-1))
+    with pytest.raises(ConfigError, match="at least 2 values"):
+        quantiser("latent-quantize", values=1)

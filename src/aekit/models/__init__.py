@@ -27,7 +27,15 @@ from aekit.models.swae import SWAE, SWAEConfig
 from aekit.models.unscented_ae import UnscentedAE, UnscentedAEConfig, UnscentedTerms
 from aekit.models.vae import VAE, BetaVAEConfig, VAEConfig
 from aekit.models.vis import VISConfig, VISTerms
-from aekit.models.vq_vae import FSQAEConfig, LFQAEConfig, QuantisedAutoencoder, RVQVAEConfig, VQVAEConfig
+from aekit.models.vq_vae import (
+    QLAE,
+    FSQAEConfig,
+    LFQAEConfig,
+    QLAEConfig,
+    QuantisedAutoencoder,
+    RVQVAEConfig,
+    VQVAEConfig,
+)
 from aekit.models.wae import WAE, WAEGAN, WAEGANConfig, WAEMMDConfig
 
 __all__ = [
@@ -41,4 +49,5 @@ __all__ = [
     "AutoGen", "AutoGenConfig", "UnscentedAE", "UnscentedAEConfig", "UnscentedTerms",
     "HierarchicalIWAEConfig", "HierarchicalVAEConfig", "LadderVAEConfig", "FlowVAEConfig", "IAFVAEConfig",
     "CoupledTerms", "CoupledVAE", "CoupledVAEConfig", "OTCoupling", "VISConfig", "VISTerms",
+    "FSQAEConfig", "LFQAEConfig", "QLAE", "QLAEConfig", "QuantisedAutoencoder", "RVQVAEConfig", "VQVAEConfig",
 ]

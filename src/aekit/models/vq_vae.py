@@ -6,6 +6,7 @@ bottleneck (:mod:`aekit.nn.quantize`), on a grid of codes by default (the ``conv
     rvq-vae   residual VQ: a stack of codebooks, each on the residual                    Zeghidour et al. 2021
     fsq-ae    finite scalar quantisation: bounded, rounded coordinates                   Mentzer et al. 2023
     lfq-ae    lookup-free quantisation: signs, an entropy term                           Yu et al. 2023
+    qlae      latent quantisation: a learnt scalar codebook per coordinate               Hsu et al. 2023
 
 The config's shorthands (``codebook_size``, ``stages``, ``levels``, ``bits``) set the bottleneck's settings;
 ``bottleneck.KEY=VALUE`` sets any other (``bottleneck.gradient=rotation``, ``bottleneck.ema=false``) and wins
@@ -84,6 +85,19 @@ class LFQAEConfig(QuantisedConfig):
         super().__post_init__()
 
 
+@dataclass(frozen=True)
+class QLAEConfig(QuantisedConfig):
+    """One code vector per example (the ``conv`` backbone), ``latent_dim`` coordinates of ``values`` learnt
+    scalars each (the paper's 10; it takes twice as many coordinates as the data have factors)."""
+
+    backbone: str = "conv"
+    channels: tuple[int, ...] = (32, 64, 128)
+    bottleneck: str = "latent-quantize"
+    latent_dim: int = 10
+    values: int = 10
+    shorthands: ClassVar[dict[str, tuple[str, str]]] = {"values": ("bottleneck", "values")}
+
+
 @register_model("vq-vae", config=VQVAEConfig, description="VQ-VAE: the nearest of K learnt codes, EMA codebook, "
                 "k-means start, dead-code restarts (van den Oord et al. 2017)")
 @register_model("rvq-vae", config=RVQVAEConfig, description="Residual VQ autoencoder: a stack of codebooks, each "
@@ -105,3 +119,12 @@ class QuantisedAutoencoder(Autoencoder):
             values["backbone"] = "mlp"
             notes.append("backbone=mlp (the examples are not images; one code vector per example)")
         return values, notes
+
+
+@register_model("qlae", config=QLAEConfig, description="Quantised latent autoencoder: a learnt scalar codebook per "
+                "coordinate, high weight decay (Hsu et al. 2023)")
+class QLAE(QuantisedAutoencoder):
+    """Latent quantisation with the authors' strong weight decay (AdamW, 0.1) on every weight, which with the
+    finite codebook per coordinate is what they find pushes the code towards disentanglement."""
+
+    train_defaults: ClassVar[dict[str, Any]] = {"weight_decay": 0.1}

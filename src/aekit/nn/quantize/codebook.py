@@ -48,7 +48,7 @@ def nearest(z: torch.Tensor, embed: torch.Tensor, cosine: bool = False, temperat
             if temperature > 0:
                 u = torch.rand(d.shape, device=d.device, generator=generator).clamp_(1e-20, 1.0)
                 d = d / temperature + torch.log(-torch.log(u))  # -(score + Gumbel noise)
-            codes.append(d.argmin(-1))
+            codes.append(d.min(-1).indices)  # the first minimum, as argmin, in a faster CPU kernel
         return torch.cat(codes, 1).transpose(0, 1)  # [N, H]
 
 
@@ -109,13 +109,15 @@ def perplexity(counts: torch.Tensor) -> torch.Tensor:
 
 class Codebook(nn.Module):
     """``size`` entries of dimension ``dim`` for each of ``heads`` heads (a separate codebook per head, the
-    multi-head and grouped quantisers), learnt by EMA (``ema``, decay ``decay``) or by gradient."""
+    multi-head and grouped quantisers), learnt by EMA (``ema``, decay ``decay``) or by gradient. ``linear``: the
+    entries are a frozen random basis C times a learnt d x d map W per head, e_k = C_k W (SimVQ, Zhu et al. 2024:
+    every entry moves with each step of W, so none is left behind), W starting at the identity."""
 
     average_buffers = "copy"  # the entries follow their own averages, not the weight average
 
     def __init__(self, size: int, dim: int, heads: int = 1, ema: bool = True, decay: float = 0.99,
                  eps: float = 1e-5, cosine: bool = False, kmeans_iters: int = 10, dead_after: int = 20,
-                 temperature: float = 0.0, chunk: int = CHUNK) -> None:
+                 temperature: float = 0.0, chunk: int = CHUNK, linear: bool = False) -> None:
         super().__init__()
         self.size, self.dim, self.heads = size, dim, heads
         self.ema, self.decay, self.eps, self.cosine = ema, decay, eps, cosine
@@ -123,11 +125,13 @@ class Codebook(nn.Module):
         embed = torch.randn(heads, size, dim) / dim ** 0.5  # e [H, K, d]
         if cosine:
             embed = F.normalize(embed, dim=-1)
-        if ema:
+        self.map = nn.Parameter(torch.eye(dim).repeat(heads, 1, 1)) if linear else None  # W [H, d, d]
+        if ema or linear:
             self.register_buffer("embed", embed)
+        if ema:
             self.register_buffer("cluster_size", torch.ones(heads, size))  # N_k
             self.register_buffer("embed_sum", embed.clone())  # m_k
-        else:
+        elif not linear:
             self.embed = nn.Parameter(embed)
         self.register_buffer("idle", torch.zeros(heads, size, dtype=torch.long))  # steps since each entry was used
 
@@ -135,18 +139,22 @@ class Codebook(nn.Module):
         """The codes ``[N, H]`` of ``z [N, H, d]``: the nearest entries, or draws near them in training with a
         temperature."""
         temperature = self.temperature if self.training else 0.0
-        return nearest(z, self.embed, self.cosine, temperature, self.chunk)
+        return nearest(z, self.entries(), self.cosine, temperature, self.chunk)
+
+    def entries(self) -> torch.Tensor:
+        """The entries ``[H, K, d]``: the stored ones, or C W for a linear codebook."""
+        return self.embed if self.map is None else torch.bmm(self.embed, self.map)
 
     def lookup(self, codes: torch.Tensor) -> torch.Tensor:
         """The entries ``[..., H, d]`` of ``codes [..., H]`` (unit vectors for a cosine codebook)."""
         heads = torch.arange(self.heads, device=codes.device)
-        e = self.embed[heads, codes]  # [..., H, d]
+        e = self.entries()[heads, codes]  # [..., H, d]
         return F.normalize(e, dim=-1) if self.cosine else e
 
     @torch.no_grad()
     def init_kmeans(self, z: torch.Tensor, generator: torch.Generator | None = None) -> None:
         """Entries from k-means of each head's vectors ``z [N, H, d]``."""
-        if self.kmeans_iters < 1:
+        if self.kmeans_iters < 1 or self.map is not None:
             return
         for h in range(self.heads):
             self.embed.data[h] = kmeans(z[:, h], self.size, self.kmeans_iters, self.cosine, generator)

@@ -8,11 +8,12 @@ import math
 from typing import ClassVar
 
 import torch
+from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from aekit.config import require
 from aekit.nn.priors import Prior
-from aekit.nn.quantize.base import Quantized, Quantizer, commitment
+from aekit.nn.quantize.base import Quantized, Quantizer, codebook_loss, commitment, straight_through
 from aekit.objectives import Term
 from aekit.parts import PartContext, register_part
 
@@ -173,3 +174,36 @@ def mean_code_entropy(logits: torch.Tensor, chunk: int) -> torch.Tensor:
 
 def _chunk_mean(base: torch.Tensor, logits: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
     return torch.exp(base + logits @ bits.t()).mean(0)  # [chunk]
+
+
+@register_part("bottlenecks", "latent-quantize", "latent quantisation: each coordinate snapped to the nearest of its "
+               "own learnt scalar values (Hsu et al. 2023, QLAE)")
+class LatentQuantizer(Quantizer):
+    """z_hat_j = v_{j, k_j}, k_j = argmin_k |z_j - v_{j,k}|: coordinate j of the code takes one of its own
+    ``values`` learnt scalars v_j (starting evenly spaced on [-0.5, 0.5], as Hsu et al. 2023), passed on with
+    the straight-through gradient and trained by the quantisation term ||sg(z) - z_hat||^2 (``codebook``) and the
+    commitment term ||z - sg(z_hat)||^2, each weighted 0.01 as in the authors' configurations. The code is one
+    index per coordinate, found by search over the values themselves, so it stays right however the learnt
+    values move (an index computed from a uniform grid would not). A coordinate's values are a small codebook of
+    their own: the code space is the product of the coordinates', values^d codes, as the paper's disentangling
+    latent space asks."""
+
+    terms: ClassVar[dict[str, Term]] = {"commit": Term(weight=0.01), "codebook": Term(weight=0.01)}
+
+    def __init__(self, context: PartContext, prior: Prior | None = None, values: int = 10) -> None:
+        require(values >= 2, f"bottleneck.values={values}: each coordinate needs at least 2 values")
+        super().__init__(context, context.latent_dim)
+        self.values = nn.Parameter(torch.linspace(-0.5, 0.5, values).repeat(context.latent_dim, 1))  # v [d, n]
+
+    @property
+    def codebook_sizes(self) -> list[int]:
+        return [self.values.shape[1]] * self.code_width
+
+    def quantize(self, z_e: torch.Tensor) -> Quantized:
+        codes = (z_e.detach().unsqueeze(-1) - self.values.detach()).abs().argmin(-1)  # [N, d]
+        z_hat = self.lookup(codes)  # [N, d]
+        return Quantized(z=straight_through(z_e, z_hat), codes=codes,
+                         terms={"commit": commitment(z_e, z_hat), "codebook": codebook_loss(z_e, z_hat)})
+
+    def lookup(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.values.gather(1, codes.t()).t()  # v_{j, k_j} [N, d]

@@ -42,7 +42,7 @@ class CodebookQuantizer(Quantizer):
 
     def __init__(self, context: PartContext, stages: int, codebook_size: int, codebook_dim: int, heads: int,
                  ema: bool, decay: float, cosine: bool, kmeans_iters: int, dead_after: int, temperature: float,
-                 gradient: str, chunk: int) -> None:
+                 gradient: str, chunk: int, linear: bool = False) -> None:
         check_codebook(codebook_size)
         require(heads >= 1, f"bottleneck.heads={heads} must be >= 1")
         require(codebook_dim > 0 or context.latent_dim % heads == 0, f"latent_dim={context.latent_dim} does not "
@@ -59,7 +59,8 @@ class CodebookQuantizer(Quantizer):
         self.stages, self.ema, self.gradient = stages, ema, gradient
         self.codebooks = nn.ModuleList(
             Codebook(codebook_size, self.dim, heads, ema, decay, cosine=cosine, kmeans_iters=kmeans_iters,
-                     dead_after=dead_after, temperature=temperature, chunk=chunk) for _ in range(stages))
+                     dead_after=dead_after, temperature=temperature, chunk=chunk, linear=linear)
+            for _ in range(stages))
 
     @property
     def codebook_sizes(self) -> list[int]:
@@ -123,6 +124,22 @@ class VectorQuantizer(CodebookQuantizer):
         z_q = codebook.lookup(codes)  # [N, H, d]
         return Quantized(z=straight_through(z, z_q, self.gradient).flatten(1), codes=codes,
                          terms=self.terms_of(z, z_q), hook={"inputs": z.detach().flatten(1)})
+
+
+@register_part("bottlenecks", "simvq", "SimVQ: a frozen random codebook times one learnt linear map, so every entry "
+               "moves at each step (Zhu et al. 2024)")
+class SimVQ(VectorQuantizer):
+    """VQ over the entries e_k = C_k W, C a frozen random basis, W a learnt d x d map (per head), trained by the
+    codebook term ||sg(z_e) - C_k W||^2 (which reaches W, and so every entry) and the commitment term: the
+    remedy of Zhu et al. (2024) for the collapse of codebooks whose rarely chosen entries never receive a
+    gradient. No EMA, no k-means, no restarts: the map is what learns. The other settings are
+    :class:`VectorQuantizer`'s."""
+
+    def __init__(self, context: PartContext, prior: Prior | None = None, codebook_size: int = 512,
+                 codebook_dim: int = 0, heads: int = 1, cosine: bool = False, temperature: float = 0.0,
+                 gradient: str = "ste", chunk: int = CHUNK) -> None:
+        CodebookQuantizer.__init__(self, context, 1, codebook_size, codebook_dim, heads, False, 0.99, cosine, 0, 0,
+                                   temperature, gradient, chunk, linear=True)
 
 
 @register_part("bottlenecks", "rvq", "residual VQ: `stages` codebooks, each quantising what the ones before left, "
