@@ -41,13 +41,16 @@ out) and ``batch_terms_batch_size`` states that size (:class:`~aekit.evaluation.
   latents.
 - ``codebook``: a quantised model's code usage over the split: the share of entries used, the perplexity, the
   dead entries, the code entropy in bits, and each residual stage's usage.
+- ``disentanglement``: on a ground-truth factor dataset, the BetaVAE and FactorVAE scores, MIG, SAP, DCI, modularity,
+  explicitness, InfoMEC and the total correlation of the codes, each beside its settings.
 
-Later families add theirs (disentanglement, anomaly) with :func:`register_suite`.
+Later families add theirs (anomaly) with :func:`register_suite`.
 """
 
 from aekit.evaluation import (  # noqa: F401  (registers the suites)
     classification,
     codebook,
+    disentanglement,
     graph,
     masked,
     reconstruction,
