@@ -15,12 +15,14 @@ and the posteriors of each row:
     iaf         vae-iaf, 2 steps, MADE [320], context h of 16  VAE_IAF, 2 MADE blocks of one hidden layer of 320
 
 Pythae's planar flow has no u^ constraint (it takes log(|1 + u^T psi| + 1e-4)) and its IAF no context h (its
-VAE_IAF reads z only). The two libraries start from their own initial weights (the parameterisations differ) under
-the same seed and train one after the other in this process, the order alternating from row to row; each model is
-scored by its own library's importance-sampled estimator on the same seeded test images with the same K
-(aekit: ``importance_sampled_log_likelihood``; Pythae: ``get_nll``, one image at a time, samples in batches of 100).
+VAE_IAF reads z only). Both libraries start from the same initial encoder, decoder and Gaussian heads (Pythae's
+networks, Glorot-uniform weights and zero biases, built under the seed and copied into aekit's model); each flow
+starts from its own library's initial weights. They train one after the other in this process, the order
+alternating from row to row; each model is scored by its own library's importance-sampled estimator on the same
+seeded test images with the same K (aekit: ``importance_sampled_log_likelihood``; Pythae: ``get_nll``, one image
+at a time, samples in batches of 100). ``--rows vae`` adds aekit's plain VAE at the same budget (no Pythae run).
 
-    .venv-bench/bin/python benchmarks/flow_vae_pythae.py --train-examples 10000 --nll-samples 1000 \\
+    .venv-bench/bin/python benchmarks/flow_vae_pythae.py --train-examples 20000 --nll-samples 1000 \\
         --nll-examples 300 --out benchmarks/results/flow_vae_pythae.json
 """
 
@@ -39,9 +41,9 @@ from typing import Any
 
 import torch
 from _common import aekit_source, machine
-from iwae_pythae import ADAM_EPS, BATCH_SIZE, HIDDEN, LATENT_DIM, LR, pythae_networks
+from iwae_pythae import ADAM_EPS, BATCH_SIZE, HIDDEN, LATENT_DIM, LR, PYTHAE_LAYERS, pythae_networks
 from torch import nn
-from vae_binarized_mnist import nll_subset
+from vae_binarized_mnist import aekit_state_from_pythae, nll_subset
 
 import aekit
 from aekit.data.base import Splits
@@ -54,14 +56,24 @@ ROWS: dict[str, tuple[str, dict[str, Any], str, dict[str, Any]]] = {
                     {"flows": ["Planar"] * K_PLANAR}),
     "iaf": ("vae-iaf", {"flow_length": IAF_STEPS, "made_hidden": (MADE_WIDTH,), "context_dim": CONTEXT}, "VAE_IAF",
             {"n_made_blocks": IAF_STEPS, "n_hidden_in_made": 1, "hidden_size": MADE_WIDTH}),
+    "vae": ("vae", {}, "", {}),  # aekit alone: the Gaussian posterior at the same budget
 }
 
 
 def train_aekit(row: str, splits: Splits, args: argparse.Namespace, workdir: Path) -> tuple[nn.Module, float]:
+    """aekit's model of ``row`` trained from Pythae's initial encoder, decoder and Gaussian heads (the same seed
+    builds them), its flow from its own initial weights."""
     name, settings, _, _ = ROWS[row]
     torch.manual_seed(args.seed)
+    encoder, decoder = pythae_networks()
+    init = {f"{part}.{k}": v for part, net in (("encoder", encoder), ("decoder", decoder))
+            for k, v in net.state_dict().items()}
     model = aekit.build_model(name, data_shape=(1, 28, 28), backbone="mlp", hidden=(HIDDEN, HIDDEN),
                               latent_dim=LATENT_DIM, activation="tanh", likelihood="bernoulli", **settings)
+    heads = "bottleneck.q0.proj." if hasattr(model.bottleneck, "q0") else "bottleneck.proj."  # q_0's, in a flow
+    shared = {k.replace("bottleneck.proj.", heads): v for k, v in aekit_state_from_pythae(init, *PYTHAE_LAYERS).items()}
+    missing = model.load_state_dict(shared, strict=False).missing_keys
+    assert all(key.startswith("bottleneck.flow.") for key in missing), missing
     start = time.perf_counter()
     run = aekit.train(model, data=splits, out=workdir / f"aekit-{row}", evaluate=False, epochs=args.epochs,
                       batch_size=BATCH_SIZE, lr=LR, lr_schedule="constant", optimizer="adam", seed=args.seed,
@@ -137,14 +149,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="aekit-flows-") as tmp:
         for i, row in enumerate(args.rows.split(",")):
             entry: dict[str, Any] = {"aekit": ROWS[row][:2], "pythae": ROWS[row][2:]}
-            for library in ("aekit", "pythae") if i % 2 == 0 else ("pythae", "aekit"):
+            libraries = ("aekit", "pythae") if ROWS[row][2] else ("aekit",)
+            for library in libraries if i % 2 == 0 else libraries[::-1]:
                 train = train_aekit if library == "aekit" else train_pythae
                 model, wall_s = train(row, splits, args, Path(tmp))
                 entry[f"{library}_result"] = {"wall_s": round(wall_s, 1),
                                               **nll(library, model, x, args.nll_samples, args.seed)}
                 print(row, library, entry[f"{library}_result"], flush=True)
-            entry["wall_ratio_aekit_over_pythae"] = round(entry["aekit_result"]["wall_s"]
-                                                          / entry["pythae_result"]["wall_s"], 3)
+            if "pythae_result" in entry:
+                entry["wall_ratio_aekit_over_pythae"] = round(entry["aekit_result"]["wall_s"]
+                                                              / entry["pythae_result"]["wall_s"], 3)
             result["rows"][row] = entry
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
