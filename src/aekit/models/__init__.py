@@ -7,6 +7,7 @@ from aekit.models.base import Autoencoder, AutoencoderConfig, AutoencoderOutput,
 from aekit.models.cevae import CEVAE, CEVAEConfig
 from aekit.models.ciwae import CIWAE, CIWAEBounds, CIWAEConfig
 from aekit.models.classifier import Classifier, ClassifierConfig
+from aekit.models.code_prior import CodePrior, CodePriorConfig
 from aekit.models.contractive import ContractiveAE, ContractiveAEConfig
 from aekit.models.coupled_vae import CoupledTerms, CoupledVAE, CoupledVAEConfig, OTCoupling
 from aekit.models.cvae import CVAE, CVAEConfig
@@ -49,5 +50,6 @@ __all__ = [
     "AutoGen", "AutoGenConfig", "UnscentedAE", "UnscentedAEConfig", "UnscentedTerms",
     "HierarchicalIWAEConfig", "HierarchicalVAEConfig", "LadderVAEConfig", "FlowVAEConfig", "IAFVAEConfig",
     "CoupledTerms", "CoupledVAE", "CoupledVAEConfig", "OTCoupling", "VISConfig", "VISTerms",
+    "CodePrior", "CodePriorConfig",
     "FSQAEConfig", "LFQAEConfig", "QLAE", "QLAEConfig", "QuantisedAutoencoder", "RVQVAEConfig", "VQVAEConfig",
 ]

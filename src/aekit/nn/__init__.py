@@ -3,6 +3,7 @@ dictionaries."""
 
 from aekit.nn.backbones import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, make_backbone
 from aekit.nn.bottlenecks import BottleneckOutput, Deterministic, DiagonalGaussian, make_bottleneck
+from aekit.nn.code_priors import AutoregressivePrior, MaskedTokenPrior
 from aekit.nn.corruptions import GaussianNoise, MaskingNoise, SaltAndPepper, make_corruption
 from aekit.nn.flows import NormalisingFlowPosterior
 from aekit.nn.hierarchical import BottomUpGaussian, HierarchicalPrior, LadderGaussian
@@ -21,4 +22,5 @@ __all__ = [
     "DiscretizedLogistic", "Gaussian", "GaussianNoise", "MLPDecoder", "MLPEncoder", "MaskingNoise",
     "Prior", "SaltAndPepper", "StandardNormal", "TopK", "VectorInput", "make_backbone", "make_bottleneck",
     "make_corruption", "make_likelihood",
+    "AutoregressivePrior", "FSQ", "LFQ", "MaskedTokenPrior", "ResidualVQ", "VectorQuantizer",
 ]
