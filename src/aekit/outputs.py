@@ -45,7 +45,7 @@ def write_figures(model, splits: Splits, run_dir: Path, seed: int = 0, examples:
             batch.inputs.cpu(), model.reconstruct(batch).cpu(), figures / "reconstructions.png")
     if model.has_prior:
         generator = torch.Generator().manual_seed(seed)
-        if model.config.condition_dim and getattr(model.config, "condition", None) == "labels":
+        if getattr(model.config, "condition_dim", 0) and getattr(model.config, "condition", None) == "labels":
             classes = min(model.config.condition_dim, 10)
 
             def per_class() -> Path:

@@ -1,8 +1,8 @@
 """One registry per kind of part, so that a config names its parts (``bottleneck=gaussian objective=iwae``).
 
 Kinds: ``models`` (the model registry, :mod:`aekit.registry`), ``bottlenecks``, ``priors``, ``likelihoods``,
-``backbones``, ``graph_encoders``, ``corruptions``, ``maskers``, ``targets``, ``regularisers``, ``objectives``. A
-part registers itself where it is defined::
+``backbones``, ``graph_encoders``, ``corruptions``, ``maskers``, ``targets``, ``regularisers``, ``objectives``,
+``code_priors``. A part registers itself where it is defined::
 
     @register_part("priors", "standard-normal", "N(0, I)")
     class StandardNormal(Prior): ...
@@ -44,7 +44,7 @@ from typing import Any
 from aekit.errors import ConfigError
 
 KINDS = ("models", "bottlenecks", "priors", "likelihoods", "backbones", "graph_encoders", "corruptions", "maskers",
-         "targets", "regularisers", "objectives")
+         "targets", "regularisers", "objectives", "code_priors")
 
 
 @dataclass(frozen=True)

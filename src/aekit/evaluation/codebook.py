@@ -61,3 +61,39 @@ class CodebookUsage(Suite):
                 stage = columns[s * per_stage:(s + 1) * per_stage]
                 results[f"stage{s}_usage"] = sum(c["usage"] for c in stage) / len(stage)
         return results
+
+
+PRIOR_LOG_PROB_EXAMPLES = 500  # test examples a prior without an exact training loss is scored on
+
+
+@register_suite("code-prior")
+class CodePriorLikelihood(Suite):
+    """A prior over codes on the split's codes: ``bits_per_code`` = -log2 p(k) / T, the log-likelihood of each
+    example's T code tokens in bits per token (the autoregressive prior's exact loss over the whole split; for the
+    masked prior, the exact log-likelihood along one random order of each of the first
+    :data:`PRIOR_LOG_PROB_EXAMPLES` examples, said in ``bits_per_code_examples``), beside ``unigram_bits_per_code``,
+    the entropy of the split's codes without context (per token, the mean over the columns): the bits a prior
+    saves are the difference."""
+
+    def update(self, model, batch, out, state: SuiteState) -> None:
+        state.keep("codes", out.codes)
+        state.add("nll", out.terms["nll"])
+
+    def compute(self, model, state: SuiteState) -> dict[str, Any]:
+        codes = state.rows("codes")  # [N, T]
+        t, columns = codes.shape[1], model.columns
+        sizes = model.network.net.sizes
+        per_column = codes.view(len(codes), -1, columns)  # [N, prod(L), G]
+        unigram = sum(column_usage(per_column[..., g].flatten(), sizes[g])["entropy_bits"] for g in range(columns))
+        results: dict[str, Any] = {"unigram_bits_per_code": unigram / columns}
+        if model.config.network == "autoregressive":
+            results["bits_per_code"] = state.mean("nll") / (t * math.log(2))
+            results["bits_per_code_examples"] = len(codes)
+            return results
+        subset = codes[:PRIOR_LOG_PROB_EXAMPLES].to(model.device)
+        generator = torch.Generator().manual_seed(state.ctx.seed)
+        with torch.no_grad():
+            log_p = torch.cat([model.network.log_prob(chunk, generator) for chunk in subset.split(100)])
+        results["bits_per_code"] = float(-log_p.mean()) / (t * math.log(2))
+        results["bits_per_code_examples"] = len(subset)
+        return results

@@ -65,13 +65,14 @@ SHORT_SEQUENCE = 256
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention: one ``[D, 3D]`` projection to q, k, v, then scaled dot-product attention."""
+    """Multi-head self-attention: one ``[D, 3D]`` projection to q, k, v, then scaled dot-product attention;
+    ``causal``: token i attends to tokens j <= i only (an autoregressive model)."""
 
-    def __init__(self, width: int, heads: int, qkv_bias: bool = True) -> None:
+    def __init__(self, width: int, heads: int, qkv_bias: bool = True, causal: bool = False) -> None:
         super().__init__()
         if width % heads:
             raise ConfigError(f"width={width} is not divisible by heads={heads}; choose a width that is")
-        self.heads = heads
+        self.heads, self.causal = heads, causal
         self.qkv = nn.Linear(width, 3 * width, bias=qkv_bias)
         self.proj = nn.Linear(width, width)
 
@@ -80,21 +81,24 @@ class Attention(nn.Module):
         q, k, v = (t.transpose(1, 2) for t in self.qkv(x).view(b, n, 3, self.heads, d // self.heads).unbind(2))
         if x.device.type == "cpu" and n <= SHORT_SEQUENCE:  # q, k, v: [B, H, N, d/H]
             # softmax(q k^T / sqrt(d_h)) v written out: on a CPU, faster than the fused kernels for short sequences
-            out = ((q @ k.transpose(-2, -1)) * (d // self.heads) ** -0.5).softmax(-1) @ v  # [B, H, N, d/H]
+            scores = (q @ k.transpose(-2, -1)) * (d // self.heads) ** -0.5  # [B, H, N, N]
+            if self.causal:
+                scores = scores.masked_fill(torch.ones(n, n, dtype=torch.bool, device=x.device).triu(1), -torch.inf)
+            out = scores.softmax(-1) @ v  # [B, H, N, d/H]
         else:
-            out = F.scaled_dot_product_attention(q, k, v)  # [B, H, N, d/H]
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)  # [B, H, N, d/H]
         return self.proj(out.transpose(1, 2).reshape(b, n, d))  # [B, N, D]
 
 
 class Block(nn.Module):
     """Pre-norm Transformer block: attention and a GELU MLP of ``mlp_ratio * width``, each in a residual."""
 
-    def __init__(self, width: int, heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True, eps: float = 1e-6
-                 ) -> None:
+    def __init__(self, width: int, heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True, eps: float = 1e-6,
+                 causal: bool = False) -> None:
         super().__init__()
         hidden = int(width * mlp_ratio)
         self.norm1 = nn.LayerNorm(width, eps=eps)
-        self.attn = Attention(width, heads, qkv_bias)
+        self.attn = Attention(width, heads, qkv_bias, causal)
         self.norm2 = nn.LayerNorm(width, eps=eps)
         self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width))
 

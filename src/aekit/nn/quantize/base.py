@@ -149,8 +149,9 @@ class Quantizer(Bottleneck):
 
     # Learning the codebook outside the gradient.
     def init_from_data(self, batch) -> None:
-        """A learnt codebook starts from k-means on the encoder's outputs for a sample of training data."""
-        if self.model is None or not callable(getattr(self, "init_codebooks", None)):
+        """A learnt codebook starts from k-means on the encoder's outputs for a sample of training data (not when the
+        quantiser is in evaluation mode: a trained model held fixed inside another, as under a prior over codes)."""
+        if self.model is None or not self.training or not callable(getattr(self, "init_codebooks", None)):
             return
         model = self.model()
         z_e = model.encode(batch.inputs, condition=model.condition_of(batch)).params["z_e"]
@@ -161,9 +162,9 @@ class Quantizer(Bottleneck):
         self.init_codebooks(rows, generator)
 
     def after_optimizer_step(self, ctx) -> None:
-        """The step's rows, from every micro-batch's output, to ``update_codebooks``."""
+        """The step's rows, from every micro-batch's output, to ``update_codebooks`` (in training mode only)."""
         update = getattr(self, "update_codebooks", None)
-        if update is None or not ctx.outputs:
+        if update is None or not ctx.outputs or not self.training:
             return
         params = [out.latent.params for out in ctx.outputs]
         update({name: torch.cat([p[name].detach().reshape(-1, p[name].shape[-1]) for p in params])
