@@ -10,6 +10,7 @@ import torch
 import aekit
 from aekit.cli import main
 from aekit.errors import ConfigError, DataError
+from aekit.report.html import explain_metric
 
 QUICK = dict(progress=False, figures=False, batch_size=64, val_examples=64)
 
@@ -29,6 +30,7 @@ def test_a_prior_over_codes_beats_their_unigram_bits_and_samples_images(vq_run, 
                       depth=2, heads=2, steps=80, **QUICK)
     m = run.metrics
     assert m["test/bits_per_code"] < m["test/unigram_bits_per_code"]  # context helps
+    assert all(explain_metric(k, ("code-prior",)) for k in m if k.startswith("test/"))
     prior = aekit.load(tmp_path / network)  # alone: the quantised model's weights are saved with it
     source = aekit.load(vq_run)
     x = torch.rand(4, 1, 8, 8)

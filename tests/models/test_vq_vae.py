@@ -10,6 +10,7 @@ import torch
 
 import aekit
 from aekit.cli import main
+from aekit.report.html import explain_metric
 
 QUICK = dict(progress=False, figures=False, batch_size=64, val_examples=128)
 
@@ -30,12 +31,15 @@ def test_a_vq_vae_starts_from_kmeans_trains_and_reports_its_codebook(tmp_path):
     assert m["test/codebook_perplexity"] > 8
     log = (tmp_path / "vq" / "log.csv").read_text().splitlines()[0].split(",")
     assert {"commit", "perplexity", "code_usage", "dead_codes"} <= set(log)
+    unexplained = [k for k in m if k.startswith("test/") and not explain_metric(k, model.suites)]
+    assert not unexplained  # the report says what each of them measures
 
 
 def test_a_saved_quantised_model_gives_the_same_codes_and_decodes_them(tmp_path):
     torch.manual_seed(1)
-    aekit.train("rvq-vae", "digits", tmp_path / "rvq", steps=10, channels=(8, 16), latent_dim=4, stages=2,
-                codebook_size=16, **QUICK)
+    run = aekit.train("rvq-vae", "digits", tmp_path / "rvq", steps=10, channels=(8, 16), latent_dim=4, stages=2,
+                      codebook_size=16, **QUICK)
+    assert explain_metric("test/stage1_usage") and run.metrics["test/stage1_usage"] > 0
     model = aekit.load(tmp_path / "rvq")
     x = torch.rand(5, 1, 8, 8)
     again = aekit.load(tmp_path / "rvq")

@@ -107,6 +107,29 @@ METRIC_EXPLANATIONS = {
                      "reconstruction for data of unit mean squared norm; per example",
     "test/gate_recon": "-log p(x | the gate's activations through the frozen decoder): the gated code's auxiliary "
                        "reconstruction; nats per example",
+    "test/commit": "commitment: ||z_e - sg(z_q)||^2, how far the encoder's vectors lie from their codes, summed "
+                   "over an example's positions; squared latent units per example",
+    "test/codebook": "codebook term ||sg(z_e) - z_q||^2 that moves entries learnt by gradient; squared latent units "
+                     "per example",
+    "test/entropy": "LFQ's entropy term: the mean per-vector code entropy minus diversity times the batch's code "
+                    "entropy (lower: confident codes, spread over the codebook); nats per example",
+    "test/perplexity": "exp of the entropy of one batch's code use, the mean over code columns (K for uniform use, 1 "
+                       "for one code); codes",
+    "test/code_usage": "share of the codebook one batch used, the mean over code columns; fraction",
+    "test/dead_codes": "entries unused for the restart period (dead_after steps) when training ended; count",
+    "test/codebook_usage": "share of each code column's entries used at least once over the split, their mean; "
+                           "fraction",
+    "test/codebook_perplexity": "exp of the entropy of the split's code distribution, the mean over code columns "
+                                "(K for uniform use, 1 for a collapsed codebook); codes",
+    "test/unused_codes": "entries never used over the split, summed over code columns; count",
+    "test/code_entropy_bits": "entropy of the split's codes without context, summed over code columns: what a "
+                              "grid position costs without a prior; bits per position",
+    "test/code_capacity_bits": "sum over code columns of log2 of the codebook size; bits per position",
+    "test/bits_per_code": "-log2 p(k) of the test codes under the prior, per token (the masked prior's along one "
+                          "random order); bits per code",
+    "test/unigram_bits_per_code": "entropy of the test codes without context, per token: what bits_per_code "
+                                  "improves on; bits per code",
+    "test/bits_per_code_examples": "test examples behind bits_per_code; count",
     "test/linear_probe_acc": "accuracy of a logistic regression on the latent means, fit on train; fraction",
     "test/knn_acc": "accuracy of 5 nearest neighbours in latent-mean space, fit on train; fraction",
     "test/auc": "ROC-AUC of the held-out edges against as many sampled non-edges; fraction",
@@ -150,6 +173,9 @@ SUITE_EXPLANATIONS = {
                       "(pixels, each patch normalised when norm_pix_loss, or a teacher's features), averaged over "
                       "their values; target units",
     },
+    "code-prior": {"test/nll": "the prior's training loss on the test codes: -log p(k) for the autoregressive prior, "
+                               "the masked tokens' cross-entropy scaled to the sequence for the masked one; nats "
+                               "per example"},
     "link-prediction": {"test/recon": "the adjacency's reconstruction loss: binary cross-entropy of the edges and of "
                                       "non-edges (sampled, or every pair with recon=dense); nats per pair"},
 }
@@ -162,6 +188,8 @@ HEADLINES = {
     "classification": ("test/accuracy", "test/ce"),
     "link-prediction": ("test/auc", "test/ap"),
     "node-classification": ("test/node_acc",),
+    "codebook": ("test/codebook_usage", "test/codebook_perplexity", "test/code_entropy_bits"),
+    "code-prior": ("test/bits_per_code", "test/unigram_bits_per_code"),
     "reconstruction": ("test/mse", "test/psnr"),
     "representation": ("test/linear_probe_acc", "test/knn_acc", "test/active_units"),
 }
@@ -169,7 +197,7 @@ HEADLINES = {
 _TAKEN_WITH = {"test/nll": ("nll_samples", "nll_examples")}
 # Metric names (the key after its split prefix) for which one direction is better; others have none. The KL and
 # the active units have none: the lowest KL may be a collapsed posterior, the most units a rate bought with recon.
-_LOWER_IS_BETTER = {"nll", "recon", "mse", "bce", "bits_per_dim", "best_val_loss", "fvu"}
+_LOWER_IS_BETTER = {"nll", "recon", "mse", "bce", "bits_per_dim", "best_val_loss", "fvu", "bits_per_code"}
 _HIGHER_IS_BETTER = {"elbo", "psnr", "auc", "ap", "node_acc", "best_val_auc", "roc_auc", "average_precision",
                      "explained_variance"}
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -223,6 +251,9 @@ def explain_metric(key: str, suites: tuple[str, ...] = ()) -> str:
     if text is None and layer:
         text = (f"KL of stochastic layer {layer[1]} (1: next to the data) from its prior given the layer above "
                 "(the top: N(0, I)), a share of the kl term; nats per example")
+    stage = re.fullmatch(r"stage(\d+)_usage", name or key)
+    if text is None and stage:
+        text = f"share of residual stage {stage[1]}'s codebook used over the split (0: the first stage); fraction"
     if text is None:
         return ""
     direction = metric_direction(key)
