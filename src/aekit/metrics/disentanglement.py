@@ -247,7 +247,7 @@ def _importance(x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarra
     else:
         from sklearn.linear_model import LogisticRegression
 
-        model = LogisticRegression(max_iter=200, random_state=seed).fit(x[train], y[train])
+        model = LogisticRegression(tol=1e-3, max_iter=100, random_state=seed).fit(x[train], y[train])
         weight = np.abs(model.coef_).mean(0)  # [D], the z-scored units' mean |coefficient| over the classes
     accuracy = [float(np.mean(model.predict(x[rows]) == y[rows])) for rows in (train, test)]
     return weight, *accuracy
@@ -265,7 +265,9 @@ def dci(codes: Array, factors: Array, regressor: str = "gbt", train_fraction: fl
 
     (entropies in base K and D; the weights rho as disentanglement_lib). ``regressor``: ``gbt``, scikit-learn's
     gradient-boosted trees (the authors' random forests' successor in disentanglement_lib), R = their feature
-    importances; ``logistic``, a fast multinomial logistic regression on the z-scored codes, R = mean |weight|."""
+    importances; ``logistic``, a fast multinomial logistic regression on the z-scored codes (L2, C = 1, stopped at a
+    tolerance of 1e-3), R = mean |weight|: seconds where the trees take minutes, but blind to relations no linear
+    boundary separates (a unit that encodes an angle), which lowers I, and its weights leak onto other units."""
     require_choice(regressor, ("gbt", "logistic"), "dci regressor")
     codes, factors = check_inputs(codes, factors)
     levels, x = factor_levels(factors), _zscore(codes)
