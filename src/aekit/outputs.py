@@ -102,6 +102,18 @@ def _latent_figures(model, splits: Splits, figures: Path, examples: int | None) 
             return report.plot_latent_map(codes(n_map).flatten(1), None if y is None else y.numpy(),
                                           figures / "latent_map.png", class_names=test.classes)
         planned["latent_map.png"] = latent_map
+    if "codebook" in suites:
+        def code_usage() -> Path:
+            n = min(len(test), 10000, examples or 10000)
+            with torch.no_grad():
+                codes = torch.cat([model.encode(test.batch(slice(i, min(i + 500, n))).to(model.device).inputs)
+                                   .params["codes"].flatten(0, -2).cpu() for i in range(0, n, 500)])
+            sizes, stages = model.bottleneck.codebook_sizes, getattr(model.bottleneck, "stages", 1)
+            heads = len(sizes) // stages
+            names = [" ".join(([f"stage {g // heads}"] if stages > 1 else []) + ([f"head {g % heads}"] if heads > 1
+                              else [])) or "code" for g in range(len(sizes))]
+            return report.plot_code_usage(codes, sizes, figures / "code_usage.png", names)
+        planned["code_usage.png"] = code_usage
     if {"link-prediction", "node-classification"} & set(model.suites):  # a graph: its node embeddings
         def node_map() -> Path:
             y = splits.test.y

@@ -57,7 +57,7 @@ def test_the_cli_trains_each_quantised_model(tmp_path, name, extra, capsys):
     assert code == 0, capsys.readouterr().err
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test/codebook_usage"] > 0
-    assert (out / "model" / "model.safetensors").is_file()
+    assert (out / "model" / "model.safetensors").is_file() and (out / "figures" / "code_usage.png").is_file()
 
 
 def test_tabular_data_take_one_code_vector_per_example(tmp_path):

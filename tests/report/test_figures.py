@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from aekit.errors import DataError
-from aekit.report import plot_latent_map, plot_reconstructions, plot_samples, plot_training_curves
+from aekit.report import plot_code_usage, plot_latent_map, plot_reconstructions, plot_samples, plot_training_curves
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -207,3 +207,10 @@ def test_plot_latent_density_writes_png_and_rejects_a_non_matrix(tmp_path: Path)
     assert path.read_bytes().startswith(b"\x89PNG")
     with pytest.raises(DataError, match=r"expected \[N, D\]"):
         plot_latent_density(np.zeros(5), tmp_path / "bad.png")
+
+
+def test_plot_code_usage_draws_each_column_and_rejects_a_mismatch(tmp_path: Path) -> None:
+    codes = np.stack([np.arange(300) % 7, np.zeros(300, dtype=int)], 1)  # 7 of 8 used; one code
+    assert_png(plot_code_usage(codes, [8, 4], tmp_path / "usage.png", ["stage 0", "stage 1"]))
+    with pytest.raises(DataError, match="expected"):
+        plot_code_usage(codes, [8], tmp_path / "bad.png")

@@ -7,6 +7,7 @@ matplotlib is imported only when a figure is drawn.
 
 from aekit.report.compare import write_comparison
 from aekit.report.figures import (
+    plot_code_usage,
     plot_image_rows,
     plot_latent_density,
     plot_latent_map,
@@ -20,6 +21,7 @@ __all__ = [
     "FIGURE_CAPTIONS",
     "METRIC_EXPLANATIONS",
     "explain_metric",
+    "plot_code_usage",
     "plot_image_rows",
     "plot_latent_density",
     "plot_latent_map",

@@ -199,6 +199,36 @@ def plot_latent_density(z: Any, path: str | os.PathLike[str]) -> Path:
     return _save(fig, path)
 
 
+def plot_code_usage(codes: Any, sizes: list[int], path: str | os.PathLike[str], names: list[str] | None = None,
+                    max_columns: int = 8) -> Path:
+    """The usage histogram of a quantised code: for each of the first ``max_columns`` columns of ``codes [N, G]``
+    (a head or a residual stage, each of ``sizes[g]`` entries, called ``names[g]``), the share of the N rows each
+    used entry takes, entries sorted from most to least used, on a log scale, with the unused entries and the
+    perplexity said."""
+    codes = np.asarray(_as_array(codes, "codes"))
+    if codes.ndim != 2 or len(codes) == 0 or codes.shape[1] != len(sizes):
+        raise DataError(f"plot_code_usage: codes have shape {list(codes.shape)}; expected [N, {len(sizes)}]")
+    shown = min(codes.shape[1], max_columns)
+    columns = min(shown, 4)
+    fig = _new_figure((3.6 * columns, 3.0 * math.ceil(shown / columns)))
+    axes = np.atleast_1d(fig.subplots(math.ceil(shown / columns), columns, squeeze=False)).ravel()
+    for g, ax in enumerate(axes):
+        if g >= shown:
+            ax.set_axis_off()
+            continue
+        counts = np.sort(np.unique(codes[:, g], return_counts=True)[1])[::-1]
+        share = counts / counts.sum()
+        perplexity = float(np.exp(-(share * np.log(share)).sum()))
+        ax.bar(np.arange(len(share)), share, width=1.0, color="#4c72b0")
+        ax.set_yscale("log")
+        ax.set_xlabel("entries, most used first")
+        ax.set_ylabel("share of rows")
+        name = names[g] if names else f"column {g}"
+        ax.set_title(f"{name}: {len(counts)}/{sizes[g]} used, perplexity {perplexity:.1f}", fontsize=9)
+    fig.suptitle(f"Code usage over {len(codes)} test rows")
+    return _save(fig, path)
+
+
 def plot_training_curves(log_csv_path: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
     """Plot ``loss`` against ``step`` for each split, and every other numeric column that changes over the run in
     its own panel (a constant weight or learning rate, and the clock, are left out).

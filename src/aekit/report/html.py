@@ -34,6 +34,8 @@ FIGURE_CAPTIONS = {
     "samples_per_class.png": "Samples from the prior, one row per class",
     "latent_density.png": "How often each latent fires: log10 of its share of the test rows",
     "latent_map.png": "Latent means, coloured by label",
+    "code_usage.png": "How often each code is used over the test rows (a grid's positions as rows), per code column, "
+                      "most used first",
     "node_embeddings.png": "Node embeddings, coloured by class",
     "training_curves.png": "Training curves (the terms that change; a constant weight is left out)",
 }
