@@ -80,3 +80,12 @@ def test_codes_outside_the_codebook_and_other_data_are_refused(vq_run, tmp_path)
         aekit.train("code-prior", data, tmp_path / "wrong", init=str(vq_run), steps=1, **QUICK)
     with pytest.raises(ConfigError, match="init=RUN"):
         aekit.build_model("code-prior")
+
+
+def test_a_prior_over_multiscale_codes_reads_them_coarse_to_fine(tmp_path):
+    aekit.train("vq-vae", "digits", tmp_path / "ms", steps=5, bottleneck="msvq", channels=(8, 16), latent_dim=4,
+                codebook_size=16, **QUICK)
+    prior = aekit.train("code-prior", "digits", tmp_path / "p", init=str(tmp_path / "ms"), width=16, depth=1,
+                        heads=2, steps=3, **QUICK).model
+    assert prior.network.net.length == 1 + 4  # a 2 x 2 grid: scales 1 x 1 and 2 x 2
+    assert prior.sample(2, generator=torch.Generator().manual_seed(0)).shape == (2, 1, 8, 8)

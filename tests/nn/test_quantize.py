@@ -235,7 +235,7 @@ def test_codes_outside_the_codebook_are_refused():
     q = quantiser("vq", codebook_size=4)
     with pytest.raises(ConfigError, match="outside the codebook"):
         q.decode_codes(torch.tensor([[4]]))
-    with pytest.raises(ConfigError, match="columns"):
+    with pytest.raises(ConfigError, match="codes of shape"):
         q.decode_codes(torch.tensor([[1, 2]]))
 
 
@@ -268,3 +268,18 @@ def test_latent_quantisation_snaps_each_coordinate_to_its_own_learnt_values():
     assert torch.allclose(out.terms["commit"], (z - out.z.detach()).pow(2).sum(-1))
     with pytest.raises(ConfigError, match="at least 2 values"):
         quantiser("latent-quantize", values=1)
+
+
+def test_multiscale_vq_quantises_coarse_to_fine_and_decodes_its_tokens():
+    torch.manual_seed(15)
+    q = quantiser("msvq", dim=4, grid=(5, 5), codebook_size=16, kmeans_iters=0)
+    assert q.sides == [(1, 1), (2, 2), (4, 4), (5, 5)] and q.code_shape == (1 + 4 + 16 + 25, 1)
+    h = torch.randn(3, 5, 5, 4)
+    out = q(h)
+    assert out.params["codes"].shape == (3, 46, 1) and out.params["inputs"].shape == (3 * 46, 4)
+    assert torch.allclose(q.decode_codes(out.params["codes"]), out.mean, atol=1e-5)
+    coarse = out.params["codes"][:, 0, 0]  # the 1 x 1 scale: the nearest entry to each grid's mean
+    z_e = out.params["z_e"].detach()
+    assert torch.equal(coarse, torch.cdist(z_e.mean((1, 2)), q.codebooks[0].embed[0]).argmin(-1))
+    with pytest.raises(ConfigError, match="grid of latents"):
+        quantiser("msvq", dim=4)

@@ -79,8 +79,8 @@ class CodePrior(Model):
             raise DataError(f"{config.init or config.source_model}: is a {config.source_model}, whose latents are "
                             "not quantised; a code prior models the codes of vq-vae, rvq-vae, fsq-ae, lfq-ae or qlae")
         self.autoencoder.requires_grad_(False).eval()  # fixed: no gradient, no codebook update, no k-means
-        self.grid = tuple(self.autoencoder.bottleneck.latent_shape[:-1])  # L
-        self.columns = len(sizes)
+        *self.grid, self.columns = self.autoencoder.bottleneck.code_shape  # positions (a grid, or a token list), G
+        self.grid = tuple(self.grid)
         options = {k: getattr(config, k) for k in NETWORK_SETTINGS}
         if config.network == "masked":
             options.update(schedule=config.schedule, steps=config.steps)

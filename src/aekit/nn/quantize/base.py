@@ -114,6 +114,19 @@ class Quantizer(Bottleneck):
         """The quantised value ``[N, c]`` of ``codes [N, G]``."""
         raise NotImplementedError
 
+    @property
+    def code_shape(self) -> tuple[int, ...]:
+        """The codes of one example: ``(*L, G)``, G columns at each position of the grid ``L``."""
+        return (*self.latent_shape[:-1], len(self.codebook_sizes))
+
+    def quantize_grid(self, z_e: torch.Tensor) -> Quantized:
+        """Quantise ``z_e [B, *L, c]``: each of its B prod(L) rows alone, by :meth:`quantize`."""
+        return self.quantize(z_e.reshape(-1, self.code_width))
+
+    def lookup_grid(self, codes: torch.Tensor) -> torch.Tensor:
+        """The quantised value ``[B, *L, c]`` of an example's codes ``[B, *code_shape]``."""
+        return self.lookup(codes.reshape(-1, codes.shape[-1])).view(*codes.shape[:-1], self.code_width)
+
     def bind(self, model) -> None:
         self.model = ModelRef(model)
 
@@ -122,9 +135,9 @@ class Quantizer(Bottleneck):
         lead = h.shape[:-1]  # [B, *L]
         with torch.autocast(h.device.type, enabled=False):
             z_e = self.proj_in(h.to(self.proj_in.weight.dtype)).float()  # [B, *L, c]
-            q = self.quantize(z_e.reshape(-1, self.code_width))  # N = B * prod(L) rows
+            q = self.quantize_grid(z_e)  # rows: N = B * prod(L) positions, or a grid's tokens
             z = self.proj_out(q.z.to(self.proj_in.weight.dtype)).view(*lead, self.latent_dim)  # [B, *L, D]
-        codes = q.codes.view(*lead, q.codes.shape[-1])  # [B, *L, G]
+        codes = q.codes.view(lead[0], *self.code_shape)  # [B, *L, G]
         terms = {name: value.view(lead[0], -1).sum(-1) for name, value in q.terms.items()}  # per example [B]
         terms.update({name: value * math.prod(lead[1:]) for name, value in q.batch_terms.items()})
         stats = dict(zip(("perplexity", "code_usage"), usage(q.codes, self.codebook_sizes), strict=True))
@@ -133,15 +146,15 @@ class Quantizer(Bottleneck):
                                 params={"z_e": z_e, "codes": codes, **q.hook}, terms=terms, stats=stats)
 
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
-        """Latents ``[B, *L, D]`` of ``codes [B, *L, G]``: what a prior over codes decodes through."""
+        """Latents ``[B, *L, D]`` of codes ``[B, *code_shape]``: what a prior over codes decodes through."""
         require(codes.dtype in (torch.int32, torch.int64), f"codes must be integers, got {codes.dtype}")
         sizes = torch.tensor(self.codebook_sizes, device=codes.device)
-        require(codes.shape[-1] == len(sizes), f"codes have {codes.shape[-1]} columns; this quantiser gives "
-                f"{len(sizes)}")
+        require(tuple(codes.shape[1:]) == self.code_shape, f"codes of shape {tuple(codes.shape[1:])} per example; "
+                f"this quantiser gives {self.code_shape}")
         require(bool(((codes >= 0) & (codes < sizes)).all()), f"codes lie outside the codebook: each column g takes "
                 f"0 <= code < {self.codebook_sizes}")
-        z = self.lookup(codes.reshape(-1, codes.shape[-1]).long())  # [N, c]
-        return self.proj_out(z.to(self.proj_in.weight.dtype)).view(*codes.shape[:-1], self.latent_dim)
+        z = self.lookup_grid(codes.long())  # [B, *L, c]
+        return self.proj_out(z.to(self.proj_in.weight.dtype)).view(len(codes), *self.latent_shape)
 
     def codebook_stats(self) -> dict[str, torch.Tensor]:
         """Statistics of a learnt codebook (dead entries); none for an implicit one."""
