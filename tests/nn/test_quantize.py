@@ -283,3 +283,15 @@ def test_multiscale_vq_quantises_coarse_to_fine_and_decodes_its_tokens():
     assert torch.equal(coarse, torch.cdist(z_e.mean((1, 2)), q.codebooks[0].embed[0]).argmin(-1))
     with pytest.raises(ConfigError, match="grid of latents"):
         quantiser("msvq", dim=4)
+
+
+def test_residual_lfq_halves_its_scale_per_stage_and_decodes_its_codes():
+    torch.manual_seed(16)
+    q = quantiser("lfq", dim=6, bits=6, stages=3)
+    out = q.quantize(torch.randn(40, 6))
+    assert out.codes.shape == (40, 3) and q.codebook_sizes == [64] * 3
+    values = torch.unique(out.z.detach().abs())
+    assert torch.allclose(values, torch.tensor([0.25, 0.75, 1.25, 1.75]))  # 1 +- 1/2 +- 1/4
+    assert torch.allclose(q.lookup(out.codes), out.z.detach(), atol=1e-6)
+    with pytest.raises(ConfigError, match="spherical"):
+        quantiser("lfq", spherical=True, stages=2)

@@ -103,13 +103,16 @@ class LFQ(Quantizer):
     The batch term is scaled by the rows per example, as the per-example terms are sums over an example's rows.
 
     ``spherical`` (BSQ): z is first projected to the unit sphere, u = z / ||z||, and s = 1 / sqrt(bits), so
-    codes and inputs both lie on it."""
+    codes and inputs both lie on it.
+
+    ``stages`` > 1 (residual LFQ): stage t quantises what the stages before left at the scale s 2^-t,
+    z_hat = sum_t q_t, each stage with its commitment and entropy terms (summed)."""
 
     terms: ClassVar[dict[str, Term]] = {"commit": Term(weight=0.25), "entropy": Term(weight=0.1, batch=True)}
 
     def __init__(self, context: PartContext, prior: Prior | None = None, bits: int = 10, heads: int = 1,
                  spherical: bool = False, temperature: float = 1.0, diversity: float = 1.0,
-                 entropy_group_bits: int = 12, chunk: int = 1 << 22) -> None:
+                 entropy_group_bits: int = 12, chunk: int = 1 << 22, stages: int = 1) -> None:
         require(1 <= bits <= INDEX_BITS, f"bottleneck.bits={bits}: a code of more than {INDEX_BITS} bits does not "
                 f"fit an int64 index; use at most {INDEX_BITS} bits per head and more heads")
         require(heads >= 1, f"bottleneck.heads={heads} must be >= 1")
@@ -117,8 +120,10 @@ class LFQ(Quantizer):
         require(diversity >= 0, f"bottleneck.diversity={diversity} must be >= 0")
         require(1 <= entropy_group_bits <= 20, f"bottleneck.entropy_group_bits={entropy_group_bits} must lie in "
                 "1..20")
+        require(stages >= 1 and not (spherical and stages > 1), f"bottleneck.stages={stages} must be >= 1 (and 1 "
+                "with spherical=true: the residual of a point on the sphere is not on it)")
         super().__init__(context, heads * bits)
-        self.bits, self.heads, self.spherical = bits, heads, spherical
+        self.bits, self.heads, self.spherical, self.stages = bits, heads, spherical, stages
         self.temperature, self.diversity = temperature, diversity
         self.group_bits, self.chunk = entropy_group_bits, chunk
         self.scale = 1 / math.sqrt(bits) if spherical else 1.0
@@ -126,17 +131,22 @@ class LFQ(Quantizer):
 
     @property
     def codebook_sizes(self) -> list[int]:
-        return [1 << self.bits] * self.heads
+        return [1 << self.bits] * (self.heads * self.stages)
 
     def quantize(self, z_e: torch.Tensor) -> Quantized:
         z = z_e.view(len(z_e), self.heads, self.bits)  # [N, H, b]
         if self.spherical:
             z = torch.nn.functional.normalize(z, dim=-1)
-        q = torch.where(z > 0, self.scale, -self.scale)
-        codes = ((z > 0).long() * self.powers).sum(-1)  # [N, H]
-        entropy = self.entropy(4 * self.scale * z / self.temperature)  # from the logits of q_i = +s
-        return Quantized(z=(z + (q - z).detach()).flatten(1), codes=codes, terms={"commit": commitment(z, q)},
-                         batch_terms={"entropy": entropy})
+        r, z_hat, codes, commit, entropy = z, torch.zeros_like(z), [], 0, 0
+        for t in range(self.stages):
+            scale = self.scale * 2.0 ** -t
+            q = torch.where(r > 0, scale, -scale)
+            codes.append(((r > 0).long() * self.powers).sum(-1))  # [N, H]
+            commit = commit + commitment(r, q)
+            entropy = entropy + self.entropy(4 * scale * r / self.temperature)  # from the logits of q_i = +s
+            z_hat, r = z_hat + q, r - q
+        return Quantized(z=(z + (z_hat - z).detach()).flatten(1), codes=torch.cat(codes, -1),
+                         terms={"commit": commit}, batch_terms={"entropy": entropy})
 
     def entropy(self, logits: torch.Tensor) -> torch.Tensor:
         """E_n[H(p(c|z_n))] - gamma H(E_n p(c|z_n)), summed over heads, from the bits' logits ``[N, H, b]``."""
@@ -148,8 +158,9 @@ class LFQ(Quantizer):
         return per_sample - self.diversity * codebook
 
     def lookup(self, codes: torch.Tensor) -> torch.Tensor:
-        bits = (codes.unsqueeze(-1) // self.powers) % 2  # [N, H, b]
-        return torch.where(bits > 0, self.scale, -self.scale).flatten(1)
+        bits = (codes.view(len(codes), self.stages, self.heads, 1) // self.powers) % 2  # [N, stages, H, b]
+        scales = self.scale * 2.0 ** -torch.arange(self.stages, device=codes.device).view(-1, 1, 1)
+        return torch.where(bits > 0, scales, -scales).sum(1).flatten(1)
 
 
 def binary_entropy(logits: torch.Tensor) -> torch.Tensor:
