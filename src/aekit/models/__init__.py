@@ -27,6 +27,7 @@ from aekit.models.spark import SparK, SparKConfig
 from aekit.models.swae import SWAE, SWAEConfig
 from aekit.models.unscented_ae import UnscentedAE, UnscentedAEConfig, UnscentedTerms
 from aekit.models.vae import VAE, BetaVAEConfig, VAEConfig
+from aekit.models.vamp_vae import VampVAEConfig
 from aekit.models.vis import VISConfig, VISTerms
 from aekit.models.vq_vae import (
     QLAE,
@@ -50,6 +51,6 @@ __all__ = [
     "AutoGen", "AutoGenConfig", "UnscentedAE", "UnscentedAEConfig", "UnscentedTerms",
     "HierarchicalIWAEConfig", "HierarchicalVAEConfig", "LadderVAEConfig", "FlowVAEConfig", "IAFVAEConfig",
     "CoupledTerms", "CoupledVAE", "CoupledVAEConfig", "OTCoupling", "VISConfig", "VISTerms",
-    "CodePrior", "CodePriorConfig",
+    "CodePrior", "CodePriorConfig", "VampVAEConfig",
     "FSQAEConfig", "LFQAEConfig", "QLAE", "QLAEConfig", "QuantisedAutoencoder", "RVQVAEConfig", "VQVAEConfig",
 ]

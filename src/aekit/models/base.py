@@ -450,15 +450,19 @@ class Autoencoder(Model):
         return values, notes
 
     # The forward pass.
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The encoder's features of ``x [B, *S]``, channels last: a vector ``[B, F]``, or a feature map
+        ``[B, F, *L]`` moved to ``[B, *L, F]`` (what the bottleneck reads, before any condition is joined)."""
+        h = self.encoder(x)  # [B, F] or [B, F, *L]
+        return h.movedim(1, -1) if h.dim() > 2 else h
+
     def encode(self, x: torch.Tensor, n_samples: int = 1, eps: torch.Tensor | None = None,
                condition: torch.Tensor | None = None, gradient: torch.Tensor | None = None) -> BottleneckOutput:
         """q(z | x, c) from the encoder's features: a vector ``[B, F]``, or a feature map ``[B, F, *L]`` moved
         channels last, ``[B, *L, F]``, for a grid of latents ``[S, B, *L, D]``. ``gradient``: a downstream loss's
         gradient with respect to x, for a bottleneck that chooses its latents with it."""
         self.check_input(x)
-        h = self.encoder(x)  # [B, F] or [B, F, *L]
-        if h.dim() > 2:
-            h = h.movedim(1, -1)  # [B, *L, F]
+        h = self.features(x)  # [B, F] or [B, *L, F]
         condition = self.check_condition(condition, x.shape[0])
         if condition is not None:
             c = condition.to(h.dtype).view(h.shape[0], *([1] * (h.dim() - 2)), -1)  # [B, 1.., C]

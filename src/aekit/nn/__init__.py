@@ -8,11 +8,13 @@ from aekit.nn.corruptions import GaussianNoise, MaskingNoise, SaltAndPepper, mak
 from aekit.nn.flows import NormalisingFlowPosterior
 from aekit.nn.hierarchical import BottomUpGaussian, HierarchicalPrior, LadderGaussian
 from aekit.nn.likelihoods import Bernoulli, DiscretizedLogistic, Gaussian, make_likelihood
-from aekit.nn.priors import Prior, StandardNormal
+from aekit.nn.maf import MAFPrior
+from aekit.nn.priors import GaussianMixture, Prior, StandardNormal
 from aekit.nn.quantize import FSQ, LFQ, ResidualVQ, VectorQuantizer
 from aekit.nn.sequence import Conv1dEncoder, RNNEncoder, TransformerEncoder
 from aekit.nn.sparse import BatchTopK, Dictionary, GradientTopK, Matryoshka, SparseCode, TopK, VectorInput
 from aekit.nn.sparse_penalised import Gated, JumpReLU, ReLUL1
+from aekit.nn.vamp import VampPrior
 
 __all__ = [
     "BatchTopK", "Bernoulli", "BottleneckOutput", "Gated", "GradientTopK", "JumpReLU", "Matryoshka", "ReLUL1",
@@ -23,4 +25,5 @@ __all__ = [
     "Prior", "SaltAndPepper", "StandardNormal", "TopK", "VectorInput", "make_backbone", "make_bottleneck",
     "make_corruption", "make_likelihood",
     "AutoregressivePrior", "FSQ", "LFQ", "MaskedTokenPrior", "ResidualVQ", "VectorQuantizer",
+    "GaussianMixture", "MAFPrior", "VampPrior",
 ]

@@ -166,29 +166,32 @@ class MaskedLinear(nn.Linear):
 class MADE(nn.Module):
     """An autoregressive network of ``z [..., D]`` and a context ``h [..., C]`` giving ``m, s [..., D]`` where
     m_i and s_i depend on h and on the z_j earlier than z_i in ``order`` (a permutation of 1..D) only (Germain et al.
-    2015; the context enters the first layer unmasked, Kingma et al. 2016). A hidden unit of degree d in 0..D-1 sees
-    the coordinates of order <= d; an output of order i the hidden units of degree < i."""
+    2015; the context enters the first layer unmasked, Kingma et al. 2016; ``context_dim=0``: none). A hidden unit of
+    degree d in 0..D-1 sees the coordinates of order <= d; an output of order i the hidden units of degree < i.
+    ``s_bias``: the starting bias of s."""
 
     FORGET_BIAS = 1.0  # s starts near +1, sigma = sigmoid(s) near 0.73: close to the identity (Kingma et al. 2016)
 
-    def __init__(self, order: torch.Tensor, context_dim: int, hidden: tuple[int, ...], activation: str) -> None:
+    def __init__(self, order: torch.Tensor, context_dim: int, hidden: tuple[int, ...], activation: str,
+                 s_bias: float = FORGET_BIAS) -> None:
         super().__init__()
         d = len(order)
         degrees = [order, *(torch.arange(width) % d for width in hidden)]  # inputs', then each hidden layer's
         self.layers = nn.ModuleList(MaskedLinear(after[:, None] >= before[None, :])
                                     for before, after in zip(degrees[:-1], degrees[1:], strict=True))
         self.out = MaskedLinear(order.repeat(2)[:, None] > degrees[-1][None, :])  # (m, s), each [D]
-        self.context = nn.Linear(context_dim, (hidden or (2 * d,))[0])
+        self.context = nn.Linear(context_dim, (hidden or (2 * d,))[0]) if context_dim else None
         self.act = ACTIVATIONS[activation]()
         with torch.no_grad():
-            self.out.bias[d:] = self.FORGET_BIAS
+            self.out.bias[d:] = s_bias
 
-    def forward(self, z: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, z: torch.Tensor, h: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        c = 0 if self.context is None else self.context(h)  # [B, *L, H_0], broadcast over S
         a = z
         for i, layer in enumerate(self.layers):
-            a = layer(a) + (self.context(h) if i == 0 else 0)  # [S, B, *L, H_i], h [B, *L, C] broadcast
+            a = layer(a) + (c if i == 0 else 0)  # [S, B, *L, H_i]
             a = self.act(a)
-        out = self.out(a) + (self.context(h) if not self.layers else 0)  # [S, B, *L, 2 D]
+        out = self.out(a) + (c if not self.layers else 0)  # [S, B, *L, 2 D]
         m, s = out.chunk(2, dim=-1)
         return m, s
 

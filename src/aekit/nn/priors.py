@@ -69,6 +69,82 @@ class StandardNormal(Prior):
         return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
 
 
+def draw_from_mixture(weights: torch.Tensor, means: torch.Tensor, scale: torch.Tensor, n: int,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """``n`` draws ``[n, d]`` from sum_k pi_k N(mu_k, S_k S_k^T): k ~ pi, then z = mu_k + S_k eps, eps ~ N(0, I),
+    for ``weights [K]``, ``means [K, d]`` and ``scale`` either ``[K, d]`` (diagonal: the standard deviations) or
+    ``[K, d, d]`` (lower-triangular: the covariances' Cholesky factors). With a ``generator`` the draws are made on
+    the CPU, so that a seed gives the same samples on any device."""
+    if generator is not None:
+        weights, means, scale = weights.cpu(), means.cpu(), scale.cpu()
+    k = torch.multinomial(weights, n, replacement=True, generator=generator)  # [n]
+    eps = torch.randn(n, means.shape[1], generator=generator, device=means.device, dtype=means.dtype)  # [n, d]
+    if scale.dim() == 3:
+        return means[k] + (scale[k] @ eps.unsqueeze(-1)).squeeze(-1)
+    return means[k] + scale[k] * eps
+
+
+MIXTURE_CHUNK = 1 << 22  # elements of [rows, K, d] evaluated at a time, so that memory stays bounded for large K
+
+
+def diagonal_mixture_log_prob(z: torch.Tensor, log_weights: torch.Tensor, mu: torch.Tensor,
+                              logvar: torch.Tensor) -> torch.Tensor:
+    """log sum_k pi_k N(z; mu_k, diag exp(logvar_k)) for ``z [..., d]``, ``log_weights [K]`` (log pi_k) and
+    ``mu, logvar [K, d]``: ``[...]``, evaluated in chunks of rows (:data:`MIXTURE_CHUNK`)."""
+    lead, (k, d) = z.shape[:-1], mu.shape
+    flat = z.reshape(-1, 1, d)  # [N, 1, d]
+    rows = max(1, MIXTURE_CHUNK // (k * d))
+    inv_var = torch.exp(-logvar)
+    log_norm = log_weights - 0.5 * (logvar.sum(-1) + d * LOG_2PI)  # [K]
+    out = [(log_norm - 0.5 * ((chunk - mu).pow(2) * inv_var).sum(-1)).logsumexp(-1)  # [rows, K] -> [rows]
+           for chunk in flat.split(rows)]
+    return torch.cat(out).view(lead)
+
+
+def gaussian_kl(mu_q: torch.Tensor, logvar_q: torch.Tensor, mu_p: torch.Tensor,
+                logvar_p: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu_q, sigma_q^2) || N(mu_p, sigma_p^2)) per coordinate, in closed form:
+    1/2 (log sigma_p^2 - log sigma_q^2 + (sigma_q^2 + (mu_q - mu_p)^2) / sigma_p^2 - 1)."""
+    return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p).pow(2)) * torch.exp(-logvar_p) - 1.0)
+
+
+@register_part("priors", "gaussian-mixture", "a learned mixture of K diagonal Gaussians: means, log-variances and "
+               "softmax weights trained with the model")
+class GaussianMixture(Prior):
+    """p(z) = sum_k pi_k N(z; mu_k, diag sigma_k^2), pi = softmax(a), over the code flattened to
+    d = prod(latent_shape) coordinates, every parameter learned with the model (the mixture-of-Gaussians prior of
+    Tomczak & Welling 2018, Sec. 2.2; Dilokthanakul et al. 2016). KL(q || p) to a mixture has no closed form, so a
+    Gaussian posterior's KL is the Monte Carlo estimate E_q[log q(z|x) - log p(z)]; with one component the mixture
+    is N(mu_1, diag sigma_1^2) and the KL is the closed form (:func:`gaussian_kl`).
+
+    ``components``: K; the means start at K draws from N(0, I) (apart, so that the components do not stay alike),
+    the log-variances at 0 and the weights uniform."""
+
+    def __init__(self, context: PartContext, components: int = 10) -> None:
+        super().__init__(context)
+        require(int(components) == components and components >= 1, f"prior.components={components}: a mixture "
+                "needs at least one component; give a whole number >= 1")
+        d = math.prod(self.latent_shape)
+        self.means = nn.Parameter(torch.randn(int(components), d))  # mu_k [K, d]
+        self.logvars = nn.Parameter(torch.zeros(int(components), d))  # log sigma_k^2 [K, d]
+        self.logits = nn.Parameter(torch.zeros(int(components)))  # a [K], pi = softmax(a)
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        flat = z.flatten(start_dim=z.dim() - len(self.latent_shape))  # [..., d]
+        return diagonal_mixture_log_prob(flat, self.logits.log_softmax(0), self.means, self.logvars)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+        z = draw_from_mixture(self.logits.softmax(0), self.means, torch.exp(0.5 * self.logvars), n, generator)
+        return z.view(n, *self.latent_shape).to(device if device is not None else z.device)
+
+    def kl_from_gaussian(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor | None:
+        if len(self.logits) > 1:
+            return None
+        shape = self.latent_shape
+        return gaussian_kl(mu, logvar, self.means[0].view(shape), self.logvars[0].view(shape))  # [B, *latent_shape]
+
+
 FIT_CHUNK = 1024  # examples embedded at a time when a prior is fitted to the training codes
 
 
@@ -106,13 +182,8 @@ class ExPostGaussianMixture(Prior):
         return (components.log_prob(flat.unsqueeze(-2)) + self.weights.log()).logsumexp(-1)  # [..., K] -> [...]
 
     def sample(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
-        """``[n, *latent_shape]``: a component k ~ pi, then mu_k + L_k eps; with a ``generator`` the draws are made
-        on the CPU, so that a seed gives the same samples on any device."""
-        weights, means, scale_tril = ((t.cpu() for t in (self.weights, self.means, self.scale_tril))
-                                      if generator is not None else (self.weights, self.means, self.scale_tril))
-        k = torch.multinomial(weights, n, replacement=True, generator=generator)  # [n]
-        eps = torch.randn(n, means.shape[1], 1, generator=generator, device=means.device, dtype=means.dtype)
-        z = means[k] + (scale_tril[k] @ eps).squeeze(-1)  # [n, d]
+        """``[n, *latent_shape]``: a component k ~ pi, then mu_k + L_k eps (:func:`draw_from_mixture`)."""
+        z = draw_from_mixture(self.weights, self.means, self.scale_tril, n, generator)  # [n, d]
         return z.view(n, *self.latent_shape).to(device if device is not None else z.device)
 
     def fit_after_training(self, batch) -> None:
