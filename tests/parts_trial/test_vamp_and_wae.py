@@ -1,12 +1,12 @@
 """Two models written as parts alone, with no change to a forward, the loop or evaluation: a VampPrior (a prior
-bound to the built model's encoder) and a WAE-MMD (a bottleneck with a whole-batch term)."""
+bound to the built model's encoder, the library's ``prior=vamp``) and a WAE-MMD (a bottleneck with a whole-batch
+term)."""
 
 import copy
 import math
 
 import pytest
 import torch
-import trial_parts  # noqa: F401  (registers trial-vamp; pytest puts this folder on sys.path)
 from torch import nn
 
 import aekit
@@ -18,7 +18,7 @@ from aekit.parts import PartContext, register_part
 
 def vamp_vae():
     torch.manual_seed(0)
-    return aekit.build_model("vae", data_shape=(1, 8, 8), latent_dim=3, hidden=(16,), prior="trial-vamp",
+    return aekit.build_model("vae", data_shape=(1, 8, 8), latent_dim=3, hidden=(16,), prior="vamp",
                              options={"prior": {"components": 4}})
 
 
@@ -26,7 +26,7 @@ def test_vamp_prior_log_density_by_hand_and_the_monte_carlo_kl():
     model = vamp_vae()
     prior = model.bottleneck.prior
     z = torch.randn(2, 5, 3)
-    q = model.bottleneck.posterior(model.encoder(prior.pseudo_inputs))
+    q = model.bottleneck.posterior(model.encoder(prior.pseudo_inputs()))
     by_hand = torch.stack([
         torch.distributions.Normal(q["mu"][k], torch.exp(0.5 * q["logvar"][k])).log_prob(z).sum(-1) for k in range(4)
     ]).logsumexp(0) - math.log(4)
@@ -39,7 +39,7 @@ def test_vamp_prior_log_density_by_hand_and_the_monte_carlo_kl():
 def test_vamp_prior_binding_registers_no_weight_twice_and_follows_a_deep_copy():
     model = vamp_vae()
     names = [n for n, _ in model.named_parameters()]
-    assert len(names) == len(set(names)) and "bottleneck.prior.pseudo_inputs" in names
+    assert len(names) == len(set(names)) and "bottleneck.prior.pseudo_weights" in names
     assert not any(n.startswith("bottleneck.prior.model") for n in model.state_dict())
     twin = copy.deepcopy(model)
     assert twin.bottleneck.prior.model() is twin and model.bottleneck.prior.model() is model
@@ -50,8 +50,8 @@ def test_vamp_prior_binding_registers_no_weight_twice_and_follows_a_deep_copy():
 def test_vamp_prior_trains_on_two_ddp_processes(tmp_path):
     """The bound prior under DDP: the encoder serves the data and the pseudo-inputs in one forward, each weight is
     registered once, and the two processes end on one model."""
-    run = aekit.train("vae", "digits", tmp_path / "ddp", steps=4, latent_dim=3, hidden=(16,), prior="trial-vamp",
-                      options={"prior": {"components": 4}}, devices=2, accelerator="cpu", imports="trial_parts",
+    run = aekit.train("vae", "digits", tmp_path / "ddp", steps=4, latent_dim=3, hidden=(16,), prior="vamp",
+                      options={"prior": {"components": 4}}, devices=2, accelerator="cpu",
                       progress=False, evaluate=False, figures=False)
     model = aekit.load(tmp_path / "ddp")
     assert run.metrics["train/steps"] == 4 and model.bottleneck.prior.model() is model
@@ -60,10 +60,10 @@ def test_vamp_prior_trains_on_two_ddp_processes(tmp_path):
 
 def test_vamp_prior_trains_its_pseudo_inputs_through_the_loop_and_samples(tmp_path):
     model = vamp_vae()
-    before = model.bottleneck.prior.pseudo_inputs.detach().clone()
+    before = model.bottleneck.prior.pseudo_weights.detach().clone()
     run = aekit.train(model, "digits", tmp_path / "vamp", steps=20, nll_samples=5, nll_examples=20, progress=False,
                       figures=False)
-    assert not torch.equal(model.bottleneck.prior.pseudo_inputs.detach().cpu(), before)
+    assert not torch.equal(model.bottleneck.prior.pseudo_weights.detach().cpu(), before)
     assert math.isfinite(run.metrics["test/nll"]) and model.sample(6).shape == (6, 1, 8, 8)
     again = aekit.load(tmp_path / "vamp")  # rebuilt from its config, bound again
     assert again.bottleneck.prior.model() is again
