@@ -176,6 +176,7 @@ def test_importance_sampled_log_likelihood_runs_with_each_posterior_and_prior(pr
     z, log_q, log_p = model.bottleneck.importance_samples(model.encode(x).params, 1, eps[:1])
     log_px_z = -model.likelihood.nll(model.decode(z), x)
     assert torch.allclose(one, -(log_px_z + log_p - log_q)[0], atol=1e-5)  # log w with the prior's own density
+    assert model.sample(3, generator=torch.Generator().manual_seed(0)).shape == (3, 1, 4, 4)
 
 
 @pytest.mark.parametrize("build,message", [
