@@ -54,15 +54,30 @@ def straight_through(z: torch.Tensor, z_q: torch.Tensor, gradient: str = "ste") 
     - ``rotation``: sg(lambda R) z, with R the rotation taking z / ||z|| to z_q / ||z_q|| and lambda = ||z_q|| /
       ||z|| (Fifty et al. 2024, the rotation trick), R = I - 2 r r^T + 2 q e^T with e = z / ||z||,
       q = z_q / ||z_q||, r = (e + q) / ||e + q||: the gradient reaching z is rotated as z was and so tells the
-      encoder where in its Voronoi cell the vector lies.
+      encoder where in its Voronoi cell the vector lies. Its forward value is z_q itself (lambda R z = z_q), and
+      its backward lambda R^T g is computed at once from z and z_q (:class:`RotationTrick`).
     """
     if gradient == "ste":
         return z + (z_q - z).detach()
-    z_norm, q_norm = z.norm(dim=-1, keepdim=True).clamp(min=1e-12), z_q.norm(dim=-1, keepdim=True).clamp(min=1e-12)
-    e, q = (z / z_norm).detach(), (z_q / q_norm).detach()
-    r = torch.nn.functional.normalize(e + q, dim=-1)
-    rotated = z - 2 * r * (r * z).sum(-1, keepdim=True) + 2 * q * (e * z).sum(-1, keepdim=True)
-    return (q_norm / z_norm).detach() * rotated
+    return RotationTrick.apply(z, z_q.detach())
+
+
+class RotationTrick(torch.autograd.Function):
+    """z_q forward; lambda R^T g = lambda (g - 2 r (r . g) + 2 e (q . g)) backward, to z only."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, z_q: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(z, z_q)
+        return z_q.clone()
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> tuple[torch.Tensor, None]:
+        z, z_q = ctx.saved_tensors
+        z_norm, q_norm = z.norm(dim=-1, keepdim=True).clamp(min=1e-12), z_q.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+        e, q = z / z_norm, z_q / q_norm
+        r = torch.nn.functional.normalize(e + q, dim=-1)
+        rotated = g - 2 * r * (r * g).sum(-1, keepdim=True) + 2 * e * (q * g).sum(-1, keepdim=True)
+        return q_norm / z_norm * rotated, None
 
 
 def commitment(z: torch.Tensor, z_q: torch.Tensor) -> torch.Tensor:

@@ -50,27 +50,29 @@ class FSQ(Quantizer):
         self.heads, self.stages = heads, stages
         self.register_buffer("levels", torch.tensor(levels), persistent=False)
         self.register_buffer("basis", torch.cumprod(torch.tensor((1, *levels[:-1])), 0), persistent=False)
+        counts = torch.tensor(levels, dtype=torch.float32)
+        half_l = (counts - 1) * (1 + 1e-3) / 2
+        offset = torch.where(self.levels % 2 == 0, 0.5, 0.0)
+        for name, value in {"half_l": half_l, "offset": offset, "shift": torch.atanh(offset / half_l),
+                            "half_width": (self.levels // 2).float(), "step": counts - 1}.items():
+            self.register_buffer(name, value, persistent=False)
 
     @property
     def codebook_sizes(self) -> list[int]:
         return [math.prod(self.levels.tolist())] * (self.heads * self.stages)
 
-    def bound(self, z: torch.Tensor) -> torch.Tensor:
-        levels = self.levels.to(z.dtype)
-        half_l = (levels - 1) * (1 + 1e-3) / 2
-        offset = torch.where(self.levels % 2 == 0, 0.5, 0.0).to(z.dtype)
-        return torch.tanh(z + torch.atanh(offset / half_l)) * half_l - offset
-
     def quantize_stage(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One FSQ of ``z [N, H, d]``: the values in [-1, 1] ``[N, H, d]`` and the codes ``[N, H]``."""
-        half_width = (self.levels // 2).to(z.dtype)
-        rounded = round_ste(self.bound(z))  # integers in [-L/2, L/2]
-        digits = (rounded.detach() + half_width).long()  # [N, H, d], each in [0, L)
-        return rounded / half_width, (digits * self.basis).sum(-1)
+        rounded = round_ste(torch.tanh(z + self.shift) * self.half_l - self.offset)  # integers in [-L/2, L/2]
+        digits = (rounded.detach() + self.half_width).long()  # [N, H, d], each in [0, L)
+        return rounded / self.half_width, (digits * self.basis).sum(-1)
 
     def quantize(self, z_e: torch.Tensor) -> Quantized:
         r = z_e.view(len(z_e), self.heads, -1)  # [N, H, d]
-        scale = (self.levels - 1).to(r.dtype)
+        if self.stages == 1:
+            value, codes = self.quantize_stage(r)
+            return Quantized(z=value.flatten(1), codes=codes)
+        scale = self.step
         z_hat, codes = torch.zeros_like(r), []
         for s in range(self.stages):
             value, k = self.quantize_stage(r * scale ** s)
@@ -80,10 +82,9 @@ class FSQ(Quantizer):
         return Quantized(z=z_hat.flatten(1), codes=torch.cat(codes, -1))
 
     def lookup(self, codes: torch.Tensor) -> torch.Tensor:
-        half_width = (self.levels // 2).float()
         digits = (codes.view(len(codes), self.stages, self.heads, 1) // self.basis) % self.levels  # [N, s, H, d]
-        values = (digits - half_width) / half_width
-        scales = (self.levels - 1).float() ** torch.arange(self.stages, device=codes.device).view(-1, 1, 1)
+        values = (digits - self.half_width) / self.half_width
+        scales = self.step ** torch.arange(self.stages, device=codes.device).view(-1, 1, 1)
         return (values / scales).sum(1).flatten(1)  # [N, c]
 
 
