@@ -87,7 +87,7 @@ def test_fsq_levels_below_two_and_lfq_bits_past_int64_are_refused_before_trainin
 
 def test_a_quantised_model_without_a_prior_over_codes_says_so_when_asked_to_sample():
     model = aekit.build_model("vq-vae", data_shape=(1, 8, 8), channels=(8, 16))
-    with pytest.raises(aekit.errors.DataError, match="no prior"):
+    with pytest.raises(aekit.errors.DataError, match="code-prior"):
         model.sample(2)
 
 

@@ -79,8 +79,8 @@ class CodePrior(Model):
             raise DataError(f"{config.init or config.source_model}: is a {config.source_model}, whose latents are "
                             "not quantised; a code prior models the codes of vq-vae, rvq-vae, fsq-ae, lfq-ae or qlae")
         self.autoencoder.requires_grad_(False).eval()  # fixed: no gradient, no codebook update, no k-means
-        *self.grid, self.columns = self.autoencoder.bottleneck.code_shape  # positions (a grid, or a token list), G
-        self.grid = tuple(self.grid)
+        shape = self.autoencoder.bottleneck.code_shape  # (*positions, G): a grid, or a list of tokens
+        self.grid, self.columns = tuple(shape[:-1]), shape[-1]
         options = {k: getattr(config, k) for k in NETWORK_SETTINGS}
         if config.network == "masked":
             options.update(schedule=config.schedule, steps=config.steps)

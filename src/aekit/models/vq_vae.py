@@ -18,7 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import torch
+
 from aekit.config import require
+from aekit.errors import DataError
 from aekit.models.base import Autoencoder, AutoencoderConfig
 from aekit.registry import register_model
 
@@ -110,6 +113,10 @@ class QuantisedAutoencoder(Autoencoder):
     """encoder -> quantiser -> decoder, trained on the reconstruction and the quantiser's terms."""
 
     suites = ("reconstruction", "codebook", "representation")
+
+    def sample(self, n: int, generator: torch.Generator | None = None, condition: Any = None) -> torch.Tensor:
+        raise DataError(f"{self.name} has no prior over its codes to sample from; train one on this run: aekit train "
+                        "code-prior --data DATA --out OUT init=RUN, then sample from OUT")
 
     @classmethod
     def fit_to_data(cls, values: dict[str, Any], splits) -> tuple[dict[str, Any], list[str]]:
