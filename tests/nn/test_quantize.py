@@ -295,3 +295,19 @@ def test_residual_lfq_halves_its_scale_per_stage_and_decodes_its_codes():
     assert torch.allclose(q.lookup(out.codes), out.z.detach(), atol=1e-6)
     with pytest.raises(ConfigError, match="spherical"):
         quantiser("lfq", spherical=True, stages=2)
+
+
+def test_the_random_projection_quantiser_is_frozen_and_codes_by_cosine():
+    q = quantiser("random-projection", dim=6, codebook_size=32, heads=2, codebook_dim=3)
+    assert not any(p.requires_grad for p in q.parameters())
+    h = torch.randn(50, 6)
+    out = q(h)
+    z = q.proj_in(h).view(50, 2, 3)
+    e = q.codebook.embed
+    for head in range(2):
+        unit = torch.nn.functional.normalize
+        similarity = unit(z[:, head], dim=-1) @ unit(e[head], dim=-1).t()
+        assert torch.equal(out.params["codes"][:, head], similarity.argmax(-1))
+    assert torch.allclose(out.mean.view(50, 2, 3).norm(dim=-1), torch.ones(50, 2))
+    again = quantiser("random-projection", dim=6, codebook_size=32, heads=2, codebook_dim=3)
+    assert torch.equal(again(h).params["codes"], out.params["codes"])  # the same seed, the same tokeniser

@@ -186,3 +186,43 @@ class ResidualVQ(CodebookQuantizer):
             r = r - e.detach()
         return Quantized(z=straight_through(z, z_q, self.gradient).flatten(1), codes=torch.cat(codes, -1),
                          terms=terms, hook={"inputs": torch.stack(inputs, 1).flatten(1)})
+
+
+@register_part("bottlenecks", "random-projection", "BEST-RQ: a frozen random projection and a frozen random "
+               "codebook, codes by cosine similarity (Chiu et al. 2022)")
+class RandomProjectionQuantizer(Quantizer):
+    """k = argmin_j ||e_j / ||e_j|| - P x / ||P x||||, with P a frozen Xavier-initialised projection of the features
+    and the e_j frozen standard-normal entries (Chiu et al. 2022, BEST-RQ): nothing here learns, so the codes are a
+    fixed random tokenisation of the input, the targets of a masked-prediction model
+    (``model.encode(x).params["codes"]``). The value passed on is the unit entry e_k / ||e_k|| (no gradient reaches
+    the encoder through it). ``codebook_size``, ``codebook_dim`` (0: latent_dim) and ``heads`` (independent
+    codebooks, the multi-codebook variant)."""
+
+    terms: ClassVar[dict[str, Term]] = {}
+
+    def __init__(self, context: PartContext, prior: Prior | None = None, codebook_size: int = 8192,
+                 codebook_dim: int = 0, heads: int = 1, seed: int = 0) -> None:
+        check_codebook(codebook_size)
+        require(heads >= 1 and codebook_dim >= 0, "bottleneck.heads must be >= 1 and bottleneck.codebook_dim >= 0")
+        self.heads, self.dim = heads, codebook_dim or context.latent_dim
+        super().__init__(context, heads * self.dim)
+        generator = torch.Generator().manual_seed(seed)
+        bound = (6 / (self.in_features + self.code_width)) ** 0.5  # Xavier-uniform
+        with torch.no_grad():
+            self.proj_in.weight.copy_(torch.rand(self.proj_in.weight.shape, generator=generator) * 2 * bound - bound)
+            self.proj_in.bias.zero_()
+        self.proj_in.requires_grad_(False)
+        self.codebook = Codebook(codebook_size, self.dim, heads, ema=False, cosine=True, kmeans_iters=0, dead_after=0)
+        self.codebook.embed.requires_grad_(False)
+        self.codebook.embed.data.copy_(torch.randn(heads, codebook_size, self.dim, generator=generator))
+
+    @property
+    def codebook_sizes(self) -> list[int]:
+        return [self.codebook.size] * self.heads
+
+    def quantize(self, z_e: torch.Tensor) -> Quantized:
+        codes = self.codebook(z_e.view(len(z_e), self.heads, self.dim))  # [N, H], by cosine
+        return Quantized(z=self.lookup(codes), codes=codes)
+
+    def lookup(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.codebook.lookup(codes).flatten(1)  # unit entries [N, c]
