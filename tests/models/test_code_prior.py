@@ -39,6 +39,11 @@ def test_a_prior_over_codes_beats_their_unigram_bits_and_samples_images(vq_run, 
     assert samples.shape == (5, 1, 8, 8) and torch.isfinite(samples).all()
     codes = prior.sample_codes(3, torch.Generator().manual_seed(0))
     assert codes.shape == (3, 2, 2, 1) and torch.isfinite(prior.log_prob(codes)).all()
+    if network == "masked":  # MAGE: the masked prior's token features represent the input
+        assert prior.embed(x).shape == (4, 32) and "test/linear_probe_acc" in m
+    else:
+        with pytest.raises(DataError, match="network=masked"):
+            prior.embed(x)
 
 
 def test_the_prior_leaves_the_quantised_model_as_it_was(vq_run, tmp_path):

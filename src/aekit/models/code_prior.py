@@ -64,7 +64,6 @@ class CodePriorOutput:
                 "autoregressive or masked (MaskGIT), so that it generates (init=RUN)")
 class CodePrior(Model):
     config_class = CodePriorConfig
-    suites = ("code-prior",)
     has_prior = True
 
     def __init__(self, config: CodePriorConfig, name: str = "code-prior") -> None:
@@ -138,6 +137,20 @@ class CodePrior(Model):
         self.check_input(x)
         codes = self.codes(x)
         return CodePriorOutput(codes=codes, terms={"nll": self.network.nll(codes)})
+
+    @property
+    def suites(self) -> tuple[str, ...]:
+        """The code prior's likelihood; a masked prior's representation too (MAGE)."""
+        return ("code-prior", "representation") if self.config.network == "masked" else ("code-prior",)
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor | Batch, condition: Any = None) -> torch.Tensor:
+        """A masked prior's representation of ``x`` ``[B, W]``: its token features, averaged (MAGE)."""
+        x = x.inputs if isinstance(x, Batch) else x
+        if self.config.network != "masked":
+            raise DataError(f"{self.name} with network={self.config.network} gives no representation; a masked prior "
+                            "does (network=masked, schedule=mage)")
+        return self.network.represent(self.codes(x))
 
     def log_prob(self, codes: torch.Tensor) -> torch.Tensor:
         """log p(k) ``[B]`` of codes ``[B, *L, G]`` (exact; for the masked prior, along a random order)."""

@@ -53,12 +53,16 @@ class CodeTransformer(nn.Module):
         """Embedding rows of ``codes [B, T]``: offset_g + k_i."""
         return codes + self.offsets
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        """Logits ``[B, T, K_max]`` for the embedding rows ``ids [B, T]`` (the special token where masked)."""
+    def features(self, ids: torch.Tensor) -> torch.Tensor:
+        """The last block's normalised token features ``[B, T, W]`` for the embedding rows ``ids [B, T]``."""
         h = self.embed(ids) + self.position  # [B, T, W]
         for block in self.blocks:
             h = block(h)
-        logits = self.head(self.norm(h))  # [B, T, K_max]
+        return self.norm(h)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, T, K_max]`` for the embedding rows ``ids [B, T]`` (the special token where masked)."""
+        logits = self.head(self.features(ids))  # [B, T, K_max]
         column_valid = self.valid[torch.arange(self.length, device=ids.device) % self.columns]  # [T, K_max]
         return logits.masked_fill(~column_valid, -torch.inf)
 
@@ -127,6 +131,11 @@ class MaskedTokenPrior(nn.Module):
         require(steps >= 1, f"network.steps={steps}: decoding needs at least one step")
         self.net = CodeTransformer(sizes, positions, width, depth, heads, causal=False)
         self.schedule, self.steps, self.choice_temperature = schedule, steps, choice_temperature
+
+    def represent(self, codes: torch.Tensor) -> torch.Tensor:
+        """MAGE's representation of an example: the mean over its tokens of the features of its codes, none masked
+        ``[B, W]`` (Li et al. 2023 train with the high ratios of ``schedule=mage`` for it)."""
+        return self.net.features(self.net.ids(codes)).mean(1)
 
     def mask_ratio(self, n: int, device: torch.device) -> torch.Tensor:
         """r ``[n]`` for the training masks."""
