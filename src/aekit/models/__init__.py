@@ -4,6 +4,7 @@ from aekit.models.aae import AAE, AAEConfig
 from aekit.models.ae import AE, AEConfig, DAEConfig
 from aekit.models.autogen import AutoGen, AutoGenConfig
 from aekit.models.base import Autoencoder, AutoencoderConfig, AutoencoderOutput, Model
+from aekit.models.beta_tcvae import BetaTCVAE, BetaTCVAEConfig
 from aekit.models.cevae import CEVAE, CEVAEConfig
 from aekit.models.ciwae import CIWAE, CIWAEBounds, CIWAEConfig
 from aekit.models.classifier import Classifier, ClassifierConfig
@@ -11,6 +12,8 @@ from aekit.models.code_prior import CodePrior, CodePriorConfig
 from aekit.models.contractive import ContractiveAE, ContractiveAEConfig
 from aekit.models.coupled_vae import CoupledTerms, CoupledVAE, CoupledVAEConfig, OTCoupling
 from aekit.models.cvae import CVAE, CVAEConfig
+from aekit.models.dip_vae import DIPVAE, DIPVAEConfig
+from aekit.models.factor_vae import FactorVAE, FactorVAEConfig
 from aekit.models.flow_vae import FlowVAEConfig, IAFVAEConfig
 from aekit.models.gae import GAE, GAEConfig
 from aekit.models.graphmae import GraphMAE, GraphMAEConfig
@@ -26,7 +29,7 @@ from aekit.models.sae import SAE, SAEConfig
 from aekit.models.spark import SparK, SparKConfig
 from aekit.models.swae import SWAE, SWAEConfig
 from aekit.models.unscented_ae import UnscentedAE, UnscentedAEConfig, UnscentedTerms
-from aekit.models.vae import VAE, BetaVAEConfig, VAEConfig
+from aekit.models.vae import VAE, BetaVAE, BetaVAEConfig, VAEConfig
 from aekit.models.vamp_vae import VampVAEConfig
 from aekit.models.vis import VISConfig, VISTerms
 from aekit.models.vq_vae import (
@@ -53,4 +56,5 @@ __all__ = [
     "CoupledTerms", "CoupledVAE", "CoupledVAEConfig", "OTCoupling", "VISConfig", "VISTerms",
     "CodePrior", "CodePriorConfig", "VampVAEConfig",
     "FSQAEConfig", "LFQAEConfig", "QLAE", "QLAEConfig", "QuantisedAutoencoder", "RVQVAEConfig", "VQVAEConfig",
+    "BetaVAE", "BetaTCVAE", "BetaTCVAEConfig", "DIPVAE", "DIPVAEConfig", "FactorVAE", "FactorVAEConfig",
 ]
