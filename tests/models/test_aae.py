@@ -1,5 +1,6 @@
 """Adversarial autoencoder (Makhzani et al. 2016): the game's losses by hand; two optimisers, each its own."""
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -49,14 +50,15 @@ def checkpoint_weights(run, step):
     return load_file(str(run / "checkpoints" / f"step-{step:08d}" / "model.safetensors"))
 
 
-def test_each_optimizer_moves_only_its_own_parameters(tmp_path):
+@pytest.mark.parametrize("name", ["aae", "factor-vae"])
+def test_each_optimizer_moves_only_its_own_parameters(name, tmp_path):
     """With ``every=2`` on one optimiser, step 1 (odd) steps only the other: between the checkpoints of steps 1
     and 2, only the other's parameters change."""
     common = dict(steps=2, checkpoint_every=1, keep_checkpoints=3, hidden=(16,), latent_dim=2, disc_hidden=(8,),
                   evaluate=False, progress=False)
     for resting, moving in (("model", "discriminator"), ("discriminator", "model")):
         out = tmp_path / resting
-        aekit.train("aae", "digits", out, **{f"optimizers.{resting}.every": 2}, **common)
+        aekit.train(name, "digits", out, **{f"optimizers.{resting}.every": 2}, **common)
         before, after = checkpoint_weights(out, 1), checkpoint_weights(out, 2)
         for key in before:
             changed = not torch.equal(before[key], after[key])

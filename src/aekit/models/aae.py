@@ -66,18 +66,23 @@ def adversarial_terms(discriminator: nn.Module, z_q: torch.Tensor, z_prior: torc
     return adv, disc, accuracy
 
 
-@register_model("aae", config=AAEConfig,
-                description="Adversarial autoencoder: a latent discriminator matches q(z) to p(z) (Makhzani 2016)")
-class AAE(Autoencoder):
-    needs_prior = True
+class WithLatentDiscriminator:
+    """A model with a latent discriminator D(z), ``discriminator``, of its config's ``disc_hidden`` widths, on an
+    optimiser of its own (listed before the model's class among the bases)."""
 
-    def __init__(self, config: AAEConfig, *args, **kwargs) -> None:
+    def __init__(self, config, *args, **kwargs) -> None:
         super().__init__(config, *args, **kwargs)
         self.discriminator = LatentDiscriminator(math.prod(self.bottleneck.latent_shape), tuple(config.disc_hidden),
                                                  config.activation)  # a grid of latents is judged whole
 
     def own_optimizers(self) -> tuple[str, ...]:
         return ("discriminator",)
+
+
+@register_model("aae", config=AAEConfig,
+                description="Adversarial autoencoder: a latent discriminator matches q(z) to p(z) (Makhzani 2016)")
+class AAE(WithLatentDiscriminator, Autoencoder):
+    needs_prior = True
 
     def own_terms(self) -> dict[str, Term]:
         """``adv`` weighted by ``adv_weight`` in the model's loss, ``disc`` the discriminator's own loss, and a

@@ -15,13 +15,12 @@ gamma = 6.4 by default; the paper tunes it per data set (tens on 2D Shapes).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
 from aekit.config import require, require_weight
-from aekit.models.aae import LatentDiscriminator
+from aekit.models.aae import WithLatentDiscriminator
 from aekit.models.base import AutoencoderOutput
 from aekit.models.vae import VAE, VAEConfig
 from aekit.nn.disentangling import factor_tc_terms
@@ -46,15 +45,7 @@ class FactorVAEConfig(VAEConfig):
 @register_model("factor-vae", config=FactorVAEConfig,
                 description="FactorVAE: ELBO + gamma TC, the TC from a discriminator on shuffled codes, its own "
                             "optimiser (Kim & Mnih 2018)")
-class FactorVAE(VAE):
-    def __init__(self, config: FactorVAEConfig, *args, **kwargs) -> None:
-        super().__init__(config, *args, **kwargs)
-        self.discriminator = LatentDiscriminator(math.prod(self.bottleneck.latent_shape), tuple(config.disc_hidden),
-                                                 config.activation)  # a grid of latents is judged whole
-
-    def own_optimizers(self) -> tuple[str, ...]:
-        return ("discriminator",)
-
+class FactorVAE(WithLatentDiscriminator, VAE):
     def own_terms(self) -> dict[str, Term]:
         """The VAE's terms, ``tc`` weighted gamma, and ``disc``, the discriminator's own loss."""
         return {**super().own_terms(), "tc": Term(weight=self.config.gamma),
