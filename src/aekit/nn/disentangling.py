@@ -54,7 +54,8 @@ def log_importance_weights(batch_size: int, dataset_size: int, estimator: str = 
     - ``mss``, minibatch-stratified sampling: w_ii = 1/N, one other example (j = i + 1 mod M) (N - M + 1) / (N (M -
       1)), the remaining M - 2 each 1 / (M - 1). Each row sums to 1, and over batches drawn without replacement
       sum_j w_ij q(z_i | x_j) is unbiased for q(z_i) (each of the other N - 1 examples weighs 1/N in expectation).
-      The authors' code gives row M - 1 two of the large weights and row M none; here every row has one.
+      The authors' code gives the second-to-last row two of the large weights and the last none; here every row has
+      one.
 
     A batch of one has w = 1: its own posterior is all the batch knows of q(z)."""
     require_choice(estimator, ESTIMATORS, "estimator")
