@@ -129,7 +129,8 @@ class Term:
             object.__setattr__(self, "weight", Schedule(float(self.weight)))
         require(self.weight.value >= 0, f"a term's weight must be >= 0, got {self.weight.value}")
         require(self.free_bits >= 0, f"free_bits={self.free_bits} must be >= 0")
-        require(self.capacity >= 0 and self.capacity_steps >= 0, "capacity and capacity_steps must be >= 0")
+        require(self.capacity >= 0 and self.capacity_steps >= 0, f"capacity={self.capacity} and capacity_steps="
+                f"{self.capacity_steps} must be >= 0 (capacity 0: no capacity)")
 
     def capacity_at(self, step: int | None) -> float:
         if step is None or self.capacity_steps == 0:

@@ -55,6 +55,11 @@ def test_bad_settings_are_one_line_errors(name, settings, fragment):
     assert "\n" not in str(error.value)
 
 
+def test_a_negative_capacity_on_the_kl_term_is_a_one_line_error():
+    with pytest.raises(ConfigError, match=r"capacity=-2.0 and capacity_steps=0 must be >= 0"):
+        build("vae", terms={"kl": {"capacity": -2}}).objective()
+
+
 def test_beta_tcvae_loss_is_the_weighted_decomposition_and_sums_to_the_sampled_kl():
     model = build("beta-tcvae", alpha=2.0, beta=6.0, gamma=0.5)
     x = torch.rand(6, 1, 8, 8)
