@@ -5,7 +5,8 @@ The search is the squared Euclidean distance (or, for a cosine codebook, the ang
     k(z) = argmin_j ||z - e_j||^2 = argmin_j (||e_j||^2 - 2 z . e_j),
 
 computed in float32 whatever autocast says (half precision loses the small differences between near entries),
-over row chunks of at most ``chunk`` distances, so memory stays bounded for codebooks of 2^16 entries. There is
+over row chunks of at most ``chunk`` distances (by default 1 MiB on a CPU, to stay in cache, 256 MiB on a GPU), so
+memory stays bounded for codebooks of 2^16 entries. There is
 no one-hot matrix anywhere: looking an entry up is a gather, its gradient an index-add, and the EMA counts a
 bincount.
 
@@ -27,7 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-CHUNK = 1 << 22  # distances held at once in the search: 16 MiB of float32
+CHUNK = 0  # the search's chunk by device: CPU_CHUNK on a CPU, ACCELERATOR_CHUNK elsewhere
+CPU_CHUNK = 1 << 18  # distances held at once on a CPU: 1 MiB of float32, within a core's L2 cache
+ACCELERATOR_CHUNK = 1 << 26  # on a GPU: 256 MiB, few launches
 
 
 def nearest(z: torch.Tensor, embed: torch.Tensor, cosine: bool = False, temperature: float = 0.0,
@@ -35,6 +38,7 @@ def nearest(z: torch.Tensor, embed: torch.Tensor, cosine: bool = False, temperat
     """The index of the entry nearest each row, ``z [N, H, d]`` and ``embed [H, K, d]`` -> ``codes [N, H]``, in
     float32, over chunks of rows. ``temperature > 0`` draws the index instead from softmax(-||z - e_j||^2 / T) (the
     Gumbel-max trick), the stochastic code sampling of vector-quantize-pytorch."""
+    chunk = chunk or (CPU_CHUNK if z.device.type == "cpu" else ACCELERATOR_CHUNK)
     with torch.autocast(z.device.type, enabled=False):
         z, embed = z.float(), embed.float()
         if cosine:

@@ -53,7 +53,7 @@ class CodebookQuantizer(Quantizer):
                 " (0 turns each off)")
         require(temperature >= 0, f"bottleneck.temperature={temperature} must be >= 0 (0: the nearest code)")
         require_choice(gradient, GRADIENTS, "bottleneck.gradient")
-        require(chunk >= 1, f"bottleneck.chunk={chunk} must be >= 1")
+        require(chunk >= 0, f"bottleneck.chunk={chunk} must be >= 0 (0: by device)")
         self.heads, self.dim = heads, codebook_dim or context.latent_dim // heads
         super().__init__(context, heads * self.dim)
         self.stages, self.ema, self.gradient = stages, ema, gradient
@@ -108,7 +108,7 @@ class VectorQuantizer(CodebookQuantizer):
     the code is projected to heads x codebook_dim and back); ``heads``; ``ema`` and its ``decay`` (false: the
     codebook term learns the entries); ``cosine``; ``kmeans_iters`` (0: a random start); ``dead_after`` (steps
     unused before an entry restarts; 0: never); ``temperature`` (> 0: codes drawn from softmax(-d^2 / T) in
-    training); ``chunk`` (distances held at once)."""
+    training); ``chunk`` (distances held at once; 0: by device)."""
 
     def __init__(self, context: PartContext, prior: Prior | None = None, codebook_size: int = 512,
                  codebook_dim: int = 0, heads: int = 1, ema: bool = True, decay: float = 0.99, cosine: bool = False,
