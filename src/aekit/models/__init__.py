@@ -27,6 +27,7 @@ from aekit.models.piwae import PIWAEBounds, PIWAEConfig
 from aekit.models.rae import RAE, RAEConfig
 from aekit.models.sae import SAE, SAEConfig
 from aekit.models.spark import SparK, SparKConfig
+from aekit.models.svae import SVAEConfig
 from aekit.models.swae import SWAE, SWAEConfig
 from aekit.models.unscented_ae import UnscentedAE, UnscentedAEConfig, UnscentedTerms
 from aekit.models.vae import VAE, BetaVAE, BetaVAEConfig, VAEConfig
@@ -57,4 +58,5 @@ __all__ = [
     "CodePrior", "CodePriorConfig", "VampVAEConfig",
     "FSQAEConfig", "LFQAEConfig", "QLAE", "QLAEConfig", "QuantisedAutoencoder", "RVQVAEConfig", "VQVAEConfig",
     "BetaVAE", "BetaTCVAE", "BetaTCVAEConfig", "DIPVAE", "DIPVAEConfig", "FactorVAE", "FactorVAEConfig",
+    "SVAEConfig",
 ]

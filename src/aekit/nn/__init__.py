@@ -14,6 +14,7 @@ from aekit.nn.quantize import FSQ, LFQ, ResidualVQ, VectorQuantizer
 from aekit.nn.sequence import Conv1dEncoder, RNNEncoder, TransformerEncoder
 from aekit.nn.sparse import BatchTopK, Dictionary, GradientTopK, Matryoshka, SparseCode, TopK, VectorInput
 from aekit.nn.sparse_penalised import Gated, JumpReLU, ReLUL1
+from aekit.nn.spherical import SphericalPosterior, UniformSphere
 from aekit.nn.vamp import VampPrior
 
 __all__ = [
@@ -26,4 +27,5 @@ __all__ = [
     "make_corruption", "make_likelihood",
     "AutoregressivePrior", "FSQ", "LFQ", "MaskedTokenPrior", "ResidualVQ", "VectorQuantizer",
     "GaussianMixture", "MAFPrior", "VampPrior",
+    "SphericalPosterior", "UniformSphere",
 ]
