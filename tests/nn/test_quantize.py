@@ -140,7 +140,7 @@ def test_residual_fsq_refines_and_decodes_its_codes():
     z = torch.rand(500, 4) * 1.6 - 0.8
     errors = []
     for stages in (1, 2, 3):
-        q = quantiser("fsq", dim=4, levels=(5, 5, 5, 5), stages=stages)
+        q = quantiser("fsq", dim=4, levels=(5, 5, 5, 5), stages=stages, normalise=False)
         with torch.no_grad():
             q.proj_in.weight.copy_(torch.eye(4))
             q.proj_in.bias.zero_()
@@ -311,3 +311,21 @@ def test_the_random_projection_quantiser_is_frozen_and_codes_by_cosine():
     assert torch.allclose(out.mean.view(50, 2, 3).norm(dim=-1), torch.ones(50, 2))
     again = quantiser("random-projection", dim=6, codebook_size=32, heads=2, codebook_dim=3)
     assert torch.equal(again(h).params["codes"], out.params["codes"])  # the same seed, the same tokeniser
+
+
+def test_fsq_standardises_its_inputs_over_the_batch_so_no_coordinate_sits_in_the_flat_tail():
+    torch.manual_seed(17)
+    q = quantiser("fsq", dim=4, levels=(8, 5, 5, 5))
+    with torch.no_grad():
+        q.proj_in.weight.copy_(torch.eye(4))
+        q.proj_in.bias.zero_()
+    h = torch.randn(500, 4) * torch.tensor([0.1, 1.0, 30.0, 1.0]) + torch.tensor([0.0, 12.0, 0.0, -5.0])
+    out = q(h)
+    used = [len(out.params["z_e"][:, i].detach().round().unique()) > 1 for i in range(4)]
+    z_e = out.params["z_e"].detach()
+    assert torch.allclose(z_e.mean(0), torch.zeros(4), atol=1e-4)
+    assert torch.allclose(z_e.std(0), torch.ones(4), atol=1e-2)
+    levels = [len(torch.unique(q.lookup(out.params["codes"].view(-1, 1))[:, i])) for i in range(4)]
+    assert levels == [8, 5, 5, 5] and all(used)  # unscaled, three of them would sit on one level
+    q.eval()
+    assert torch.allclose(q(h[:3]).params["z_e"], q.norm_in(q.proj_in(h[:3])), atol=1e-5)  # running statistics

@@ -103,6 +103,16 @@ def usage(codes: torch.Tensor, sizes: list[int]) -> tuple[torch.Tensor, torch.Te
     return torch.stack(perplexities).mean().float(), torch.stack(shares).mean().float()
 
 
+def standardised(norm: nn.BatchNorm1d, z: torch.Tensor) -> torch.Tensor:
+    """``z [..., c]`` through the batch norm ``norm`` over all its rows; a lone row in training is standardised by
+    the running statistics (a batch of one has no variance of its own)."""
+    rows = z.reshape(-1, z.shape[-1])  # [N, c]
+    training = norm.training and len(rows) > 1
+    out = torch.nn.functional.batch_norm(rows, norm.running_mean, norm.running_var, training=training,
+                                         momentum=norm.momentum, eps=norm.eps)
+    return out.view_as(z)
+
+
 class Quantizer(Bottleneck):
     """A bottleneck that quantises: ``W_in``, :meth:`quantize`, ``W_out``. Subclasses give ``quantize``,
     ``codebook_sizes`` (the entries of each code column), ``lookup`` (codes to the quantised value) and, where
@@ -110,11 +120,14 @@ class Quantizer(Bottleneck):
 
     terms: ClassVar[dict[str, Term]] = {"commit": Term(weight=0.25)}
 
-    def __init__(self, context: PartContext, code_width: int) -> None:
+    def __init__(self, context: PartContext, code_width: int, normalise: bool = False) -> None:
         super().__init__(context)
         require(code_width >= 1, f"the code width is {code_width}; it must be >= 1")
         self.code_width = code_width
         self.proj_in = nn.Linear(self.in_features, code_width)
+        # each coordinate of z_e standardised over the batch (running statistics in evaluation), for an implicit
+        # codebook whose bound has flat tails: see FSQ
+        self.norm_in = nn.BatchNorm1d(code_width, affine=False) if normalise else None
         self.proj_out = nn.Linear(code_width, self.latent_dim) if code_width != self.latent_dim else nn.Identity()
         self.model: ModelRef | None = None
 
@@ -150,6 +163,8 @@ class Quantizer(Bottleneck):
         lead = h.shape[:-1]  # [B, *L]
         with torch.autocast(h.device.type, enabled=False):
             z_e = self.proj_in(h.to(self.proj_in.weight.dtype)).float()  # [B, *L, c]
+            if self.norm_in is not None:
+                z_e = standardised(self.norm_in, z_e)
             q = self.quantize_grid(z_e)  # rows: N = B * prod(L) positions, or a grid's tokens
             z = self.proj_out(q.z.to(self.proj_in.weight.dtype)).view(*lead, self.latent_dim)  # [B, *L, D]
         codes = q.codes.view(lead[0], *self.code_shape)  # [B, *L, G]

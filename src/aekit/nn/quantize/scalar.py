@@ -34,19 +34,25 @@ class FSQ(Quantizer):
     2)) prod_{j < i} L_j < prod_i L_i. ``levels`` (each >= 2) per coordinate of a head; ``heads`` codes per vector.
 
     ``stages`` > 1 (residual FSQ): stage s quantises the residual r_s scaled up by (L - 1)^s per coordinate and
-    passes on its value scaled back, z_hat = sum_s FSQ(r_s (L - 1)^s) / (L - 1)^s, each stage a finer grid."""
+    passes on its value scaled back, z_hat = sum_s FSQ(r_s (L - 1)^s) / (L - 1)^s, each stage a finer grid.
+
+    ``normalise`` (true): z_e's coordinates are standardised over the batch first (a batch norm without affine
+    parameters, its running statistics in evaluation). The bound's tanh has flat tails: with an encoder whose
+    outputs are not normalised, a coordinate the decoder does not yet use drifts into them, its gradient vanishes,
+    and it is stuck on one level for good (on MNIST, one of 4 coordinates in every run, capping the codes used at
+    a fifth). Standardised, every coordinate spreads over its levels."""
 
     terms: ClassVar[dict[str, Term]] = {}
 
     def __init__(self, context: PartContext, prior: Prior | None = None, levels: tuple[int, ...] = (8, 5, 5, 5),
-                 heads: int = 1, stages: int = 1) -> None:
+                 heads: int = 1, stages: int = 1, normalise: bool = True) -> None:
         levels = tuple(int(v) for v in levels)
         require(len(levels) >= 1 and all(v >= 2 for v in levels), f"bottleneck.levels={list(levels)}: each "
                 "coordinate needs at least 2 levels, e.g. [8, 5, 5, 5]")
         require(heads >= 1 and stages >= 1, "bottleneck.heads and bottleneck.stages must be >= 1")
         require(sum(math.log2(v) for v in levels) <= INDEX_BITS, f"bottleneck.levels={list(levels)} make "
                 f"{math.prod(levels)} codes, more than an int64 code holds; use fewer levels or more heads")
-        super().__init__(context, heads * len(levels))
+        super().__init__(context, heads * len(levels), normalise)
         self.heads, self.stages = heads, stages
         self.register_buffer("levels", torch.tensor(levels), persistent=False)
         self.register_buffer("basis", torch.cumprod(torch.tensor((1, *levels[:-1])), 0), persistent=False)
@@ -107,13 +113,14 @@ class LFQ(Quantizer):
     codes and inputs both lie on it.
 
     ``stages`` > 1 (residual LFQ): stage t quantises what the stages before left at the scale s 2^-t,
-    z_hat = sum_t q_t, each stage with its commitment and entropy terms (summed)."""
+    z_hat = sum_t q_t, each stage with its commitment and entropy terms (summed). ``normalise`` (true): z_e's
+    coordinates standardised over the batch first, as :class:`FSQ`'s, so every bit starts balanced."""
 
     terms: ClassVar[dict[str, Term]] = {"commit": Term(weight=0.25), "entropy": Term(weight=0.1, batch=True)}
 
     def __init__(self, context: PartContext, prior: Prior | None = None, bits: int = 10, heads: int = 1,
                  spherical: bool = False, temperature: float = 1.0, diversity: float = 1.0,
-                 entropy_group_bits: int = 12, chunk: int = 1 << 22, stages: int = 1) -> None:
+                 entropy_group_bits: int = 12, chunk: int = 1 << 22, stages: int = 1, normalise: bool = True) -> None:
         require(1 <= bits <= INDEX_BITS, f"bottleneck.bits={bits}: a code of more than {INDEX_BITS} bits does not "
                 f"fit an int64 index; use at most {INDEX_BITS} bits per head and more heads")
         require(heads >= 1, f"bottleneck.heads={heads} must be >= 1")
@@ -123,7 +130,7 @@ class LFQ(Quantizer):
                 "1..20")
         require(stages >= 1 and not (spherical and stages > 1), f"bottleneck.stages={stages} must be >= 1 (and 1 "
                 "with spherical=true: the residual of a point on the sphere is not on it)")
-        super().__init__(context, heads * bits)
+        super().__init__(context, heads * bits, normalise)
         self.bits, self.heads, self.spherical, self.stages = bits, heads, spherical, stages
         self.temperature, self.diversity = temperature, diversity
         self.group_bits, self.chunk = entropy_group_bits, chunk
