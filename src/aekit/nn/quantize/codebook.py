@@ -5,8 +5,8 @@ The search is the squared Euclidean distance (or, for a cosine codebook, the ang
     k(z) = argmin_j ||z - e_j||^2 = argmin_j (||e_j||^2 - 2 z . e_j),
 
 computed in float32 whatever autocast says (half precision loses the small differences between near entries),
-over row chunks of at most ``chunk`` distances (by default 1 MiB on a CPU, to stay in cache, 256 MiB on a GPU), so
-memory stays bounded for codebooks of 2^16 entries. There is
+over row chunks of at most ``chunk`` distances (by default 1 MiB on a CPU, to stay in cache, but at least 64 rows;
+256 MiB on a GPU), so memory stays bounded for codebooks of 2^16 entries. There is
 no one-hot matrix anywhere: looking an entry up is a gather, its gradient an index-add, and the EMA counts a
 bincount.
 
@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 CHUNK = 0  # the search's chunk by device: CPU_CHUNK on a CPU, ACCELERATOR_CHUNK elsewhere
-CPU_CHUNK = 1 << 18  # distances held at once on a CPU: 1 MiB of float32, within a core's L2 cache
+CPU_CHUNK = 1 << 18  # distances held at once on a CPU: 1 MiB of float32, within a core's L2 cache ...
+CPU_MIN_ROWS = 64  # ... but never fewer rows than a matrix product runs at speed on (4 MiB for 2^14 entries)
 ACCELERATOR_CHUNK = 1 << 26  # on a GPU: 256 MiB, few launches
 
 
@@ -38,14 +39,18 @@ def nearest(z: torch.Tensor, embed: torch.Tensor, cosine: bool = False, temperat
     """The index of the entry nearest each row, ``z [N, H, d]`` and ``embed [H, K, d]`` -> ``codes [N, H]``, in
     float32, over chunks of rows. ``temperature > 0`` draws the index instead from softmax(-||z - e_j||^2 / T) (the
     Gumbel-max trick), the stochastic code sampling of vector-quantize-pytorch."""
-    chunk = chunk or (CPU_CHUNK if z.device.type == "cpu" else ACCELERATOR_CHUNK)
+    entries = embed.shape[0] * embed.shape[1]
+    if chunk:
+        rows = max(1, chunk // entries)
+    else:
+        rows = max(CPU_MIN_ROWS, CPU_CHUNK // entries) if z.device.type == "cpu" else \
+            max(1, ACCELERATOR_CHUNK // entries)
     with torch.autocast(z.device.type, enabled=False):
         z, embed = z.float(), embed.float()
         if cosine:
             z, embed = F.normalize(z, dim=-1), F.normalize(embed, dim=-1)
         z = z.transpose(0, 1)  # [H, N, d]
         norms = embed.pow(2).sum(-1).unsqueeze(1)  # ||e_j||^2 [H, 1, K]
-        rows = max(1, chunk // (embed.shape[0] * embed.shape[1]))
         codes = []
         for start in range(0, z.shape[1], rows):
             d = torch.baddbmm(norms, z[:, start:start + rows], embed.transpose(1, 2), alpha=-2)  # [H, n, K]
