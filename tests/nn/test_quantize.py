@@ -329,3 +329,17 @@ def test_fsq_standardises_its_inputs_over_the_batch_so_no_coordinate_sits_in_the
     assert levels == [8, 5, 5, 5] and all(used)  # unscaled, three of them would sit on one level
     q.eval()
     assert torch.allclose(q(h[:3]).params["z_e"], q.norm_in(q.proj_in(h[:3])), atol=1e-5)  # running statistics
+
+
+def test_the_orthogonal_regulariser_by_hand_and_only_on_a_learnt_codebook():
+    torch.manual_seed(18)
+    q = quantiser("vq", codebook_size=6, ema=False, orthogonal=True, kmeans_iters=0)
+    out = q.quantize(torch.randn(40, 8))
+    used = torch.unique(out.codes[:, 0])
+    e = torch.nn.functional.normalize(q.codebooks[0].embed[0, used], dim=-1)
+    expected = ((e @ e.t() - torch.eye(len(e))) ** 2).sum() / len(e) ** 2
+    assert float(out.batch_terms["orthogonal"]) == pytest.approx(float(expected), rel=1e-5)
+    out.batch_terms["orthogonal"].backward()
+    assert q.codebooks[0].embed.grad[0, used].abs().sum() > 0  # it reaches the entries
+    with pytest.raises(ConfigError, match="ema=false"):
+        quantiser("vq", orthogonal=True)

@@ -115,6 +115,8 @@ METRIC_EXPLANATIONS = {
                      "per example",
     "test/entropy": "LFQ's entropy term: the mean per-vector code entropy minus diversity times the batch's code "
                     "entropy (lower: confident codes, spread over the codebook); nats per example",
+    "test/orthogonal": "the orthogonal regulariser ||E E^T - I||_F^2 / n^2 over the unit vectors of the entries a "
+                       "batch used (0: mutually orthogonal); per batch",
     "test/perplexity": "exp of the entropy of one batch's code use, the mean over code columns (K for uniform use, 1 "
                        "for one code); codes",
     "test/code_usage": "share of the codebook one batch used, the mean over code columns; fraction",

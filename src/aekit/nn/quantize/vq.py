@@ -108,22 +108,46 @@ class VectorQuantizer(CodebookQuantizer):
     the code is projected to heads x codebook_dim and back); ``heads``; ``ema`` and its ``decay`` (false: the
     codebook term learns the entries); ``cosine``; ``kmeans_iters`` (0: a random start); ``dead_after`` (steps
     unused before an entry restarts; 0: never); ``temperature`` (> 0: codes drawn from softmax(-d^2 / T) in
-    training); ``chunk`` (distances held at once; 0: by device)."""
+    training); ``chunk`` (distances held at once; 0: by device); ``orthogonal`` (with ``ema=false``): the
+    ``orthogonal`` term ||E E^T - I||_F^2 / n^2 over the unit vectors E of at most ``orthogonal_codes`` entries the
+    batch used, per head (Shin et al. 2021, as vector-quantize-pytorch's orthogonal regulariser; weight 10,
+    ``terms.orthogonal=``), which spreads the learnt entries apart."""
+
+    terms: ClassVar[dict[str, Term]] = {**CodebookQuantizer.terms, "orthogonal": Term(weight=10.0, batch=True)}
+    orthogonal, orthogonal_codes = False, 128  # (SimVQ, built past this __init__, has no regulariser)
 
     def __init__(self, context: PartContext, prior: Prior | None = None, codebook_size: int = 512,
                  codebook_dim: int = 0, heads: int = 1, ema: bool = True, decay: float = 0.99, cosine: bool = False,
                  kmeans_iters: int = 10, dead_after: int = 20, temperature: float = 0.0, gradient: str = "ste",
-                 chunk: int = CHUNK) -> None:
+                 chunk: int = CHUNK, orthogonal: bool = False, orthogonal_codes: int = 128) -> None:
+        require(not (orthogonal and ema), "bottleneck.orthogonal=true regularises entries learnt by gradient; set "
+                "bottleneck.ema=false with it")
+        require(orthogonal_codes >= 2, f"bottleneck.orthogonal_codes={orthogonal_codes} must be >= 2")
         super().__init__(context, 1, codebook_size, codebook_dim, heads, ema, decay, cosine, kmeans_iters,
                          dead_after, temperature, gradient, chunk)
+        self.orthogonal, self.orthogonal_codes = orthogonal, orthogonal_codes
 
     def quantize(self, z_e: torch.Tensor) -> Quantized:
         z = self.normalise(z_e.view(len(z_e), self.heads, self.dim))  # [N, H, d]
         codebook = self.codebooks[0]
         codes = codebook(z.detach())  # [N, H]
         z_q = codebook.lookup(codes)  # [N, H, d]
+        batch_terms = {"orthogonal": self.orthogonality(codes)} if self.orthogonal else {}
         return Quantized(z=straight_through(z, z_q, self.gradient).flatten(1), codes=codes,
-                         terms=self.terms_of(z, z_q), hook={"inputs": z.detach().flatten(1)})
+                         terms=self.terms_of(z, z_q), hook={"inputs": z.detach().flatten(1)}, batch_terms=batch_terms)
+
+    def orthogonality(self, codes: torch.Tensor) -> torch.Tensor:
+        """||E E^T - I||_F^2 / n^2 over the unit vectors of (at most ``orthogonal_codes`` of) the entries that
+        ``codes [N, H]`` use, averaged over the heads."""
+        entries = self.codebooks[0].entries()  # [H, K, d]
+        total = entries.new_zeros(())
+        for h in range(self.heads):
+            used = torch.unique(codes[:, h])
+            used = used[torch.randperm(len(used), device=used.device)[: self.orthogonal_codes]]
+            e = F.normalize(entries[h, used], dim=-1)  # [n, d]
+            gram = e @ e.t() - torch.eye(len(e), device=e.device, dtype=e.dtype)
+            total = total + gram.pow(2).sum() / len(e) ** 2
+        return total / self.heads
 
 
 @register_part("bottlenecks", "simvq", "SimVQ: a frozen random codebook times one learnt linear map, so every entry "
