@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from aekit.evaluation.suite import Suite, SuiteState, register_suite
+from aekit.nn.quantize.codebook import perplexity
 
 
 def column_usage(codes: torch.Tensor, size: int) -> dict[str, float]:
@@ -16,11 +17,10 @@ def column_usage(codes: torch.Tensor, size: int) -> dict[str, float]:
     at least once), ``usage`` = used / size, ``perplexity`` = exp H(p) of the empirical distribution p, and
     ``entropy_bits`` = H(p) / ln 2 (what a code costs under that distribution, the bar a prior over codes must
     beat)."""
-    counts = torch.unique(codes, return_counts=True)[1].double()
-    p = counts / counts.sum()
-    entropy = float(-(p * torch.log(p)).sum())
-    return {"used": len(counts), "usage": len(counts) / size, "perplexity": math.exp(entropy),
-            "entropy_bits": entropy / math.log(2)}
+    counts = torch.unique(codes, return_counts=True)[1]
+    exp_entropy = float(perplexity(counts))
+    return {"used": len(counts), "usage": len(counts) / size, "perplexity": exp_entropy,
+            "entropy_bits": math.log2(exp_entropy)}
 
 
 @register_suite("codebook")

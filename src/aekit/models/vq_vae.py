@@ -36,6 +36,15 @@ class QuantisedConfig(AutoencoderConfig):
     likelihood: str = "gaussian"
     latent_dim: int = 16
 
+    def __post_init__(self) -> None:
+        if self.latent_dim == 0:  # the code itself: one coordinate per level or bit
+            object.__setattr__(self, "latent_dim", self.code_width())
+        super().__post_init__()
+
+    def code_width(self) -> int:
+        """The latent width that is the code itself, where ``latent_dim`` = 0 asks for it."""
+        return 0
+
 
 @dataclass(frozen=True)
 class VQVAEConfig(QuantisedConfig):
@@ -66,11 +75,9 @@ class FSQAEConfig(QuantisedConfig):
     latent_dim: int = 0
     shorthands: ClassVar[dict[str, tuple[str, str]]] = {"levels": ("bottleneck", "levels")}
 
-    def __post_init__(self) -> None:
+    def code_width(self) -> int:
         require(len(self.levels) >= 1, "levels=[] gives FSQ no coordinate; give one level count per coordinate")
-        if self.latent_dim == 0:
-            object.__setattr__(self, "latent_dim", len(self.levels))
-        super().__post_init__()
+        return len(self.levels)
 
 
 @dataclass(frozen=True)
@@ -82,10 +89,8 @@ class LFQAEConfig(QuantisedConfig):
     latent_dim: int = 0
     shorthands: ClassVar[dict[str, tuple[str, str]]] = {"bits": ("bottleneck", "bits")}
 
-    def __post_init__(self) -> None:
-        if self.latent_dim == 0:
-            object.__setattr__(self, "latent_dim", max(self.bits, 1))
-        super().__post_init__()
+    def code_width(self) -> int:
+        return max(self.bits, 1)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from torch import nn
 
 from aekit.config import require
 from aekit.nn.bottlenecks import Bottleneck, BottleneckOutput
+from aekit.nn.quantize.codebook import perplexity
 from aekit.objectives import Term
 from aekit.parts import ModelRef, PartContext
 
@@ -96,11 +97,10 @@ def usage(codes: torch.Tensor, sizes: list[int]) -> tuple[torch.Tensor, torch.Te
     more than one of 16)."""
     perplexities, shares = [], []
     for g, size in enumerate(sizes):
-        counts = torch.unique(codes[:, g], return_counts=True)[1].double()
-        p = counts / counts.sum()
-        perplexities.append(torch.exp(-(p * torch.log(p)).sum()))
-        shares.append(torch.tensor(len(counts) / size, dtype=torch.float64))
-    return torch.stack(perplexities).mean().float(), torch.stack(shares).mean().float()
+        counts = torch.unique(codes[:, g], return_counts=True)[1]
+        perplexities.append(perplexity(counts))
+        shares.append(len(counts) / size)
+    return torch.stack(perplexities).mean().float(), torch.tensor(sum(shares) / len(shares))
 
 
 def standardised(norm: nn.BatchNorm1d, z: torch.Tensor) -> torch.Tensor:
