@@ -15,11 +15,12 @@ from aekit.progress import note
 
 
 def write_figures(model, splits: Splits, run_dir: Path, seed: int = 0, examples: int | None = None,
-                  heartbeat=None) -> list[Path]:
+                  heartbeat=None, metrics: dict[str, Any] | None = None) -> list[Path]:
     """The figures of the model's suites: inputs vs reconstructions (reconstruction; original, masked and
     reconstruction rows for a masked model), samples from the prior,
     one row per class for a model conditioned on labels (models with a prior), the figures of the codes
-    (:func:`_latent_figures`), and the training curves. ``heartbeat(what)`` is told of each figure.
+    (:func:`_latent_figures`, with the KL per unit of the test ``metrics``), and the training curves.
+    ``heartbeat(what)`` is told of each figure.
 
     A figure that fails is left out with a note on stderr, and ``figures/failed.json`` names it and why, for the
     report: the run's metrics and model are already written, and one figure should not lose the others."""
@@ -56,7 +57,7 @@ def write_figures(model, splits: Splits, run_dir: Path, seed: int = 0, examples:
         else:
             planned["samples.png"] = lambda: report.plot_samples(model.sample(64, generator=generator).cpu(),
                                                                  figures / "samples.png")
-    planned.update(_latent_figures(model, splits, figures, examples))
+    planned.update(_latent_figures(model, splits, figures, examples, (metrics or {}).get("test/kl_per_dim")))
     if (run_dir / "log.csv").is_file():
         planned["training_curves.png"] = lambda: report.plot_training_curves(run_dir / "log.csv",
                                                                              figures / "training_curves.png")
@@ -76,10 +77,11 @@ def write_figures(model, splits: Splits, run_dir: Path, seed: int = 0, examples:
     return written
 
 
-def _latent_figures(model, splits: Splits, figures: Path, examples: int | None) -> dict[str, Any]:
+def _latent_figures(model, splits: Splits, figures: Path, examples: int | None,
+                    kl_per_unit: list[float] | None = None) -> dict[str, Any]:
     """The figures of the codes: a sparse code's latent density (of at most 10,000 test examples), the latent map
-    (of at most 2,000), a graph's node embeddings; the test examples are embedded once for the first two (no more
-    than the evaluation took: ``examples``)."""
+    (of at most 2,000), the units' figures (:func:`_unit_figures`), a graph's node embeddings; the test examples
+    are embedded once for all (no more than the evaluation took: ``examples``)."""
     from aekit import report
 
     planned: dict[str, Any] = {}
@@ -102,6 +104,7 @@ def _latent_figures(model, splits: Splits, figures: Path, examples: int | None) 
             return report.plot_latent_map(codes(n_map).flatten(1), None if y is None else y.numpy(),
                                           figures / "latent_map.png", class_names=test.classes)
         planned["latent_map.png"] = latent_map
+        planned.update(_unit_figures(model, test, figures, lambda: codes(n_map), kl_per_unit))
     if "codebook" in suites:
         def code_usage() -> Path:
             n = min(len(test), 10000, examples or 10000)
@@ -121,6 +124,83 @@ def _latent_figures(model, splits: Splits, figures: Path, examples: int | None) 
                                           figures / "node_embeddings.png", class_names=splits.test.classes)
         planned["node_embeddings.png"] = node_map
     return planned
+
+
+TRAVERSAL_STEPS = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)  # offsets from an input's code, in units of the spread
+TRAVERSAL_UNITS = 10  # the units shown: those with the most KL (or spread), at most this many
+TRAVERSAL_INPUTS = 3
+
+
+def _unit_figures(model, test, figures: Path, codes, kl_per_unit: list[float] | None) -> dict[str, Any]:
+    """Per-unit figures of a vector code: the KL each unit carries (from the test metrics), latent traversals
+    of images (:func:`latent_traversals`) and, on a factor dataset, each unit's information about each factor
+    (:func:`aekit.metrics.disentanglement.normalised_information`, the codes of ``codes()``, at most 2,000)."""
+    from aekit import report
+    from aekit.data.factors import factors_of, has_factors
+    from aekit.metrics.disentanglement import normalised_information
+
+    planned: dict[str, Any] = {}
+    latent_shape = getattr(getattr(model, "bottleneck", None), "latent_shape", ())
+    if len(latent_shape) != 1:  # a grid of latents, or no bottleneck of aekit's
+        return planned
+    kl = kl_per_unit if isinstance(kl_per_unit, list) and len(kl_per_unit) == latent_shape[0] else None
+    if kl is not None:
+        planned["unit_kl.png"] = lambda: report.plot_unit_kl(kl, figures / "unit_kl.png")
+
+    def shown_units(z: torch.Tensor) -> list[int]:  # the most informative units first
+        weight = torch.tensor(kl) if kl is not None else z.var(0)
+        return weight.argsort(descending=True)[:TRAVERSAL_UNITS].tolist()
+
+    def label(unit: int) -> str:
+        return f"z{unit}" + (f" ({kl[unit]:.2f} nats)" if kl is not None else "")
+
+    conditional = getattr(model.config, "condition_dim", 0)
+    images_in = test.batch(slice(0, 1)).inputs.dim() == 4
+    if getattr(model.bottleneck, "traversable", False) and not conditional and images_in:
+        def traversals() -> Path:
+            z = codes()
+            units = shown_units(z)
+            spread_out = torch.linspace(0, len(test) - 1, TRAVERSAL_INPUTS).long()  # inputs across the split
+            inputs = test.batch(spread_out).inputs
+            images = latent_traversals(model, inputs, units, _spread(model, z))
+            return report.plot_latent_traversals(images, [label(u) for u in units], TRAVERSAL_STEPS,
+                                                 figures / "latent_traversals.png")
+        planned["latent_traversals.png"] = traversals
+    if has_factors(test):
+        def factor_information() -> Path:
+            z = codes()
+            units = shown_units(z)
+            info = normalised_information(z[:, units], factors_of(test)[: len(z)])  # [U, K]
+            return report.plot_factor_information(info, [label(u) for u in units], list(test.grid.names),
+                                                  figures / "factor_information.png")
+        planned["factor_information.png"] = factor_information
+    return planned
+
+
+def _spread(model, z: torch.Tensor) -> torch.Tensor:
+    """``[D]``: how far one step of a traversal moves each unit: the prior's standard deviation, 1, under a
+    standard normal prior, else the codes' standard deviation over the test examples."""
+    from aekit.nn.priors import StandardNormal
+
+    if isinstance(getattr(model.bottleneck, "prior", None), StandardNormal):
+        return torch.ones(z.shape[1])
+    return z.std(0)
+
+
+@torch.no_grad()
+def latent_traversals(model, x: torch.Tensor, units: list[int], spread: torch.Tensor,
+                      steps: tuple[float, ...] = TRAVERSAL_STEPS) -> torch.Tensor:
+    """``[I, U, T, *S]``: for each input of ``x [I, *S]``, each unit u of ``units`` and each step t, the mean of
+    p(x | z) at the input's code with z_u moved by t * spread_u (Higgins et al. 2017, Fig. 1)."""
+    model.eval()
+    z = model.embed(x.to(model.device)).cpu()  # [I, D]
+    offsets = torch.tensor(steps, dtype=z.dtype)  # [T]
+    moved = z[:, None, None, :].repeat(1, len(units), len(steps), 1)  # [I, U, T, D]
+    for i, u in enumerate(units):
+        moved[:, i, :, u] += offsets * spread[u]
+    flat = moved.flatten(0, 2).to(model.device)  # [I U T, D]
+    images = model.likelihood.mean(model.decode(flat))  # [I U T, *S]
+    return images.cpu().view(len(x), len(units), len(steps), *images.shape[1:])
 
 
 def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> Path:
@@ -184,5 +264,5 @@ def write_outputs(model, splits: Splits, run_dir: Path, config, metrics: dict[st
     if config.figures and len(splits.test):
         with Phase("figures", None, enabled=config.progress) as phase:
             write_figures(model, splits, run_dir, seed=config.seed,
-                          examples=metrics.get("test/examples"), heartbeat=phase.heartbeat)
+                          examples=metrics.get("test/examples"), heartbeat=phase.heartbeat, metrics=metrics)
     return metrics, write_report(run_dir)

@@ -69,7 +69,8 @@ def test_report_holds_metrics_config_and_embedded_figures(run_dir: Path) -> None
     assert images[0] == (run_dir / "figures" / "reconstructions.png").read_bytes()
     order = [
         html.index(caption) for caption in [*FIGURE_CAPTIONS.values(), "Extra plot"]
-        if not any(word in caption for word in ("prior", "masks", "Node", "fires", "each code"))  # not drawn here
+        if not any(word in caption for word in ("prior", "masks", "Node", "fires", "each code", "traversals",
+                                                "collapsed", "ground-truth"))  # not drawn here
     ]
     assert order == sorted(order)  # known figures first, in their order, then the others
     assert "Not produced" not in html  # a figure the run did not make is no failure, and goes unmentioned

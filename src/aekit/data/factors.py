@@ -175,7 +175,12 @@ class FactorImages:
 
 def factors_of(data) -> torch.Tensor:
     """The factor indices ``[N, K]`` of every example of ``data``; a one-line error for data without factors."""
-    if not callable(getattr(data, "factors", None)):
+def has_factors(data) -> bool:
+    """Whether ``data`` carries ground-truth factors (a factor dataset or a subset of one)."""
+    return callable(getattr(data, "factors", None))
+
+
+    if not has_factors(data):
         raise DataError(f"{getattr(data, 'name', type(data).__name__)}: has no ground-truth factors; disentanglement "
                         f"metrics need a factor dataset ({', '.join(FACTOR_DATASETS)})")
     return data.factors()

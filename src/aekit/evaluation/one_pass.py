@@ -11,6 +11,7 @@ from torch import nn
 
 from aekit.data.base import Dataset, Splits
 from aekit.data.batch import Batch
+from aekit.data.factors import has_factors
 from aekit.errors import ConfigError
 from aekit.evaluation.suite import SUITES, EvalContext, Suite, SuiteState
 
@@ -86,7 +87,8 @@ def evaluate(
     ``nll_examples`` examples (all by default, counted in ``test/nll_examples``), with its standard error
     ``test/nll_stderr`` and, for discrete likelihoods, ``test/bits_per_dim`` = nll / (D ln 2); with labels
     ``test/linear_probe_acc`` and ``test/knn_acc`` (probes fit on the embeddings of ``probe_examples`` training
-    examples). Random draws come from ``seed``; the caller's random state is left as it was.
+    examples); on a ground-truth factor dataset, the ``disentanglement`` suite's metrics for a model that embeds
+    (unless ``suites`` names others). Random draws come from ``seed``; the caller's random state is left as it was.
 
     ``examples``: score only that many test examples, a fixed random subset (the same for every model: see
     :func:`aekit.evaluation.budget.subset_indices`), and say so in ``test/subset_of`` (the split's size);
@@ -100,6 +102,8 @@ def evaluate(
     if len(test) == 0:
         return {f"{split}/examples": 0}
     names = tuple(suites or model.suites)
+    if suites is None and "representation" in names and has_factors(test):  # codes of a factor dataset: score them
+        names += ("disentanglement",)
     unknown = [s for s in names if s not in SUITES]
     if unknown:
         raise ConfigError(f"evaluation suite {unknown[0]!r} is unknown; choose from {', '.join(SUITES)}")

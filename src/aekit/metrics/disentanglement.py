@@ -122,12 +122,17 @@ def mig(codes: Array, factors: Array, bins: int = BINS) -> dict[str, Any]:
 
     z_(1), z_(2) the two units with the most information about factor v_k; the codes cut into ``bins`` bins.
     1 when each factor lives in one unit, 0 when it is shared equally by two (or is in none)."""
+    return {"mig": float(_top_two_gap(normalised_information(codes, factors, bins)).mean()), "mig_bins": bins}
+
+
+def normalised_information(codes: Array, factors: Array, bins: int = BINS) -> np.ndarray:
+    """``[D, K]``: I(z_d; v_k) / H(v_k), what each unit tells of each factor as a share of the factor's entropy
+    (0 for a constant factor), the codes cut into ``bins`` bins: the matrix MIG reads its gaps from."""
     codes, factors = check_inputs(codes, factors)
     levels = factor_levels(factors, bins)
     info = mutual_information_matrix(discretize(codes, bins), levels)  # [D, K]
-    h = np.array([entropy(v) for v in levels.T])
-    gap = np.where(h > 0, _top_two_gap(info) / np.where(h > 0, h, 1), 0.0)
-    return {"mig": float(gap.mean()), "mig_bins": bins}
+    h = np.array([entropy(v) for v in levels.T])  # [K]
+    return np.where(h > 0, info / np.where(h > 0, h, 1.0), 0.0)
 
 
 def modularity(codes: Array, factors: Array, bins: int = BINS) -> dict[str, Any]:
@@ -156,13 +161,12 @@ def infomec(codes: Array, factors: Array, bins: int = BINS, active: float = 1 / 
     levels. The codes are cut into ``bins`` bins (the authors estimate I with a k-nearest-neighbour estimator)."""
     codes, factors = check_inputs(codes, factors)
     levels = factor_levels(factors, bins)
-    h = np.array([entropy(v) for v in levels.T])
     ranges = codes.max(0) - codes.min(0)
     on = ranges > active * ranges.max() if ranges.max() > 0 else np.zeros(len(ranges), bool)
     settings = {"infomec_bins": bins, "infomec_active_units": int(on.sum())}
     if not on.any():
         return {"infom": 0.0, "infoc": 0.0, "infoe": 0.0, **settings}
-    nmi = mutual_information_matrix(discretize(codes[:, on], bins), levels) / np.where(h > 0, h, 1)  # [D', K]
+    nmi = normalised_information(codes[:, on], factors, bins)  # [D', K]
     k, d = nmi.shape[1], nmi.shape[0]
     share = lambda m: m.max(1) / np.where(m.sum(1) > 0, m.sum(1), 1)  # noqa: E731
     infom = (share(nmi).mean() - 1 / k) / (1 - 1 / k) if k > 1 else 1.0

@@ -84,6 +84,7 @@ class Bottleneck(nn.Module):
 
     stochastic: bool = False
     terms: ClassVar[dict[str, Term]] = {}
+    traversable: ClassVar[bool] = True  # a code the decoder reads at any point of R^D (latent traversals)
 
     def __init__(self, context: PartContext) -> None:
         super().__init__()
@@ -213,7 +214,8 @@ class DiagonalGaussian(Bottleneck):
         params = self.posterior(h)
         mu, logvar = params["mu"], params["logvar"]
         z, weights = self.draw(params, n_samples, eps)  # [S, B, *L, D], [S] or None
-        kl_per_dim = self.prior.kl_from_gaussian(mu, logvar)  # [B, *L, D], or None without a closed form
+        kl_per_dim = (self.prior.kl_from_gaussian(mu, logvar, batch) if self.prior.conditional  # p(z|u): u in batch
+                      else self.prior.kl_from_gaussian(mu, logvar))  # [B, *L, D], or None without a closed form
         fixed_log_q = functools.partial(self.log_q_fixed, z, params)
         if kl_per_dim is None:  # the Monte Carlo KL needs the densities now
             log_q, log_p = self.log_q(z, params), self.log_p(z, batch)  # [S, B] each

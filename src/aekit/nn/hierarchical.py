@@ -166,6 +166,7 @@ class HierarchicalGaussian(Bottleneck):
     :meth:`mean_code`."""
 
     stochastic = True
+    traversable = False  # layers the decoder reads through the prior chain
     terms: ClassVar[dict[str, Term]] = {"kl": Term(label="beta")}
     name = "hierarchy"
     closed_form_below_top = False  # whether a layer's prior is fixed before it is drawn (top-down inference)

@@ -267,6 +267,7 @@ class SphericalPosterior(Bottleneck):
     one on the sphere (``prior=uniform-sphere``), and the KL to it is analytic."""
 
     stochastic = True
+    traversable = False  # on the sphere only
     terms: ClassVar[dict[str, Term]] = {"kl": Term(label="beta")}
 
     def __init__(self, context: PartContext, prior: Prior | None = None, distribution: str = "vmf") -> None:

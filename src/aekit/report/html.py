@@ -36,6 +36,15 @@ FIGURE_CAPTIONS = {
     "latent_map.png": "Latent means, coloured by label",
     "code_usage.png": "How often each code is used over the test rows (a grid's positions as rows), per code column, "
                       "most used first",
+    "latent_traversals.png": "Latent traversals: for each of three test inputs, each row moves one unit of its code "
+                             "from -3 to +3 (in prior standard deviations under a standard normal prior, else the "
+                             "unit's standard deviation over the test codes), the others held, and decodes; the "
+                             "units with the most KL (or spread) first",
+    "unit_kl.png": "KL(q(z_d|x) || p(z_d)) of each latent unit, averaged over the test examples; below 0.01 nats a "
+                   "unit is collapsed (the posterior is the prior)",
+    "factor_information.png": "What each unit tells of each ground-truth factor: I(z_d; v_k) / H(v_k), the codes "
+                              "of at most 2,000 test examples cut into 20 bins; a disentangled code has one bright "
+                              "cell per row and per column",
     "node_embeddings.png": "Node embeddings, coloured by class",
     "training_curves.png": "Training curves (the terms that change; a constant weight is left out)",
 }
@@ -121,6 +130,31 @@ METRIC_EXPLANATIONS = {
                        "for one code); codes",
     "test/code_usage": "share of the codebook one batch used, the mean over code columns; fraction",
     "test/dead_codes": "entries unused for the restart period (dead_after steps) when training ended; count",
+    "test/beta_vae": "BetaVAE score (Higgins et al. 2017): accuracy of a linear classifier naming the factor held "
+                     "fixed from the mean |z1 - z2| of 64 pairs; fraction (chance 1/K)",
+    "test/factor_vae": "FactorVAE score (Kim & Mnih 2018): accuracy of the majority-vote classifier naming the fixed "
+                       "factor from the unit of least normalised variance; fraction",
+    "test/mig": "mutual information gap (Chen et al. 2018): per factor, the gap between its two most informative "
+                "units as a share of its entropy, averaged; 0 to 1",
+    "test/sap": "SAP (Kumar et al. 2018): per factor, the gap between its two most predictive units, averaged; 0 to 1",
+    "test/dci_disentanglement": "DCI disentanglement (Eastwood & Williams 2018): 1 - entropy of each unit's "
+                                "importance over the factors, weighted by importance; 0 to 1",
+    "test/dci_completeness": "DCI completeness: 1 - entropy of each factor's importance over the units; 0 to 1",
+    "test/dci_informativeness": "DCI informativeness: held-out accuracy of predicting the factors from the codes "
+                                "with the regressor of dci_regressor; fraction",
+    "test/modularity": "modularity (Ridgeway & Mozer 2018): how much each unit's information goes to one factor; "
+                       "0 to 1",
+    "test/explicitness": "explicitness (Ridgeway & Mozer 2018): ROC AUC of a linear classifier of each factor value "
+                         "from the codes, averaged; 0.5 to 1",
+    "test/infom": "InfoM (Hsu et al. 2023): modularity from the normalised mutual information of units and factors; "
+                  "0 to 1",
+    "test/infoc": "InfoC (Hsu et al. 2023): compactness, how each factor's information concentrates in one unit; "
+                  "0 to 1",
+    "test/infoe": "InfoE (Hsu et al. 2023): explicitness, the factors' information a linear predictor recovers; 0 to 1",
+    "test/total_correlation_mean": "Gaussian total correlation of the posterior means, KL(q(z) || prod_d q(z_d)) "
+                                   "for a Gaussian fitted to them; nats",
+    "test/total_correlation_sampled": "the same of one code drawn from each posterior; nats",
+    "test/metric_examples": "test examples the disentanglement metrics were computed on; count",
     "test/codebook_usage": "share of each code column's entries used at least once over the split, their mean; "
                            "fraction",
     "test/codebook_perplexity": "exp of the entropy of the split's code distribution, the mean over code columns "
@@ -186,6 +220,7 @@ SUITE_EXPLANATIONS = {
 # The metrics a reader looks at first, by the suite that makes them, in the order shown; a run shows those it has.
 HEADLINES = {
     "detect": ("detect/roc_auc", "detect/average_precision", "detect/flagged_share"),
+    "disentanglement": ("test/mig", "test/dci_disentanglement", "test/factor_vae"),
     "variational": ("test/nll", "test/elbo", "test/kl", "test/active_units"),
     "sparsity": ("test/fvu", "test/l0", "test/dead_fraction", "test/explained_variance"),
     "masked": ("test/masked_mse", "test/linear_probe_acc", "test/knn_acc"),
@@ -203,7 +238,8 @@ _TAKEN_WITH = {"test/nll": ("nll_samples", "nll_examples")}
 # the active units have none: the lowest KL may be a collapsed posterior, the most units a rate bought with recon.
 _LOWER_IS_BETTER = {"nll", "recon", "mse", "bce", "bits_per_dim", "best_val_loss", "fvu", "bits_per_code"}
 _HIGHER_IS_BETTER = {"elbo", "psnr", "auc", "ap", "node_acc", "best_val_auc", "roc_auc", "average_precision",
-                     "explained_variance"}
+                     "explained_variance", "beta_vae", "factor_vae", "mig", "sap", "dci_disentanglement",
+                     "dci_completeness", "dci_informativeness", "modularity", "explicitness", "infom", "infoc", "infoe"}
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _CONFIG_SECTIONS = ("model", "data", "train")
 
@@ -372,6 +408,8 @@ def _headline_section(metrics: Any, suites: tuple[str, ...]) -> str:
     """The few metrics of the model's family first: value, meaning with unit, and how each was taken."""
     if not isinstance(metrics, dict):
         return ""
+    if "test/mig" in metrics:  # a run on a factor dataset: scored by the disentanglement suite as well
+        suites = (*suites, "disentanglement")
     chosen = [suite for suite in HEADLINES if suite in suites] or ["reconstruction"]  # the family's suite first
     keys = list(dict.fromkeys(k for suite in chosen for k in HEADLINES[suite]
                               if isinstance(metrics.get(k), (int, float)) and not isinstance(metrics.get(k), bool)))

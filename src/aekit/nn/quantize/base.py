@@ -119,6 +119,7 @@ class Quantizer(Bottleneck):
     their codebook is learnt outside the gradient, ``update_codebooks``."""
 
     terms: ClassVar[dict[str, Term]] = {"commit": Term(weight=0.25)}
+    traversable = False  # codes only where the codebook has entries
 
     def __init__(self, context: PartContext, code_width: int, normalise: bool = False) -> None:
         super().__init__(context)
