@@ -63,11 +63,11 @@ def build_model(name: str, config: Any = None, **kwargs: Any):
     """Build model ``name``: ``build_model("vae", data_shape=(1, 28, 28), latent_dim=32)``.
 
     Keyword arguments that are config fields set the config; ``encoder=``, ``decoder=``, ``bottleneck=`` and
-    ``likelihood=`` (as modules) pass user parts in their place."""
+    ``likelihood=`` (and ``feature_network=``, ``teacher=``) as modules pass user parts in their place."""
     entry = model_entry(name)
     parts = {
         k: kwargs.pop(k)
-        for k in ("encoder", "decoder", "bottleneck", "likelihood", "teacher")
+        for k in ("encoder", "decoder", "bottleneck", "likelihood", "teacher", "feature_network")
         if k in kwargs and not isinstance(kwargs[k], str)  # likelihood="bernoulli" is a config value
     }
     if config is None:
