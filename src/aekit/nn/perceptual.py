@@ -76,15 +76,15 @@ def gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
 def ssim_and_cs(x: torch.Tensor, y: torch.Tensor, window: torch.Tensor, k1: float = 0.01, k2: float = 0.03
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per example, SSIM(x, y) = mean(l cs) and the contrast-structure mean(cs) at one scale: ``x, y [N, C, H, W]
-    -> ([N], [N])``, local statistics under the separable window ``[k]``, zero-padded to the same size."""
+    -> ([N], [N])``, local statistics under the window ``[k]`` (the 2-d window is its outer product, applied as two
+    1-d passes), zero-padded to the same size."""
     channels, k = x.shape[1], window.numel()
-    kernel = torch.outer(window, window).to(x).expand(channels, 1, k, k)  # [C, 1, k, k], one per channel
-
-    def local(t: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(t, kernel, padding=k // 2, groups=channels)  # [N, C, H, W]
-
-    mu_x, mu_y = local(x), local(y)
-    var_x, var_y, cov_xy = local(x * x) - mu_x**2, local(y * y) - mu_y**2, local(x * y) - mu_x * mu_y
+    moments = torch.cat([x, y, x * x, y * y, x * y], dim=1)  # [N, 5C, H, W]: every local statistic in one pass
+    w = window.to(x).expand(5 * channels, 1, k)  # [5C, 1, k]
+    local = F.conv2d(moments, w.unsqueeze(-1), padding=(k // 2, 0), groups=5 * channels)  # down the rows
+    local = F.conv2d(local, w.unsqueeze(-2), padding=(0, k // 2), groups=5 * channels)  # then along them
+    mu_x, mu_y, xx, yy, xy = local.chunk(5, dim=1)  # each [N, C, H, W]
+    var_x, var_y, cov_xy = xx - mu_x**2, yy - mu_y**2, xy - mu_x * mu_y
     c1, c2 = k1**2, k2**2
     cs_map = (2 * cov_xy + c2) / (var_x + var_y + c2)
     l_map = (2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1)
