@@ -91,9 +91,14 @@ def _param_groups(model, params, weight_decay: float, no_decay_1d: bool, layer_d
     return [{"params": ps, "lr_scale": scale, "weight_decay": decay} for (scale, decay), ps in grouped.items()]
 
 
+# ``optimizer=``: AdamW (decoupled weight decay), Adam (L2 decay), RMSprop (Hinton's; alpha 0.99, L2 decay)
+OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}
+
+
 def make_optimizers(model: torch.nn.Module, config) -> tuple[dict[str, torch.optim.Optimizer],
                                                              dict[str, OptimizerConfig]]:
-    """One AdamW per named parameter group of the model, with PyTorch's fused kernel where the device has it
+    """One optimiser of ``config.optimizer`` (AdamW by default) per named parameter group of the model, with
+    PyTorch's fused kernel where the device has it
     (one pass over each parameter instead of a chain of element-wise ops)."""
     groups = model.parameter_groups()
     check_groups(model, groups)
@@ -102,11 +107,13 @@ def make_optimizers(model: torch.nn.Module, config) -> tuple[dict[str, torch.opt
     for name, params in groups.items():
         s = settings[name]
         param_groups = _param_groups(model, params, s.weight_decay, config.no_decay_1d, config.layer_decay)
-        kwargs = dict(lr=s.lr, betas=tuple(s.betas), eps=s.eps, weight_decay=s.weight_decay)
-        kind = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
+        kwargs = dict(lr=s.lr, eps=s.eps, weight_decay=s.weight_decay)
+        if config.optimizer != "rmsprop":
+            kwargs["betas"] = tuple(s.betas)
+        kind = OPTIMIZERS[config.optimizer]
         try:
             optimizers[name] = kind(param_groups, fused=True, **kwargs)
-        except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
+        except (RuntimeError, ValueError, TypeError):  # a device, dtype or optimiser without the fused kernel
             optimizers[name] = kind(param_groups, **kwargs)
     return optimizers, settings
 

@@ -99,8 +99,8 @@ class TrainConfig:
                 f"lr_schedule={self.lr_schedule!r} is unknown; choose one of {', '.join(LR_SCHEDULES)}")
         require(self.precision in PRECISIONS,
                 f"precision={self.precision!r} is unknown; choose one of {', '.join(PRECISIONS)}")
-        require(self.optimizer in ("adamw", "adam"),
-                f"optimizer={self.optimizer!r} is unknown; choose adamw (decoupled weight decay) or adam (L2)")
+        require(self.optimizer in ("adamw", "adam", "rmsprop"), f"optimizer={self.optimizer!r} is unknown; choose "
+                "adamw (decoupled weight decay), adam (L2) or rmsprop (L2)")
         require(self.monitor_mode in ("min", "max"), f"monitor_mode={self.monitor_mode!r} must be min or max")
         require(self.on_nan in ON_NAN, f"on_nan={self.on_nan!r} is unknown; choose one of {', '.join(ON_NAN)}")
         require(self.threads >= 0, f"threads={self.threads} must be >= 0 (0: one per idle core)")

@@ -1,6 +1,7 @@
 """The loop's parts: named optimisers and their groups, two optimisers through SIGKILL and DDP (step hooks:
 ``test_hooks.py``)."""
 
+import copy
 import json
 import os
 import subprocess
@@ -185,3 +186,22 @@ def test_parts_fitted_after_training_see_the_training_set_once_before_the_model_
     n_train = 1797 - 180 - 180
     assert model.recorder.calls == [(n_train, False, False)]  # once, in evaluation mode, without grad
     assert weights(tmp_path / "run")["recorder.examples"].item() == n_train  # before the model was saved
+
+
+def test_rmsprop_takes_the_step_of_torchs_own():
+    torch.manual_seed(0)
+    model = aekit.build_model("ae", data_shape=(4,), hidden=(8,), latent_dim=2)
+    twin = copy.deepcopy(model)
+    optimizer = make_optimizers(model, TrainConfig(optimizer="rmsprop", lr=1e-2))[0]["model"]
+    reference = torch.optim.RMSprop(twin.parameters(), lr=1e-2)
+    assert isinstance(optimizer, torch.optim.RMSprop) and optimizer.defaults["alpha"] == 0.99
+    x = torch.rand(5, 4)
+    for net, opt in ((model, optimizer), (twin, reference)):
+        for _ in range(3):
+            opt.zero_grad()
+            net(x).terms["recon"].mean().backward()
+            opt.step()
+    for p, q in zip(model.parameters(), twin.parameters(), strict=True):
+        torch.testing.assert_close(p, q)
+    with pytest.raises(ConfigError, match="optimizer='sgd' is unknown; choose adamw"):
+        TrainConfig(optimizer="sgd")
