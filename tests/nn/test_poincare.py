@@ -1,6 +1,7 @@
 """The Poincaré ball and its wrapped normal: exp and log maps inverse to each other, Möbius addition's identities,
 samples inside the ball, the density integrating to one on the disk (quadrature in geodesic polar coordinates) and
-matching a histogram of draws, and its Euclidean limit as c -> 0."""
+matching a histogram of draws, and its Euclidean limit as c -> 0; the gyroplane layer against the distance to a
+hyperplane by hand, its zero set and its Euclidean limit."""
 
 import math
 
@@ -10,6 +11,7 @@ import torch
 import aekit
 from aekit.errors import ConfigError
 from aekit.nn.poincare import (
+    Gyroplane,
     conformal_factor,
     distance,
     expmap,
@@ -119,7 +121,53 @@ def test_small_curvature_tends_to_the_euclidean_gaussian():
     assert torch.allclose(wrapped_normal_sample(mu, sigma, c, eps), mu + sigma * eps / 2, atol=1e-6)
 
 
+def gyroplane(offset, normal, c):
+    layer = Gyroplane(offset.shape[-1], offset.shape[0], c).double()
+    with torch.no_grad():
+        layer.offset.copy_(offset)
+        layer.normal.copy_(normal)
+    return layer
+
+
+def test_gyroplane_is_the_scaled_geodesic_distance_to_a_hyperplane():
+    """Through the origin with normal e_1 (c = 1): the geodesic from (r, 0, 0) to the plane z_1 = 0 runs along the
+    axis to the origin, of length 2 artanh(r), and lambda_0 ||e_1|| = 2, so f = 4 artanh(r), signed."""
+    layer = gyroplane(torch.zeros(1, 3, dtype=F64), torch.tensor([[1.0, 0.0, 0.0]], dtype=F64), 1.0)
+    r = torch.tensor([0.1, 0.5, -0.9], dtype=F64)
+    z = torch.stack([r, torch.zeros_like(r), torch.zeros_like(r)], dim=-1)
+    assert torch.allclose(layer(z)[:, 0], 4 * torch.atanh(r))
+
+
+def test_gyroplane_vanishes_on_its_hyperplane_and_is_affine_as_c_vanishes():
+    g = torch.Generator().manual_seed(5)
+    offset, normal = 0.3 * torch.randn(4, 3, generator=g, dtype=F64), torch.randn(4, 3, generator=g, dtype=F64)
+    c = 0.7
+    layer = gyroplane(offset, normal, c)
+    p = expmap0(offset, c)
+    a = normal * (1 - c * p.pow(2).sum(-1, keepdim=True))  # the normal moved to p
+    v = torch.randn(4, 3, generator=g, dtype=F64)
+    v = v - (v * a).sum(-1, keepdim=True) / a.pow(2).sum(-1, keepdim=True) * a  # orthogonal to a_k
+    on_plane = expmap(p, 0.3 * v, c)  # [4, 3]: point k on hyperplane k
+    assert torch.allclose(torch.diagonal(layer(on_plane)), torch.zeros(4, dtype=F64), atol=1e-10)
+    tiny = 1e-9
+    flat = gyroplane(offset, normal, tiny)
+    z = 0.5 * torch.randn(6, 3, generator=g, dtype=F64)
+    affine = 4 * ((z[:, None, :] - offset) * normal).sum(-1)  # 4 <n_k, z - p_k>, p_k -> p'_k as c -> 0
+    assert torch.allclose(flat(z), affine, atol=1e-6)
+
+
+def test_gyroplane_backbone_in_a_poincare_vae():
+    model = aekit.build_model("poincare-vae", data_shape=(6,), hidden=(8,), latent_dim=3, curvature=0.5,
+                              backbone="gyroplane-mlp")
+    assert model.config.options["backbone"] == {"curvature": 0.5} and model.decoder[0].c == 0.5
+    out = model(torch.rand(4, 6))
+    (out.terms["recon"] + out.terms["kl"]).sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
 @pytest.mark.parametrize("settings,fragment", [
+    ({"backbone": "gyroplane-mlp", "hidden": ()}, "the gyroplane layer is the decoder's first hidden layer"),
+    ({"backbone": "gyroplane-mlp", "condition_dim": 2}, "backbone=gyroplane-mlp reads one point"),
     ({"curvature": 0.0}, "curvature=0.0: the Poincaré ball's curvature -c needs c > 0"),
     ({"curvature": -1.0}, "curvature=-1.0: the Poincaré ball's curvature -c needs c > 0"),
     ({"curvature": 1.0, "options": {"prior": {"curvature": 2.0}}}, "needs prior=wrapped-normal with "

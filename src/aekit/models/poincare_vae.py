@@ -12,10 +12,13 @@ and the bound is the VAE's with the KL estimated over the samples (their eq. 6):
 
     ELBO(x) = E_q[log p(x|z) + log N^W_c(z | 0, I) - log N^W_c(z | mu, sigma^2)].
 
-The decoder reads z in the ball's coordinates. ``poincare-vae``: ``curvature`` c = 1 (Pythae 0.1.2's default),
-``latent_dim`` 2 (the paper's MNIST runs use d = 2 to 10); the posterior is the bottleneck's
-(``bottleneck=poincare``), so any variational model takes it, and ``curvature`` is a shorthand for
-``bottleneck.curvature`` and ``prior.curvature``.
+The decoder reads z in the ball's coordinates, or through a first layer of gyroplanes, the signed geodesic
+distances to learnt hyperplanes of the ball (``backbone=gyroplane-mlp``; their eq. 7).
+
+``poincare-vae``: ``curvature`` c = 1 (Pythae 0.1.2's default), ``latent_dim`` 2 (the paper's MNIST runs use d = 2
+to 10). The posterior is the bottleneck's (``bottleneck=poincare``), so any variational model takes it, and
+``curvature`` is a shorthand for ``bottleneck.curvature``, ``prior.curvature`` and, with the gyroplane layer,
+``backbone.curvature``.
 """
 
 from __future__ import annotations
@@ -41,9 +44,13 @@ class PoincareVAEConfig(VAEConfig):
     def __post_init__(self) -> None:
         check_curvature(self.curvature, "curvature")
         super().__post_init__()
-        if self.prior == "wrapped-normal":  # on the posterior's ball (another prior is refused by the bottleneck)
-            prior = {"curvature": self.options["bottleneck"]["curvature"], **self.options.get("prior", {})}
-            object.__setattr__(self, "options", {**self.options, "prior": prior})
+        curvature = self.options["bottleneck"]["curvature"]
+        options = dict(self.options)  # the prior and a gyroplane layer on the posterior's ball
+        if self.prior == "wrapped-normal":  # (another prior is refused by the bottleneck)
+            options["prior"] = {"curvature": curvature, **options.get("prior", {})}
+        if self.backbone == "gyroplane-mlp":
+            options["backbone"] = {"curvature": curvature, **options.get("backbone", {})}
+        object.__setattr__(self, "options", options)
 
 
 register_model("poincare-vae", config=PoincareVAEConfig,

@@ -43,8 +43,10 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from aekit.config import require
+from aekit.nn.backbones import MLPDecoder, MLPEncoder, activation
 from aekit.nn.bottlenecks import BottleneckOutput, DiagonalGaussian
 from aekit.nn.priors import LOG_2PI, Prior
 from aekit.parts import PartContext, register_part
@@ -147,6 +149,43 @@ def wrapped_normal_log_prob(z: torch.Tensor, mu: torch.Tensor, sigma: torch.Tens
     r = u.norm(dim=-1)  # d_c(mu, z), [...]
     log_normal = -0.5 * ((u / sigma).pow(2) + 2 * torch.log(sigma) + LOG_2PI).sum(-1)
     return log_normal - (d - 1) * log_sinhc(math.sqrt(c) * r)
+
+
+class Gyroplane(nn.Module):
+    """The gyroplane layer (Mathieu et al. 2019, eq. 7; module docstring): ``z [N, d]`` on the ball of curvature -c
+    to ``[N, units]`` signed, scaled geodesic distances to ``units`` learnt hyperplanes."""
+
+    def __init__(self, d: int, units: int, c: float) -> None:
+        super().__init__()
+        self.c = float(c)
+        self.offset = nn.Parameter(torch.randn(units, d) * 1e-2)  # p'_k: p_k = exp_0(p'_k)
+        self.normal = nn.Parameter(torch.randn(units, d) / math.sqrt(d))  # n_k: a_k = P_{0->p_k}(n_k)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        c, root_c = self.c, math.sqrt(self.c)
+        p = expmap0(self.offset, c)  # [K, d]
+        a = self.normal * (1 - c * _dot(p, p))  # P_{0->p}(n) = (lambda_0 / lambda_p) n, [K, d]
+        w = mobius_add(-p, z.unsqueeze(-2), c)  # -p_k (+) z, [N, K, d]
+        a_norm = _norm(a).squeeze(-1)  # [K]
+        ratio = 2 * root_c * (w * a).sum(-1) / ((1 - c * (w * w).sum(-1)).clamp_min(MIN_NORM) * a_norm)
+        return 2 * _norm(self.normal).squeeze(-1) * torch.asinh(ratio) / root_c  # lambda_p ||a|| = 2 ||n||, [N, K]
+
+
+@register_part("backbones", "gyroplane-mlp", "the mlp backbone with a first decoder layer of gyroplanes on the "
+               "Poincaré ball of `curvature` (Mathieu et al. 2019)")
+def gyroplane_mlp_backbone(hidden, channels, act, *, context: PartContext,
+                           curvature: float = 1.0) -> tuple[nn.Module, nn.Module]:
+    """The mlp backbone whose decoder's first layer, z -> hidden[-1] units, is a :class:`Gyroplane` layer on the ball
+    of ``curvature`` (the latent's: ``poincare-vae`` sets it), then the activation and the mlp decoder's rest."""
+    check_curvature(curvature, "backbone.curvature")
+    require(len(hidden) >= 1, "backbone=gyroplane-mlp: the gyroplane layer is the decoder's first hidden layer; give "
+            "hidden widths, e.g. hidden=400")
+    require(context.condition_dim == 0 and len(context.latent_shape) == 1, "backbone=gyroplane-mlp reads one point "
+            "of the ball per example: it takes no condition and no grid of latents")
+    widths = tuple(reversed(hidden))  # the decoder's widths
+    decoder = nn.Sequential(Gyroplane(context.latent_dim, widths[0], curvature), activation(act),
+                            MLPDecoder(widths[0], context.data_shape, widths[1:], act, context.n_params))
+    return MLPEncoder(context.data_shape, hidden, act), decoder
 
 
 @register_part("priors", "wrapped-normal", "p(z) = the wrapped normal N^W_c(0, scale^2 I) on the Poincaré ball of "
