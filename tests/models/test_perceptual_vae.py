@@ -10,7 +10,7 @@ from torch import nn
 
 import aekit
 from aekit.data.batch import Batch
-from aekit.errors import ConfigError
+from aekit.errors import ConfigError, DataError
 from aekit.models.perceptual_vae import MSSSIMVAE
 from aekit.nn.perceptual import ms_ssim
 
@@ -78,6 +78,8 @@ def test_dfc_vae_from_a_saved_models_encoder_records_the_path(tmp_path):
     x_hat = torch.rand(1, 2, 1, 8, 8)
     by_hand = (phi.net[0](x_hat.flatten(2)) - phi.net[0](x[:2].flatten(1))).pow(2).sum(-1)  # layer net.0, linear
     assert torch.allclose(loaded.likelihood.nll(x_hat, x[:2]), by_hand, atol=1e-5)
+    with pytest.raises(DataError, match=r"shape \(1, 8, 8\), these are \(1, 6, 6\)"):  # before any training
+        aekit.build_model("dfc-vae", data_shape=(1, 6, 6), latent_dim=2, feature_network=source)
 
 
 def test_dfc_vae_needs_its_network():
