@@ -77,3 +77,18 @@ def test_trained_from_the_command_line_on_factors_and_reloaded(tmp_path, capsys)
     model = aekit.load(run)
     assert model.config.condition_dim == 3 and tuple(model.config.factor_levels) == (8, 8, 4)
     assert model.sample(2, condition=[0.5, 0.5, 1.0]).shape == (2, 1, 16, 16)
+
+
+def test_the_double_vae_adds_the_second_vae_terms_to_the_loss():
+    model = build(auxiliary_encoder=True)
+    b = Batch(torch.rand(4, 1, 8, 8), labels=torch.tensor([0, 1, 2, 3]))
+    out = model(b)
+    assert set(out.terms) == {"recon", "kl", "u_recon", "u_kl"}
+    u = torch.eye(4)
+    mu, logvar = model.bottleneck.prior.params(u)
+    assert torch.allclose(out.terms["u_kl"], 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).sum(-1), atol=1e-6)
+    total = model.objective()(out, 0, b).total
+    assert torch.allclose(total, sum(out.terms[k].mean() for k in out.terms), atol=1e-5)
+    total.backward()
+    assert model.bottleneck.prior.u_decoder[0].weight.grad.abs().sum() > 0
+    assert set(build().objective().terms) == {"recon", "kl"}

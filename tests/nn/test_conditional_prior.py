@@ -58,3 +58,17 @@ def test_the_prior_depends_on_u_and_samples_given_u():
 def test_a_prior_without_u_is_refused():
     with pytest.raises(ConfigError, match="condition_dim >= 1"):
         ConditionalGaussian(PartContext(latent_shape=(3,), condition_dim=0))
+
+
+def test_the_second_vae_terms_by_hand():
+    """IDVAE: u_recon = 1/2 ||u - g(mu + sigma eps)||^2 + U/2 log 2 pi, u_kl = KL(N(mu, sigma^2) || N(0, I))."""
+    p = prior(auxiliary_vae=True)
+    u = torch.eye(4)[[1, 3]]
+    eps = torch.tensor([[0.3, -1.0, 0.5], [0.0, 2.0, -0.2]])
+    terms = p.auxiliary_terms(u, eps=eps)
+    mu, logvar = p.params(u)
+    u_hat = p.u_decoder(mu + (0.5 * logvar).exp() * eps)
+    recon = 0.5 * ((u - u_hat) ** 2).sum(-1) + 2 * math.log(2 * math.pi)
+    kl = 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).sum(-1)
+    assert torch.allclose(terms["u_recon"], recon, atol=1e-6) and torch.allclose(terms["u_kl"], kl, atol=1e-6)
+    assert not hasattr(prior(), "u_decoder")

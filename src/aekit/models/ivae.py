@@ -13,12 +13,21 @@ decoder that sees z only. Under the paper's conditions (Theorem 1: enough distin
 varying with u) z is identified up to a permutation and a coordinate-wise map, which the mean correlation
 coefficient measures (:func:`aekit.metrics.identifiability.mcc`). u is read from the batch (``auxiliary``):
 one-hot labels, or a factor dataset's factors scaled to [0, 1]; ``model.sample(n, condition=u)`` draws z ~ p(z|u).
+
+``auxiliary_encoder=true``: the Identifiable Double VAE (Mita, Filippone & Michiardi 2021). The conditional prior
+is learnt as the encoder r(z|u) of a second VAE over u (decoder p(u|z), prior N(0, I)), and the loss adds that VAE's
+negative ELBO, ``u_recon`` + ``u_kl`` (:meth:`~aekit.nn.conditional_prior.ConditionalGaussian.auxiliary_terms`):
+
+    L = E_q(z|x,u)[-log p(x|z)] + KL(q(z|x,u) || r(z|u)) + E_r(z|u)[-log p(u|z)] + KL(r(z|u) || N(0, I)).
+
+Simplified here: p(u|z) is a Gaussian of unit variance (one-hot labels included), both ELBOs weigh 1, and the
+posterior still reads u, as iVAE's does; the paper's semi-supervised variant, which infers a missing u, is not built.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -29,6 +38,7 @@ from aekit.errors import ConfigError
 from aekit.models.auxiliary import AUXILIARY, auxiliary_of, fit_auxiliary_values, one_hot
 from aekit.models.vae import VAE, VAEConfig
 from aekit.nn.backbones import make_backbone
+from aekit.objectives import Term
 from aekit.registry import register_model
 
 
@@ -36,11 +46,14 @@ from aekit.registry import register_model
 class IVAEConfig(VAEConfig):
     """``auxiliary``: ``labels`` or ``factors``, what u is; ``condition_dim``: u's width and ``factor_levels``
     each factor's levels (both set from the data); ``prior``: ``conditional-gaussian`` (its MLP's width:
-    ``prior.hidden``, 50; a zero mean: ``prior.learn_mean=false``)."""
+    ``prior.hidden``, 50; a zero mean: ``prior.learn_mean=false``); ``auxiliary_encoder``: the prior learnt as the
+    encoder of a second VAE over u (IDVAE, module docstring)."""
 
     auxiliary: str = "labels"
     factor_levels: tuple[int, ...] = ()
     prior: str = "conditional-gaussian"
+    auxiliary_encoder: bool = False
+    shorthands: ClassVar[dict[str, tuple[str, str]]] = {"auxiliary_encoder": ("prior", "auxiliary_vae")}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -72,6 +85,19 @@ class IVAE(VAE):
     def fit_to_data(cls, values: dict[str, Any], splits) -> tuple[dict[str, Any], list[str]]:
         values, notes = super().fit_to_data(values, splits)
         return fit_auxiliary_values(values, splits, "condition_dim", "ivae"), notes
+
+    def own_terms(self) -> dict[str, Term]:
+        """The VAE's terms, and the second VAE's ``u_recon`` and ``u_kl`` (weight 1) with ``auxiliary_encoder``."""
+        extra = {"u_recon": Term(), "u_kl": Term()} if self.config.auxiliary_encoder else {}
+        return {**super().own_terms(), **extra}
+
+    def forward(self, x: torch.Tensor | Batch, *args: Any, condition: torch.Tensor | None = None, **kwargs: Any):
+        """The VAE's output given u, with the second VAE's terms over u where ``auxiliary_encoder`` is set."""
+        out = super().forward(x, *args, condition=condition, **kwargs)
+        if self.config.auxiliary_encoder:
+            u = self.condition_of(x) if isinstance(x, Batch) else self.check_condition(condition, x.shape[0])
+            out.terms.update(self.bottleneck.prior.auxiliary_terms(u))
+        return out
 
     def condition_of(self, batch: Batch) -> torch.Tensor:
         """u ``[B, U]``: the batch's labels one-hot, or its factors in [0, 1]."""

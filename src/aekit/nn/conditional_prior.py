@@ -6,6 +6,14 @@ and log-variance given by a small MLP of u. u is the batch's condition (``batch.
 The KL from a diagonal Gaussian posterior is closed form per coordinate (:func:`~aekit.nn.priors.gaussian_kl`),
 
     KL(N(m, s^2) || N(mu(u), sigma^2(u))) = 1/2 (log sigma^2 - log s^2 + (s^2 + (m - mu)^2) / sigma^2 - 1).
+
+With ``auxiliary_vae``, the prior is also the encoder r(z|u) of a second VAE, over u, the Identifiable Double VAE's
+conditional prior (Mita, Filippone & Michiardi 2021): a decoder p(u|z) and the prior N(0, I) give it the ELBO
+
+    E_r(z|u)[log p(u|z)] - KL(r(z|u) || N(0, I)),
+
+whose terms (:meth:`ConditionalGaussian.auxiliary_terms`: ``u_recon``, ``u_kl``) the model adds to its own, so that
+p(z|u) = r(z|u) is a sufficient and compact representation of u rather than any function of it.
 """
 
 from __future__ import annotations
@@ -28,7 +36,8 @@ class ConditionalGaussian(Prior):
 
     conditional = True
 
-    def __init__(self, context: PartContext, hidden: int = 50, learn_mean: bool = True) -> None:
+    def __init__(self, context: PartContext, hidden: int = 50, learn_mean: bool = True,
+                 auxiliary_vae: bool = False) -> None:
         super().__init__(context)
         u_dim = context.condition_dim
         require(u_dim >= 1, "the conditional-gaussian prior needs an auxiliary variable u (condition_dim >= 1); use "
@@ -38,6 +47,9 @@ class ConditionalGaussian(Prior):
         self.learn_mean = bool(learn_mean)
         self.net = nn.Sequential(nn.Linear(u_dim, hidden), nn.LeakyReLU(0.1),
                                  nn.Linear(hidden, 2 * d if self.learn_mean else d))
+        self.auxiliary_vae = bool(auxiliary_vae)
+        if self.auxiliary_vae:  # p(u|z), the second VAE's decoder
+            self.u_decoder = nn.Sequential(nn.Linear(d, hidden), nn.LeakyReLU(0.1), nn.Linear(hidden, u_dim))
 
     def params(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """mu(u), log sigma^2(u) ``[B, 1.., D]``, broadcasting over a grid of positions."""
@@ -45,6 +57,17 @@ class ConditionalGaussian(Prior):
         mu, logvar = out.chunk(2, dim=-1) if self.learn_mean else (torch.zeros_like(out), out)
         grid = [1] * (len(self.latent_shape) - 1)
         return mu.view(len(u), *grid, -1), logvar.view(len(u), *grid, -1)
+
+    def auxiliary_terms(self, u: torch.Tensor, eps: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The negative ELBO of u ``[B, U]`` under the second VAE, per example ``[B]``: ``u_recon`` = -log p(u|z) for
+        one reparameterised z ~ r(z|u) (``eps`` passes its noise in), a Gaussian of unit variance around the
+        decoder's output, and ``u_kl`` = KL(r(z|u) || N(0, I)) in closed form."""
+        mu, logvar = (t.flatten(1) for t in self.params(u))  # [B, D] (one position: r(z|u) is the same at each)
+        if eps is None:
+            eps = torch.randn_like(mu)
+        u_hat = self.u_decoder(mu + torch.exp(0.5 * logvar) * eps)  # [B, U]
+        recon = 0.5 * ((u.to(u_hat.dtype) - u_hat).pow(2) + LOG_2PI).sum(-1)
+        return {"u_recon": recon, "u_kl": gaussian_kl(mu, logvar, torch.zeros_like(mu), torch.zeros_like(mu)).sum(-1)}
 
     def condition(self, batch) -> torch.Tensor:
         u = getattr(batch, "condition", None)
