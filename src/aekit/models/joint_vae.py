@@ -80,5 +80,5 @@ class JointVAE(BetaVAE):
         if c.capacity > 0 or capacity > 0:
             disc = Term(weight=Schedule(c.gamma), capacity=capacity, capacity_steps=steps)
         else:
-            disc = dataclasses.replace(terms["kl"], label="")
+            disc = dataclasses.replace(terms["kl"], label="", free_bits=0.0)  # free bits floor the Gaussian units only
         return {**terms, "kl_disc": disc}
