@@ -127,6 +127,9 @@ def fit_sampler(model: Any, name: str, data: Any, *, steps: int | None = None, s
     model.eval()
     try:
         z_train = latents(model, rows_of(splits.train, AFTER_TRAINING_ROWS, seed))
+        if len(z_train) < 2:
+            raise DataError(f"{len(z_train)} training examples: a sampler needs at least 2 latents to fit; give the "
+                            "data the model was trained on")
         z_val = latents(model, rows_of(splits.val, AFTER_TRAINING_ROWS, seed)) if len(splits.val) else z_train[:0]
         started = time.perf_counter()
         stats = sampler.fit(z_train, z_val, sampler.default_steps if steps is None else steps,
