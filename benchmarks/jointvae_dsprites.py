@@ -39,20 +39,24 @@ def matched_accuracy(predicted: np.ndarray, truth: np.ndarray, k: int) -> float:
     return float(counts[rows, cols].sum() / len(truth))
 
 
-def shape_accuracy(name: str, model, splits, n: int, seed: int) -> float:
+def shape_accuracy(name: str, model, splits, n: int, seed: int) -> dict[str, float]:
     test = splits.test
     index = np.random.default_rng(seed).choice(len(test), size=min(n, len(test)), replace=False)
     batch = test.batch(torch.as_tensor(index))
     with torch.no_grad():
-        codes = torch.cat([model.embed(batch.inputs[i:i + 500]) for i in range(0, len(index), 500)]).numpy()
+        outs = [model(batch.inputs[i:i + 500]) for i in range(0, len(index), 500)]
+    codes = torch.cat([out.latent.mean for out in outs]).numpy()
+    kls = {f"test_{k}": round(float(torch.cat([out.terms[k] for out in outs]).mean()), 3)
+           for k in ("kl", "kl_disc") if k in outs[0].terms}  # nats: where each channel's capacity went
     shape = batch.factors[:, 0].numpy()
     if name == "joint-vae":
         predicted = codes[:, -3:].argmax(1)  # the one-hot block of the 3-way unit
+        kls["category_counts"] = np.bincount(predicted, minlength=3).tolist()
     else:
         from sklearn.cluster import KMeans
 
         predicted = KMeans(3, n_init=10, random_state=seed).fit_predict(codes)
-    return matched_accuracy(predicted, shape, 3)
+    return {"shape_accuracy": round(matched_accuracy(predicted, shape, 3), 4), **kls}
 
 
 def main() -> None:
@@ -74,7 +78,7 @@ def main() -> None:
         seconds = time.perf_counter() - start
         model = run.model.eval()
         metrics = aekit.evaluate(model, splits, suites=("disentanglement",), seed=args.seed)
-        results[name] = {"shape_accuracy": round(shape_accuracy(name, model, splits, args.examples, args.seed), 4),
+        results[name] = {**shape_accuracy(name, model, splits, args.examples, args.seed),
                          "mig": round(metrics["test/mig"], 4), "train_seconds": round(seconds, 1)}
         print(json.dumps({name: results[name]}), flush=True)
     print(json.dumps({"settings": vars(args), "results": results, "machine": machine(), "source": aekit_source()},
