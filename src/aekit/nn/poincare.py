@@ -219,6 +219,8 @@ class PoincarePosterior(DiagonalGaussian):
     fixed-parameter density and importance samples, through the wrapped normal's sampling and density. The prior is
     a wrapped normal on the same ball (``prior=wrapped-normal``)."""
 
+    traversable = False  # points of the ball only
+
     def __init__(self, context: PartContext, prior: Prior | None = None, curvature: float = 1.0) -> None:
         check_curvature(curvature)
         require(prior is None or (isinstance(prior, WrappedNormalPrior) and prior.c == curvature),
