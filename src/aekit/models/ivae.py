@@ -4,13 +4,13 @@ Unifying Framework").
 The sources z are conditionally independent given an observed auxiliary variable u (a class, a time segment, the
 factors of a factor dataset), and x = f(z) + noise:
 
-    p(x, z | u) = p(x|z) p(z|u),   p(z|u) = prod_d N(z_d; mu_d(u), sigma_d^2(u))   (eq. 7, a Gaussian lambda(u)),
-    log p(x|u) >= E_q(z|x,u)[log p(x|z)] - KL(q(z|x,u) || p(z|u))                   (eq. 9),
+    p(x, z | u) = p(x|z) p(z|u),   p(z|u) = prod_d N(z_d; mu_d(u), sigma_d^2(u))   (a Gaussian lambda(u)),
+    log p(x|u) >= E_q(z|x,u)[log p(x|z)] - KL(q(z|x,u) || p(z|u))
 
 with the posterior q(z|x,u) = N(mu(x, u), diag sigma^2(x, u)) (u joined to the encoder's features), the
 conditional prior the ``conditional-gaussian`` part (:mod:`aekit.nn.conditional_prior`, closed-form KL) and a
-decoder that sees z only. Under the paper's conditions (Theorem 1: enough distinct values of u, the variances
-varying with u) z is identified up to a permutation and a coordinate-wise map, which the mean correlation
+decoder that sees z only. Under the paper's conditions (enough distinct values of u, the variances varying with
+u) z is identified up to a permutation and a coordinate-wise map, which the mean correlation
 coefficient measures (:func:`aekit.metrics.identifiability.mcc`). u is read from the batch (``auxiliary``):
 one-hot labels, or a factor dataset's factors scaled to [0, 1]; ``model.sample(n, condition=u)`` draws z ~ p(z|u).
 

@@ -3,7 +3,7 @@
 The code is z = [z_cont, c_1, ..., c_n]: Gaussian units q(z|x) = N(mu(x), diag sigma^2(x)) and categorical units
 q(c_i|x) = Cat(alpha_i(x)), relaxed to concrete samples at temperature tau in training, one-hot at evaluation
 (the ``gaussian-concrete`` bottleneck, :mod:`aekit.nn.concrete`). With p(z) = N(0, I) and p(c_i) = U(K_i), each
-channel's KL is held near a capacity of its own (Dupont 2018, eq. 7),
+channel's KL is held near a capacity of its own (Dupont 2018, Sec. 3),
 
     L(t) = E_q[-log p(x|z, c)] + gamma |KL(q(z|x) || p(z)) - C_z(t)| + gamma |KL(q(c|x) || p(c)) - C_c(t)|,
 
@@ -32,7 +32,7 @@ class JointVAEConfig(BetaVAEConfig):
     the categorical units, e.g. ``discrete=10`` or ``discrete=10,3``); ``temperature``: tau of the concrete
     relaxation; ``capacity``/``capacity_steps`` (C_z, T_z) and ``capacity_disc``/``capacity_disc_steps``
     (C_c, T_c) and ``gamma``: the two capacity terms (shorthand for ``terms.kl.*`` and ``terms.kl_disc.*``).
-    Defaults: the paper's MNIST run (10 Gaussian units, one 10-way unit, C_z = C_c = 5 over 25,000 steps,
+    Defaults: the authors' MNIST settings (10 Gaussian units, one 10-way unit, C_z = C_c = 5 over 25,000 steps,
     gamma = 30, tau = 0.67)."""
 
     latent_dim: int = 20

@@ -1,5 +1,5 @@
 """A conditionally factorial Gaussian prior p(z|u) = prod_d N(z_d; mu_d(u), sigma_d^2(u)), the prior of iVAE
-(Khemakhem, Kingma, Monti & Hyvarinen 2020, eq. 7): an exponential family with sufficient statistics
+(Khemakhem, Kingma, Monti & Hyvarinen 2020): an exponential family with sufficient statistics
 T(z) = (z, z^2) whose natural parameters are a function lambda(u) of an observed auxiliary variable u, here the mean
 and log-variance given by a small MLP of u. u is the batch's condition (``batch.condition``, ``[B, U]``).
 
@@ -31,8 +31,8 @@ from aekit.parts import PartContext, register_part
                "variable u (the condition): iVAE's conditionally factorial prior")
 class ConditionalGaussian(Prior):
     """p(z|u) over ``latent_shape`` ``(D,)`` (or ``(*L, D)``, the same prior at each position) for u ``[B, U]``,
-    U = ``context.condition_dim``; ``hidden``: the MLP's width (one hidden layer, leaky ReLU as in the authors'
-    code); ``learn_mean``: False fixes mu(u) = 0, the variance-only prior of the paper's experiments."""
+    U = ``context.condition_dim``; ``hidden``: the MLP's width (one hidden layer, leaky ReLU of slope 0.1);
+    ``learn_mean``: False fixes mu(u) = 0, a prior whose variances alone depend on u."""
 
     conditional = True
 

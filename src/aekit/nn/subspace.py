@@ -9,12 +9,12 @@ when M's rows are orthonormal) and N M^T = 0. The attribute information is pushe
 
 (the second form: N^T N = I - M^+ M is the projection onto the complement of M's rows, computed from M by the
 pseudo-inverse, whose gradient exists where a basis of the null space has none). An attribute is edited by
-replacing the attribute part of U z and mapping back (the paper's Sec. 3.3):
+replacing the attribute part of U z and mapping back (the paper's editing rule):
 
     z' = U^{-1} [y'; N z] = z + M^+ (y' - M z),
 
-so that M z' = y' exactly and N z' = N z. The authors' code takes M^T for M^+ (exact for orthonormal rows):
-their loss is ||M z - y||^2 + ||z - M^T y||^2 and their edit z + M^T (y' - M z).
+so that M z' = y' exactly and N z' = N z. The reference implementation (as ported in disent) takes M^T for M^+
+(exact for orthonormal rows): its loss is ||M z - y||^2 + ||z - M^T y||^2 and its edit z + M^T (y' - M z).
 """
 
 from __future__ import annotations
