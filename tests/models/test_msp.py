@@ -104,3 +104,14 @@ def test_the_sample_command_edits_test_examples(tmp_path, capsys):
     assert np.allclose(saved[1], model.edit(saved[0], attribute=2, value=0.75), atol=1e-5)
     assert cli.main(["sample", str(run), "--edit", "two=1"]) != 0
     assert "--edit 'two=1'" in capsys.readouterr().err
+
+
+def test_a_variational_msp_adds_the_kl_and_projects_the_posterior_mean():
+    model = build(bottleneck="gaussian")
+    b = Batch(torch.rand(4, 1, 8, 8), labels=torch.tensor([0, 1, 2, 0]))
+    out = model(b)
+    z = out.latent.params["mu"]
+    y = torch.nn.functional.one_hot(b.labels, 3).float()
+    assert torch.allclose(out.terms["msp_attr"], ((z @ model.projection.M.T - y) ** 2).sum(-1), atol=1e-5)
+    expected = sum(out.terms[k].mean() for k in ("recon", "kl", "msp_attr", "msp_null"))
+    assert torch.allclose(model.objective()(out, 0, b).total, expected, atol=1e-4)

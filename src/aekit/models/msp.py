@@ -8,7 +8,9 @@ linear map M and nothing of them elsewhere (:mod:`aekit.nn.subspace`),
 
 and edits an attribute by replacing its part of [M z; N z]: z' = z + M^+ (y' - M z), so that M z' = y' and
 N z' = N z, then decodes z' (``model.edit(x, attribute=i, value=v)``). y is read from the batch: one-hot labels,
-or a factor dataset's factors scaled to [0, 1] (``auxiliary``). The encoder and decoder never see y.
+or a factor dataset's factors scaled to [0, 1] (``auxiliary``). The encoder and decoder never see y. The code is
+deterministic by default; ``bottleneck=gaussian`` makes the model variational (the KL joins the loss, the projection
+reads the posterior mean).
 """
 
 from __future__ import annotations
