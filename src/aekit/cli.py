@@ -20,6 +20,7 @@ EPILOG = """Examples:
   aekit evaluate runs/vae --nll-samples 1000
   aekit evaluate runs/vae --data my-digits.npz  # the same model scored on other data of its shape
   aekit sample runs/vae -n 64
+  aekit sample runs/vae -n 64 --sampler gaussian-mixture
   aekit compare runs/vae runs/bvae --out runs/compare
   aekit train mae --data cifar10 --out runs/mae --steps 3000 masker=block norm_pix_loss=true
   aekit convert hf-vit-mae-base/ --out models/mae-base   # Hugging Face ViTMAE weights -> aekit
@@ -210,6 +211,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     if args.n < 1:
         raise ConfigError(f"-n {args.n} draws no sample; pass -n 1 or more")
+    if args.edit:
+        return _edit_test_examples(args)
 
     import numpy as np
     import torch
@@ -221,6 +224,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     out = check_out_dir(Path(args.out) if args.out else Path(args.run_dir) / "samples")
     model = load(args.run_dir)
     extra = {}
+    if args.sampler:
+        extra["sampler"] = _fitted_sampler(args, model)
     if condition is not None:
         if "condition" not in inspect.signature(model.sample).parameters:
             raise ConfigError(f"{model.name} takes no condition; leave out --condition, or train a conditional model")
@@ -238,10 +243,64 @@ def cmd_sample(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     stem = f"samples-n{args.n}-seed{args.seed}" + ("" if args.condition is None else
                                                    f"-condition{args.condition.replace(',', '_')}")
+    stem += f"-{args.sampler}" if args.sampler else ""
     np.save(out / f"{stem}.npy", samples.numpy())  # named by its settings: another call writes beside it
     print(f"samples: {out / f'{stem}.npy'}")
     print(f"figure: {plot_samples(samples, out / f'{stem}.png')}")
     return 0
+
+
+def _edit_test_examples(args: argparse.Namespace) -> int:
+    """``--edit I=V``: the first ``n`` test examples of the run's data with attribute I set to V by the model's
+    ``edit`` (an attribute-editing model such as msp), saved beside the originals."""
+    import numpy as np
+
+    from aekit.config import from_dict
+    from aekit.errors import ConfigError
+    from aekit.io import check_out_dir, load, read_json
+    from aekit.report import plot_reconstructions
+    from aekit.run_config import DataConfig, load_splits
+
+    attribute, _, value = args.edit.partition("=")
+    try:
+        index, target = int(attribute), float(value)
+    except ValueError:
+        raise ConfigError(f"--edit {args.edit!r}: give an attribute index and its value, e.g. --edit 0=1.5") from None
+    out = check_out_dir(Path(args.out) if args.out else Path(args.run_dir) / "samples")
+    model = load(args.run_dir)
+    if not callable(getattr(model, "edit", None)):
+        raise ConfigError(f"{model.name} does not edit attributes; --edit takes a model such as msp")
+    splits = load_splits(from_dict(DataConfig, read_json(Path(args.run_dir) / "config.json")["data"]))
+    batch = splits.test.batch(slice(0, min(args.n, len(splits.test))))
+    edited = model.edit(batch.inputs, attribute=index, value=target).cpu()
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"edit-n{len(edited)}-attribute{index}-value{target:g}"
+    np.save(out / f"{stem}.npy", np.stack([batch.inputs.numpy(), edited.numpy()]))  # [2, n, *S]: before, after
+    print(f"edited: {out / f'{stem}.npy'} (originals then edits)")
+    print(f"figure: {plot_reconstructions(batch.inputs, edited, out / f'{stem}.png')}")
+    return 0
+
+
+def _fitted_sampler(args: argparse.Namespace, model) -> str:
+    """``--sampler NAME``: the run's saved sampler, or one fitted on its training data and saved the first time
+    (:func:`aekit.sampling.run_sampler`); prints whether it was fitted and its sample quality."""
+    from aekit.errors import ConfigError
+    from aekit.run_config import literal
+    from aekit.sampling import run_sampler
+
+    if args.condition is not None:
+        raise ConfigError("--sampler draws unconditional latents; leave out --condition")
+    options = {key: literal(value) for key, value in _parse_overrides(args.option or []).items()}
+    sampler, fitted = run_sampler(args.run_dir, model, args.sampler, options, steps=args.sampler_steps,
+                                  seed=args.seed, refit=args.refit)
+    print(f"sampler {args.sampler}: {'fitted and saved' if fitted else 'saved, reused'} "
+          f"({json.dumps(sampler.fit_stats)})")
+    quality = sampler.quality
+    if quality:
+        print(f"sample quality: precision {quality['precision']:.3f} recall {quality['recall']:.3f} (k={quality['k']}, "
+              f"{quality['samples']} samples against {quality['test_examples']} test examples, in the encoder's "
+              "posterior means)")
+    return args.sampler
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
@@ -541,6 +600,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="folder for samples.npy and samples.png (default RUN_DIR/samples)")
     p.add_argument("--condition", help="for a conditional model: a class id (3) or a vector (0.1,0.9)")
+    p.add_argument("--edit", metavar="I=V", help="for an attribute-editing model (msp): the first -n test examples "
+                   "with attribute I set to V, beside the originals, in place of samples")
+    p.add_argument("--sampler", help="an ex-post sampler fitted to the training latents and saved with the run "
+                   "(gaussian-mixture, two-stage, maf, iaf; prior: the model's own); fitted on first use")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="a setting of the sampler, e.g. --option components=20 (repeatable)")
+    p.add_argument("--sampler-steps", type=int, help="the sampler's fitting steps (default: its own)")
+    p.add_argument("--refit", action="store_true", help="fit the sampler again even if the run has one saved")
     p.set_defaults(func=cmd_sample)
 
     _add_detect_parser(sub)

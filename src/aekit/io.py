@@ -186,7 +186,12 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu", *, r
         first = str(exc).splitlines()[0] if str(exc) else "mismatch"
         raise AekitError(f"{directory}: weights do not fit the config ({first})") from None
     model.activation_source = meta.get("activations")  # the activation store it was trained on, or None
-    return model.to(map_location).eval()
+    model = model.to(map_location).eval()
+    if (directory / "samplers").is_dir():  # ex-post samplers fitted to it (aekit.sampling)
+        from aekit.sampling import load_samplers
+
+        load_samplers(model, directory)
+    return model
 
 
 # The parts a user may build, in the order they are named in an error.

@@ -2,7 +2,8 @@
 
 Kinds: ``models`` (the model registry, :mod:`aekit.registry`), ``bottlenecks``, ``priors``, ``likelihoods``,
 ``backbones``, ``graph_encoders``, ``corruptions``, ``maskers``, ``targets``, ``regularisers``, ``objectives``,
-``code_priors``. A part registers itself where it is defined::
+``code_priors``, ``samplers`` (ex-post samplers fitted to a trained model's latents, :mod:`aekit.samplers`). A part
+registers itself where it is defined::
 
     @register_part("priors", "standard-normal", "N(0, I)")
     class StandardNormal(Prior): ...
@@ -44,7 +45,7 @@ from typing import Any
 from aekit.errors import ConfigError
 
 KINDS = ("models", "bottlenecks", "priors", "likelihoods", "backbones", "graph_encoders", "corruptions", "maskers",
-         "targets", "regularisers", "objectives", "code_priors")
+         "targets", "regularisers", "objectives", "code_priors", "samplers")
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,7 @@ def register_part(kind: str, name: str, description: str) -> Callable[[Any], Any
 def _ensure_builtin_parts() -> None:
     import aekit.models  # noqa: F401  (imports every built-in part module, then the models)
     import aekit.objectives  # noqa: F401
+    import aekit.samplers  # noqa: F401
 
 
 def get_part(kind: str, name: str) -> PartEntry:

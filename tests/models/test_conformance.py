@@ -32,7 +32,8 @@ TINY = {"cvae": {"condition_dim": 3}, "unscented-ae": {"kappa": 0.5}, "autogen":
         "miwae": {"n_bounds": 2, "n_samples": 3}, "piwae": {"n_bounds": 2, "n_samples": 3}, "ciwae": {"n_samples": 4},
         "wae-gan": {"disc_hidden": (8,)}, "swae": {"projections": 8}, "rae": {"options": {"prior": {"components": 2}}},
         "vis": {"n_samples": 3}, "coupled-vae": {"prior_draws": 8}, "vamp-vae": {"components": 4},
-        "factor-vae": {"disc_hidden": (8,)}}
+        "factor-vae": {"disc_hidden": (8,)}, "joint-vae": {"discrete": (2,)}, "ivae": {"condition_dim": 3},
+        "msp": {"attributes": 3}}
 # Families that are not encoder -> bottleneck -> decoder autoencoders (ViTs, SparK's CNN), with their tiny sizes.
 VIT = {"mae": {"width": 8, "depth": 1, "heads": 2, "decoder_width": 8, "decoder_depth": 1, "decoder_heads": 2},
        "classifier": {"width": 8, "depth": 1, "heads": 2, "classes": 3},

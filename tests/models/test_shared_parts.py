@@ -84,7 +84,7 @@ def test_a_prior_without_closed_form_gets_the_monte_carlo_kl():
 def test_parts_are_chosen_by_name():
     kinds = {e.kind for e in list_parts()}
     assert kinds == {"models", "bottlenecks", "priors", "likelihoods", "backbones", "graph_encoders", "corruptions",
-                     "maskers", "targets", "regularisers", "objectives", "code_priors"}
+                     "maskers", "targets", "regularisers", "objectives", "code_priors", "samplers"}
     assert get_part("objectives", "iwae").name == "iwae"
     model = aekit.build_model("vae", data_shape=(1, 8, 8), hidden=(8,), latent_dim=2, objective="iwae")
     assert type(model.objective()).__name__ == "IWAEBound"

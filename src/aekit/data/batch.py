@@ -23,7 +23,9 @@ class Batch:
     target: ``[B, *S]`` what the model reconstructs when it is not the inputs themselves (a transcoder maps a layer's
     input to its output);
     gradient: ``[B, *S]`` the gradient of a downstream loss with respect to the inputs (a gradient-guided sparse
-    autoencoder chooses its latents with it).
+    autoencoder chooses its latents with it);
+    factors: ``[B, K]`` int64 ground-truth factor indices, where the data is a factor dataset
+    (:mod:`aekit.data.factors`), for models that read them as auxiliary variables or attributes.
     """
 
     inputs: torch.Tensor
@@ -33,10 +35,11 @@ class Batch:
     weights: torch.Tensor | None = None
     target: torch.Tensor | None = None
     gradient: torch.Tensor | None = None
+    factors: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         n = self.inputs.shape[0] if self.inputs.dim() else 0
-        for name in ("labels", "condition", "mask", "weights", "target", "gradient"):
+        for name in ("labels", "condition", "mask", "weights", "target", "gradient", "factors"):
             value = getattr(self, name)
             if value is not None and (value.dim() == 0 or value.shape[0] != n):
                 raise DataError(
@@ -80,7 +83,7 @@ class Batch:
             unknown = sorted(set(renamed) - {f.name for f in dataclasses.fields(cls)})
             if unknown:
                 raise DataError(f"batch keys {', '.join(unknown)} are unknown; use inputs, labels, condition, mask, "
-                                "weights, target, gradient")
+                                "weights, target, gradient, factors")
             if "inputs" not in renamed:
                 raise DataError(f"a batch dict without inputs (keys {', '.join(sorted(item))}); give inputs or x")
             return {k: None if v is None else torch.as_tensor(v) for k, v in renamed.items()}

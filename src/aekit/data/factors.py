@@ -159,7 +159,9 @@ class FactorImages:
         return None
 
     def batch(self, index: Index = None) -> Batch:
-        return Batch(self.inputs(index))
+        """The images at ``index`` with their factor indices (``Batch.factors``), rendered from them."""
+        factors = self.factors(index)
+        return Batch(self.render_indices(factors.numpy()), factors=factors)
 
     def subset(self, index: torch.Tensor | np.ndarray, name: str | None = None) -> FactorImages:
         return FactorImages(self.grid, self.render_indices, self._shape, name or self.name,
@@ -173,13 +175,13 @@ class FactorImages:
                             torch.cat([self.rows, other.rows]))
 
 
-def factors_of(data) -> torch.Tensor:
-    """The factor indices ``[N, K]`` of every example of ``data``; a one-line error for data without factors."""
 def has_factors(data) -> bool:
     """Whether ``data`` carries ground-truth factors (a factor dataset or a subset of one)."""
     return callable(getattr(data, "factors", None))
 
 
+def factors_of(data) -> torch.Tensor:
+    """The factor indices ``[N, K]`` of every example of ``data``; a one-line error for data without factors."""
     if not has_factors(data):
         raise DataError(f"{getattr(data, 'name', type(data).__name__)}: has no ground-truth factors; disentanglement "
                         f"metrics need a factor dataset ({', '.join(FACTOR_DATASETS)})")

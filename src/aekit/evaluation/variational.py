@@ -118,8 +118,8 @@ class Variational(Suite):
         """MMD_u^2 between the kept codes (draws from the aggregate posterior q(z)) and as many draws from the
         prior, taken with a generator of their own seeded by the evaluation's seed, so that nothing else moves."""
         codes, prior = state.rows("sampled"), getattr(model.bottleneck, "prior", None)
-        if codes is None or prior is None or len(codes) < 2:
-            return {}
+        if codes is None or prior is None or len(codes) < 2 or getattr(prior, "conditional", False):
+            return {}  # a conditional prior p(z|u) has no marginal to draw from
         device = next(model.parameters()).device
         generator = torch.Generator(device=device)
         generator.manual_seed(int(np.random.SeedSequence(state.ctx.seed, spawn_key=(MMD_STREAM,)).generate_state(1)[0]))
@@ -144,6 +144,6 @@ class Variational(Suite):
                 metrics["nll_stderr"] = float(nll.std() / math.sqrt(len(nll)))
             metrics["nll_samples"] = state.ctx.nll_samples
             metrics["nll_examples"] = len(nll)
-            if model.config.likelihood in ("bernoulli", "logistic"):  # discrete data: a code length
+            if getattr(getattr(model, "likelihood", None), "discrete", False):  # over the data's levels: a code length
                 metrics["bits_per_dim"] = mean / (math.prod(state.ctx.test.shape) * math.log(2))
         return metrics

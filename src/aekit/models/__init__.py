@@ -18,12 +18,18 @@ from aekit.models.flow_vae import FlowVAEConfig, IAFVAEConfig
 from aekit.models.gae import GAE, GAEConfig
 from aekit.models.graphmae import GraphMAE, GraphMAEConfig
 from aekit.models.hierarchical_vae import HierarchicalIWAEConfig, HierarchicalVAEConfig, LadderVAEConfig
+from aekit.models.hvae import HVAEConfig
 from aekit.models.info_vae import InfoVAE, InfoVAEConfig
+from aekit.models.ivae import IVAE, IVAEConfig
 from aekit.models.iwae import IWAEBound, IWAEConfig
+from aekit.models.joint_vae import JointVAE, JointVAEConfig
 from aekit.models.lorae import LoRAE, LoRAEConfig
 from aekit.models.mae import MAE, MAEConfig
 from aekit.models.miwae import MIWAEBound, MIWAEConfig
+from aekit.models.msp import MSP, MSPConfig
+from aekit.models.perceptual_vae import DFCVAE, MSSSIMVAE, DFCVAEConfig, MSSSIMVAEConfig
 from aekit.models.piwae import PIWAEBounds, PIWAEConfig
+from aekit.models.poincare_vae import PoincareVAEConfig
 from aekit.models.rae import RAE, RAEConfig
 from aekit.models.sae import SAE, SAEConfig
 from aekit.models.spark import SparK, SparKConfig
@@ -31,6 +37,7 @@ from aekit.models.svae import SVAEConfig
 from aekit.models.swae import SWAE, SWAEConfig
 from aekit.models.unscented_ae import UnscentedAE, UnscentedAEConfig, UnscentedTerms
 from aekit.models.vae import VAE, BetaVAE, BetaVAEConfig, VAEConfig
+from aekit.models.vae_gan import VAEGAN, VAEGANConfig, VAEGANUpdates
 from aekit.models.vamp_vae import VampVAEConfig
 from aekit.models.vis import VISConfig, VISTerms
 from aekit.models.vq_vae import (
@@ -58,5 +65,7 @@ __all__ = [
     "CodePrior", "CodePriorConfig", "VampVAEConfig",
     "FSQAEConfig", "LFQAEConfig", "QLAE", "QLAEConfig", "QuantisedAutoencoder", "RVQVAEConfig", "VQVAEConfig",
     "BetaVAE", "BetaTCVAE", "BetaTCVAEConfig", "DIPVAE", "DIPVAEConfig", "FactorVAE", "FactorVAEConfig",
-    "SVAEConfig",
+    "SVAEConfig", "HVAEConfig", "PoincareVAEConfig",
+    "JointVAE", "JointVAEConfig", "IVAE", "IVAEConfig", "MSP", "MSPConfig",
+    "DFCVAE", "DFCVAEConfig", "MSSSIMVAE", "MSSSIMVAEConfig", "VAEGAN", "VAEGANConfig", "VAEGANUpdates",
 ]

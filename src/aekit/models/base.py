@@ -340,6 +340,20 @@ class Model(nn.Module):
 
     has_prior = False  # a prior to sample from (Autoencoder: its bottleneck's)
 
+    @property
+    def samplers(self) -> dict[str, Any]:
+        """The ex-post samplers fitted to this model, by name (:meth:`fit_sampler`; :func:`aekit.load` attaches the
+        saved ones): plain attributes, outside the model's weights."""
+        return self.__dict__.setdefault("_samplers", {})
+
+    def fit_sampler(self, name: str, data: Any, *, steps: int | None = None, seed: int = 0, **options: Any):
+        """Fit ex-post sampler ``name`` (``gaussian-mixture``, ``two-stage``, ``maf``, ``iaf``, ``prior``) to the
+        latents of ``data``'s training examples and attach it as ``self.samplers[name]``; ``model.sample(n,
+        sampler=name)`` then decodes its draws (:func:`aekit.sampling.fit_sampler`)."""
+        from aekit.sampling import fit_sampler
+
+        return fit_sampler(self, name, data, steps=steps, seed=seed, **options)
+
     def sample(self, n: int, generator: torch.Generator | None = None, condition: Any = None) -> torch.Tensor:
         raise DataError(f"{self.name} has no prior to sample from; use a variational model such as vae")
 
@@ -525,10 +539,19 @@ class Autoencoder(Model):
         return self.likelihood.mean(self.decode(self.embed(x, condition=condition), condition))
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None, condition: Any = None) -> torch.Tensor:
-        """Means of p(x|z) for z drawn from the prior (given ``condition`` for a conditional model)."""
+    def sample(self, n: int, generator: torch.Generator | None = None, condition: Any = None,
+               sampler: str | None = None) -> torch.Tensor:
+        """Means of p(x|z) for z drawn from the prior (given ``condition`` for a conditional model), or from the
+        fitted ex-post sampler named ``sampler`` (:meth:`fit_sampler`)."""
         if n < 1:
             raise ConfigError(f"n={n}: the number of samples must be >= 1")
+        if sampler is not None:
+            if sampler not in self.samplers:
+                raise ConfigError(f"{self.name} has no fitted sampler {sampler!r} (fitted: "
+                                  f"{', '.join(self.samplers) or 'none'}); fit it first: model.fit_sampler(name, data)")
+            from aekit.sampling import decode_latents
+
+            return decode_latents(self, self.samplers[sampler].sample(n, generator))
         prior = self.bottleneck.prior
         if prior is None:
             raise DataError(f"{self.name} has no prior to sample from; use a variational model such as vae")

@@ -198,11 +198,13 @@ class ExPostGaussianMixture(Prior):
 
 
 def fit_gaussian_mixture(x: torch.Tensor, components: int, iterations: int = 100, tolerance: float = 1e-5,
-                         floor: float = 1e-6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                         floor: float = 1e-6, seed: int = 0,
+                         history: list[float] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A K-component Gaussian mixture with full covariances fitted to ``x [N, d]`` by EM (Dempster, Laird & Rubin
     1977), in float64: ``(weights [K], means [K, d], scale_tril [K, d, d])``. Started from K distinct examples
     drawn under ``seed``, each example assigned to the nearest; stops after ``iterations`` or when the mean
-    log-likelihood gains less than ``tolerance``; ``floor`` is added to every covariance's diagonal."""
+    log-likelihood gains less than ``tolerance``; ``floor`` is added to every covariance's diagonal. ``history``, where
+    given, receives the mean log-likelihood of ``x`` after each iteration."""
     x = x.detach().double().cpu()
     n, d = x.shape
     if n < components:
@@ -219,6 +221,8 @@ def fit_gaussian_mixture(x: torch.Tensor, components: int, iterations: int = 100
         log_likelihood = log_joint.logsumexp(1, keepdim=True)  # [N, 1]
         resp = (log_joint - log_likelihood).exp()
         mean_ll = log_likelihood.mean().item()
+        if history is not None:
+            history.append(mean_ll)
         if mean_ll - previous < tolerance:
             break
         previous = mean_ll
