@@ -157,6 +157,8 @@ class HamiltonianPosterior(DiagonalGaussian):
 
         return log_target
 
+    @torch.compiler.disable  # the bound's gradient differentiates the leapfrog's gradients: a double backward,
+    # which a compiled graph (aot_autograd) does not support; the rest of the model still compiles
     def flow(self, z0: torch.Tensor, gamma0: torch.Tensor, log_target: LogTarget) -> tuple[torch.Tensor, torch.Tensor]:
         """(z_K, rho_K) ``[S, B, *L, D]`` each from z_0 and gamma_0: rho_0 = gamma_0 / sqrt(beta_0), then K leapfrog
         steps on ``log_target``, each followed by rho_k = sqrt(beta_{k-1} / beta_k) rho''."""

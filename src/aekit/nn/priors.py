@@ -46,9 +46,9 @@ class Prior(nn.Module):
         """``[n, *latent_shape]``."""
         raise NotImplementedError
 
-    def kl_from_gaussian(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor | None:
+    def kl_from_gaussian(self, mu: torch.Tensor, logvar: torch.Tensor, batch=None) -> torch.Tensor | None:
         """KL(N(mu, diag exp(logvar)) || p) per latent dimension ``[B, *latent_shape]``, or None where it has no
-        closed form."""
+        closed form (a conditional prior reads its variable from ``batch``)."""
         return None
 
     def _sum_latent(self, t: torch.Tensor) -> torch.Tensor:
