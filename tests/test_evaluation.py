@@ -154,7 +154,7 @@ def test_a_unit_forced_to_collapse_is_flagged_and_carries_no_information():
 def test_the_nll_is_estimated_in_the_pass_over_a_fixed_random_subset_without_moving_the_other_metrics():
     from aekit.evaluation.budget import subset_indices
 
-    model, x = tiny_vae(), torch.rand(7, 6)
+    model, x = tiny_vae(), (torch.rand(7, 6) > 0.5).float()  # binary: the Bernoulli's NLL is a code length
     data = Dataset(x, None, "tiny")
     metrics = evaluate(model, data, nll_samples=4, nll_examples=4, batch_size=3, seed=5)
     chosen = subset_indices(7, 4)  # 4 of the 7 examples, drawn once, in order
@@ -173,6 +173,8 @@ def test_the_nll_is_estimated_in_the_pass_over_a_fixed_random_subset_without_mov
     assert metrics["test/nll_samples"] == 4 and metrics["test/nll_examples"] == 4
     without = evaluate(model, data, batch_size=3, seed=5)
     assert {k: v for k, v in metrics.items() if "nll" not in k and "bits" not in k} == without
+    grey = evaluate(model, Dataset(torch.rand(7, 6), None, "grey"), nll_samples=4, batch_size=3, seed=5)
+    assert "test/nll" in grey and "test/bits_per_dim" not in grey  # a Bernoulli on grey levels: a cross-entropy
 
 
 def test_suite_registration_and_choice_errors_say_what_to_do():

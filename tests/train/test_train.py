@@ -54,7 +54,7 @@ def test_train_writes_a_complete_run_directory(tmp_path):
                 "test/knn_acc", "train/steps", "train/samples_per_s"):
         assert key in metrics, key
     assert metrics["test/nll"] <= -metrics["test/elbo"] + 1.0  # IS with 10 samples is (nearly) tighter than the ELBO
-    assert metrics["test/bits_per_dim"] == pytest.approx(metrics["test/nll"] / (64 * math.log(2)), rel=1e-4)
+    assert "test/bits_per_dim" not in metrics  # digits are grey: the Bernoulli's NLL is no code length on them
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["data_shape"] == [1, 8, 8] and config["train"]["steps"] == 30
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["latest", "step-00000020", "step-00000030"]

@@ -61,7 +61,8 @@ class Variational(Suite):
     flattened to one vector of d coordinates per example (:func:`aekit.metrics.aggregate_posterior_mmd`; near 0 when
     q(z) fills the prior). With ``nll_samples = K > 0``, ``nll`` = -log p(x) by importance sampling with K samples
     over ``nll_examples`` test examples drawn the same way (all when 0), its standard error ``nll_stderr``, and for
-    discrete likelihoods ``bits_per_dim`` = nll / (D ln 2).
+    a likelihood that is a distribution over the data's values (a Bernoulli on binary data, the 8-bit likelihoods
+    on 8-bit data: :meth:`~aekit.nn.likelihoods.Likelihood.codes`) ``bits_per_dim`` = nll / (D ln 2).
 
     The estimate is made batch by batch inside the pass, from random streams of its own (seeded by the
     evaluation's seed and the position of the examples), so the other metrics are the same with or without it;
@@ -85,6 +86,10 @@ class Variational(Suite):
                 state.keep("logvar", logvar.flatten(1)[rows])
         if state.ctx.nll_samples > 0 and getattr(model.bottleneck, "stochastic", False):
             self.estimate_nll(model, batch, state, in_subset(state, state.ctx.nll_examples, offset, len(batch)))
+            likelihood = getattr(model, "likelihood", None)
+            target = batch.inputs if batch.target is None else batch.target
+            state.values["coded"] = (state.values.get("coded", True) and likelihood is not None
+                                     and likelihood.codes(target))  # -log p(x) a code length on every batch
 
     @staticmethod
     def estimate_nll(model, batch, state: SuiteState, chosen: torch.Tensor) -> None:
@@ -144,6 +149,6 @@ class Variational(Suite):
                 metrics["nll_stderr"] = float(nll.std() / math.sqrt(len(nll)))
             metrics["nll_samples"] = state.ctx.nll_samples
             metrics["nll_examples"] = len(nll)
-            if getattr(getattr(model, "likelihood", None), "discrete", False):  # over the data's levels: a code length
+            if state.values.get("coded", False):  # a distribution over the data's values: a code length
                 metrics["bits_per_dim"] = mean / (math.prod(state.ctx.test.shape) * math.log(2))
         return metrics

@@ -23,6 +23,11 @@ class Likelihood(nn.Module):
     param_multiplier: int = 1
     discrete: bool = False  # a distribution over a finite set of data values: -log p(x) is a code length
 
+    def codes(self, x: torch.Tensor) -> bool:
+        """Whether -log p(x|z) of the data ``x`` is a code length: a discrete likelihood on values it is a
+        distribution over (the 8-bit likelihoods refuse other data before training)."""
+        return self.discrete
+
     def __init__(self, data_shape: tuple[int, ...]) -> None:
         super().__init__()
         self.data_shape = tuple(data_shape)
@@ -86,6 +91,10 @@ class Bernoulli(Likelihood):
     distribution over {0, 1} (``discrete``) on binary data, a cross-entropy only on grey levels."""
 
     discrete = True
+
+    def codes(self, x: torch.Tensor) -> bool:
+        """A distribution over {0, 1}: a code length on binary data only."""
+        return bool(((x == 0) | (x == 1)).all())
 
     def log_prob_elementwise(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return -F.binary_cross_entropy_with_logits(params, x.expand_as(params), reduction="none")
