@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import platform
 import statistics
 import subprocess
@@ -48,3 +49,26 @@ def matmul_peak_gflops(n: int, runs: int) -> dict[str, Any]:
         torch.matmul(a, b)
         rates.append(2 * n**3 / (time.perf_counter() - start) / 1e9)
     return {"n": n, "gflops_runs": [round(r, 1) for r in rates], "gflops_median": round(statistics.median(rates), 1)}
+
+
+def pythae_fit(model: torch.nn.Module, dataset: Any, output_dir: str | Path, batch_size: int, epochs: int,
+               lr: float, seed: int, optimizer: str = "Adam", optimizer_params: dict[str, Any] | None = None):
+    """Train a Pythae model with its ``BaseTrainer`` as its reproducibility scripts do (CPU, no checkpoints or
+    predictions along the way): ``(the best model in evaluation mode, the training's wall seconds)``."""
+    from pythae.trainers import BaseTrainer, BaseTrainerConfig
+
+    start = time.perf_counter()
+    trainer = BaseTrainer(model=model, train_dataset=dataset, training_config=BaseTrainerConfig(
+        output_dir=str(output_dir), per_device_train_batch_size=batch_size, num_epochs=epochs, learning_rate=lr,
+        steps_saving=None, steps_predict=None, no_cuda=True, seed=seed, optimizer_cls=optimizer,
+        optimizer_params=optimizer_params))
+    trainer.train()
+    return trainer._best_model.eval(), time.perf_counter() - start
+
+
+def save_json(result: dict[str, Any], path: str | Path) -> Path:
+    """Write a benchmark's result as indented JSON (lists for tuples and sets), making its folder."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1, default=list) + "\n")
+    return out

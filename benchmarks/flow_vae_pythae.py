@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import json
 import logging
 import math
 import os
@@ -40,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import aekit_source, machine
+from _common import aekit_source, machine, pythae_fit, save_json
 from iwae_pythae import ADAM_EPS, BATCH_SIZE, HIDDEN, LATENT_DIM, LR, PYTHAE_LAYERS, pythae_networks
 from torch import nn
 from vae_binarized_mnist import aekit_state_from_pythae, nll_subset
@@ -85,7 +84,6 @@ def train_aekit(row: str, splits: Splits, args: argparse.Namespace, workdir: Pat
 def train_pythae(row: str, splits: Splits, args: argparse.Namespace, workdir: Path) -> tuple[nn.Module, float]:
     import pythae.models
     from pythae.data.preprocessors import DataProcessor
-    from pythae.trainers import BaseTrainer, BaseTrainerConfig
 
     _, _, cls, settings = ROWS[row]
     torch.manual_seed(args.seed)
@@ -93,15 +91,8 @@ def train_pythae(row: str, splits: Splits, args: argparse.Namespace, workdir: Pa
     config = getattr(pythae.models, f"{cls}_Config")(input_dim=(1, 28, 28), latent_dim=LATENT_DIM,
                                                       reconstruction_loss="bce", **settings)
     model = getattr(pythae.models, cls)(model_config=config, encoder=encoder, decoder=decoder)
-    start = time.perf_counter()
-    trainer = BaseTrainer(model=model, train_dataset=DataProcessor().to_dataset(splits.train.inputs()),
-                          training_config=BaseTrainerConfig(
-                              output_dir=str(workdir / f"pythae-{row}"), per_device_train_batch_size=BATCH_SIZE,
-                              num_epochs=args.epochs, learning_rate=LR, steps_saving=None, steps_predict=None,
-                              no_cuda=True, seed=args.seed, optimizer_cls="Adam",
-                              optimizer_params={"eps": ADAM_EPS}))
-    trainer.train()
-    return trainer._best_model.eval(), time.perf_counter() - start
+    return pythae_fit(model, DataProcessor().to_dataset(splits.train.inputs()), workdir / f"pythae-{row}",
+                      BATCH_SIZE, args.epochs, LR, args.seed, optimizer_params={"eps": ADAM_EPS})
 
 
 def nll(library: str, model: nn.Module, x: torch.Tensor, samples: int, seed: int) -> dict[str, float]:
@@ -160,9 +151,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 entry["wall_ratio_aekit_over_pythae"] = round(entry["aekit_result"]["wall_s"]
                                                               / entry["pythae_result"]["wall_s"], 3)
             result["rows"][row] = entry
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1, default=list) + "\n")
+    save_json(result, args.out)
     return result
 
 

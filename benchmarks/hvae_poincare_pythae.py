@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import json
 import logging
 import os
 import tempfile
@@ -42,7 +41,7 @@ from typing import Any
 
 import iwae_pythae
 import torch
-from _common import aekit_source, machine
+from _common import aekit_source, machine, pythae_fit, save_json
 from flow_vae_pythae import nll
 from iwae_pythae import ADAM_EPS, BATCH_SIZE, HIDDEN, LR, PYTHAE_LAYERS, pythae_networks
 from torch import nn
@@ -119,22 +118,14 @@ def pythae_row_networks(row: str, seed: int) -> tuple[nn.Module, nn.Module]:
 def train_pythae(row: str, splits: Splits, args: argparse.Namespace, workdir: Path) -> tuple[nn.Module, float]:
     import pythae.models
     from pythae.data.preprocessors import DataProcessor
-    from pythae.trainers import BaseTrainer, BaseTrainerConfig
 
     _, _, cls, settings = ROWS[row]
     encoder, decoder = pythae_row_networks(row, args.seed)
     config = getattr(pythae.models, f"{cls}Config")(input_dim=(1, 28, 28), latent_dim=iwae_pythae.LATENT_DIM,
                                                     reconstruction_loss="bce", **settings)
     model = getattr(pythae.models, cls)(model_config=config, encoder=encoder, decoder=decoder)
-    start = time.perf_counter()
-    trainer = BaseTrainer(model=model, train_dataset=DataProcessor().to_dataset(splits.train.inputs()),
-                          training_config=BaseTrainerConfig(
-                              output_dir=str(workdir / f"pythae-{row}"), per_device_train_batch_size=BATCH_SIZE,
-                              num_epochs=args.epochs, learning_rate=LR, steps_saving=None, steps_predict=None,
-                              no_cuda=True, seed=args.seed, optimizer_cls="Adam",
-                              optimizer_params={"eps": ADAM_EPS}))
-    trainer.train()
-    return trainer._best_model.eval(), time.perf_counter() - start
+    return pythae_fit(model, DataProcessor().to_dataset(splits.train.inputs()), workdir / f"pythae-{row}",
+                      BATCH_SIZE, args.epochs, LR, args.seed, optimizer_params={"eps": ADAM_EPS})
 
 
 def pythae_nll(model: nn.Module, x: torch.Tensor, samples: int, seed: int) -> dict[str, Any]:
@@ -196,9 +187,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 entry["wall_ratio_aekit_over_pythae"] = round(entry["aekit_result"]["wall_s"]
                                                               / entry["pythae_result"]["wall_s"], 3)
             result["rows"][row] = entry
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1, default=list) + "\n")
+    save_json(result, args.out)
     return result
 
 
