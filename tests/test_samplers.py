@@ -129,6 +129,7 @@ def test_cli_fits_once_then_reuses(tmp_path, capsys):
     code, out, err = run_cli(capsys, *args)
     assert code == 0 and "saved, reused" in out and "fitting" not in err and os.stat(saved).st_mtime_ns == stamp
     assert (run / "samples" / "samples-n5-seed0-gaussian-mixture.png").is_file()
+    assert (run / "figures" / "sampler_gaussian-mixture.png").read_bytes()[:4] == b"\x89PNG"  # for the report
     assert aekit.load(run).samplers["gaussian-mixture"].options["components"] == 3
     code, _, err = run_cli(capsys, "sample", run, "--sampler", "gaussian-mixture", "--option", "components=4")
     assert code != 0 and "pass --refit" in err.splitlines()[-1]
@@ -157,3 +158,13 @@ def test_bad_inputs_are_one_line():
         vae.fit_sampler("gaussian-mixture", data=torch.randn(50, 5))
     with pytest.raises(ConfigError, match="no fitted sampler 'maf'"):
         vae.sample(3, sampler="maf")
+
+
+def test_a_fitted_sampler_joins_the_runs_report(tmp_path, capsys):
+    run = tmp_path / "run"
+    aekit.train("vae", "digits", run, steps=20, latent_dim=2, hidden=[16], progress=False, figures=False,
+                nll_samples=0)
+    assert "sampler_maf.png" not in (run / "report.html").read_text()
+    code, _, _ = run_cli(capsys, "sample", run, "-n", "4", "--sampler", "maf", "--sampler-steps", "20")
+    html = (run / "report.html").read_text()
+    assert code == 0 and "sampler_maf.png" in html and "Samples decoded from the ex-post sampler maf" in html

@@ -217,4 +217,20 @@ def run_sampler(run_dir: str | Path, model: Any, name: str, options: dict[str, A
     splits = load_splits(from_dict(DataConfig, run["data"]))
     sampler = fit_sampler(model, name, splits, steps=steps, seed=seed, **options)
     save_sampler(sampler, resolve_model_dir(run_dir))
+    add_to_report(Path(run_dir), model, sampler, seed)
     return sampler, True
+
+
+def add_to_report(run_dir: Path, model: Any, sampler: Sampler, seed: int = 0) -> Path:
+    """64 decoded draws of a fitted ``sampler`` as ``figures/sampler_NAME.png`` of the run (its precision and
+    recall in the title), and the run's report written again to show it where the run has one."""
+    from aekit.report import plot_samples, write_report
+
+    quality = sampler.quality or {}
+    title = f"Samples of the ex-post sampler {sampler.name}" + (
+        f": precision {quality['precision']:.2f}, recall {quality['recall']:.2f}" if quality else "")
+    samples = model.sample(64, generator=torch.Generator().manual_seed(seed), sampler=sampler.name).cpu()
+    path = plot_samples(samples, run_dir / "figures" / f"sampler_{sampler.name}.png", title=title)
+    if (run_dir / "report.html").is_file():
+        write_report(run_dir)
+    return path

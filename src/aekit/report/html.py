@@ -48,6 +48,8 @@ FIGURE_CAPTIONS = {
     "node_embeddings.png": "Node embeddings, coloured by class",
     "training_curves.png": "Training curves (the terms that change; a constant weight is left out)",
 }
+SAMPLER_CAPTION = ("Samples decoded from the ex-post sampler {0}, fitted to the training latents after training "
+                  "(`aekit sample RUN --sampler {0}`); its precision and recall against test images in the title")
 FAILED_FIGURES = "failed.json"  # in figures/: {figure name: why it was not drawn}, written by the run
 # Figures of `aekit detect`, captioned in its report but never listed there as missing from a training run's.
 DETECTION_CAPTIONS = {
@@ -520,7 +522,9 @@ def _figures_section(figures_dir: Path) -> str:
     others = sorted(name for name in present if name not in captions)
     parts = []
     for name in known + others:
-        caption = captions.get(name) or Path(name).stem.replace("_", " ").capitalize()
+        sampler = re.fullmatch(r"sampler_(.+)\.png", name)  # written by `aekit sample RUN --sampler NAME`
+        caption = captions.get(name) or (SAMPLER_CAPTION.format(sampler[1]) if sampler else
+                                         Path(name).stem.replace("_", " ").capitalize())
         data = present[name].read_bytes()
         if not data.startswith(_PNG_SIGNATURE):
             parts.append(_missing(f"{name} is not a valid PNG file; skipped."))
