@@ -199,6 +199,11 @@ def reaching(term: torch.Tensor | Routed, network: str) -> Routed:
     return Routed({network: term})
 
 
+# The ELBO's terms, and the vMF posterior's correction of its gradient in kappa (aekit.nn.spherical): what a bound
+# over the samples logs instead of minimising.
+ELBO_TERMS = ("recon", "kl", "vmf_correction")
+
+
 def with_gradient_of(value: torch.Tensor, surrogate: torch.Tensor) -> torch.Tensor:
     """``value`` in the forward pass, the gradient of ``surrogate`` in the backward: a gradient estimator that
     leaves the logged value alone."""

@@ -32,6 +32,28 @@ def test_svae_terms_embedding_and_shorthand(distribution, kl):
     assert model.sample(4, generator=torch.Generator().manual_seed(0)).shape == (4, 6)
 
 
+def test_the_vmf_correction_is_zero_in_value_and_the_score_term_in_gradient():
+    """The model's ``vmf_correction`` is 0; its gradient in the kappa head is that of E_q[f * log q/r] with f the
+    draws' -log p(x|z); an importance-weighted bound only logs it; without gradients it is not made."""
+    torch.manual_seed(0)
+    model = aekit.build_model("svae", data_shape=(6,), hidden=(8,), likelihood="gaussian")
+    x = torch.rand(5, 6)
+    torch.manual_seed(1)
+    out = model(x, n_samples=3)
+    correction = out.terms["vmf_correction"]
+    assert correction.shape == (5,) and torch.equal(correction, torch.zeros(5))
+    f = model.likelihood.nll(out.x_params, x).detach()  # [S, B]
+    log_ratio = out.latent.params["rejection_log_ratio"]  # [S, B]
+    kappa_head = model.bottleneck.proj.bias
+    by_hand = torch.autograd.grad((f * log_ratio).mean(0).sum(), kappa_head, retain_graph=True)[0]
+    assert torch.allclose(torch.autograd.grad(correction.sum(), kappa_head)[0], by_hand)
+    assert model.objective().terms["vmf_correction"].log_only is False
+    iwae = aekit.build_model("svae", data_shape=(6,), hidden=(8,), likelihood="gaussian", objective="iwae")
+    assert iwae.objective().terms["vmf_correction"].log_only
+    with torch.no_grad():
+        assert "vmf_correction" not in model(x).terms
+
+
 @pytest.mark.parametrize("distribution", ["vmf", "power-spherical"])
 def test_log_likelihood_through_the_posterior_is_exact_for_a_decoder_that_ignores_z(distribution):
     """With the decoder's weights at zero, p(x|z) = p(x) for every z, so log p(x) is known exactly and the

@@ -38,7 +38,7 @@ import torch
 
 from aekit.config import require
 from aekit.models.vae import VAE, VAEConfig
-from aekit.objectives import Routed, Term, WeightedTerms, importance_weights, with_gradient_of
+from aekit.objectives import ELBO_TERMS, Routed, Term, WeightedTerms, importance_weights, with_gradient_of
 from aekit.parts import register_part
 from aekit.registry import register_model
 
@@ -95,7 +95,7 @@ class ImportanceWeighted(WeightedTerms):
     def __init__(self, terms: dict[str, Term], model: str = "the model", gradient_estimator: str = "reparam") -> None:
         check_estimator(gradient_estimator)
         self.estimator = gradient_estimator
-        logged = {name: dataclasses.replace(terms[name], log_only=True) for name in ("recon", "kl") if name in terms}
+        logged = {name: dataclasses.replace(terms[name], log_only=True) for name in ELBO_TERMS if name in terms}
         bounds = {name: terms.get(name, default) for name, default in self.bound_terms.items()}
         super().__init__({**terms, **logged, **bounds}, model)
 

@@ -30,12 +30,21 @@ and the posterior is one of (``bottleneck.distribution``):
       KL(PS(mu, kappa) || U(S^{d-1})) = -log N_d(kappa) + kappa (log 2 + psi(alpha) - psi(alpha + beta))
                                         + log |S^{d-1}|.
 
-**The vMF gradient.** Davidson et al. (Sec. 3.2, after Naesseth et al. 2017) split the gradient of E_q[f(z)] in
-kappa into g_rep, the path derivative through w = h(eps, kappa) with the accepted proposal eps held as fixed noise,
-and a correction g_cor, a score-function term of the accepted eps. Only g_rep is implemented here (the accepted eps
-is drawn without gradient, w = 1 - 2 b eps / (1 - (1 - b) eps) carries kappa through b): the gradient in kappa is
-g_rep alone, biased by the omitted g_cor, which Davidson et al. find small (the tests bound it loosely). The Power
-Spherical gradient is exact (no rejection).
+**The vMF gradient.** Davidson et al. (Sec. 3.2 and Appendix, after Naesseth et al. 2017) split the gradient of
+E_q[f(z)] in kappa into g_rep, the path derivative through w = h(eps, kappa) with the accepted proposal eps held as
+fixed noise (w = 1 - 2 b eps / (1 - (1 - b) eps) carries kappa through b), and the correction
+
+    g_cor = E[f(z) d/dkappa log (q(h(eps, kappa); kappa) / r(h(eps, kappa); kappa))],
+    log q / r = log C_d(kappa) + kappa w + ((d - 3)/2) log(1 - w^2) + log |dh/deps| + const,
+    |dh/deps| = 2 b / (1 - (1 - b) eps)^2,
+
+q(w; kappa) the marginal density of w and r that of the proposal mapped through h (the Beta density of eps does
+not depend on kappa). The bottleneck gives log q / r of each draw (:func:`vmf_rejection_log_ratio`) and, once the
+decoder has scored the draws, the term ``vmf_correction`` = f (log q / r - its detached value) with
+f = -log p(x|z) detached (:meth:`SphericalPosterior.reconstruction_terms`): its value is 0 and its gradient g_cor,
+so the ELBO's gradient in kappa is g_rep + g_cor, unbiased (tested against d/dkappa of the closed-form E[w]). The
+correction is for the ELBO, whose per-sample objective in z is the reconstruction (the KL is analytic); set
+``terms.vmf_correction=0`` for g_rep alone. The Power Spherical gradient is exact (no rejection).
 
 **Numerics.** log I_v(kappa) is computed in float64 and in log space for every order v and kappa > 0
 (:func:`log_bessel_iv`): Debye's uniform asymptotic expansion at order >= 30 and the downward recurrence
@@ -62,7 +71,7 @@ from aekit.config import require, require_choice
 from aekit.nn.bottlenecks import Bottleneck, BottleneckOutput
 from aekit.nn.priors import Prior
 from aekit.objectives import Term
-from aekit.parts import PartContext, register_part
+from aekit.parts import ModelRef, PartContext, register_part
 
 DISTRIBUTIONS = ("vmf", "power-spherical")
 DEBYE_ORDER = 30.0  # log I_v by Debye's expansion from this order up; lower orders by the downward recurrence
@@ -198,7 +207,8 @@ def wood_one_minus_w(d: int, kappa: torch.Tensor) -> torch.Tensor:
         accept eps where (d - 1) log t - t + 4 a b / (1 + b) - (d - 1) log(d - 1) >= log u,
         1 - w = 2 b eps / (1 - (1 - b) eps).
 
-    The accepted eps is fixed noise; the gradient reaches kappa through b only (g_rep, module docstring)."""
+    The accepted eps is fixed noise; the gradient reaches kappa through b only (g_rep, module docstring). The
+    accepted eps comes back too, for :func:`vmf_rejection_log_ratio`: ``(1 - w, eps)``."""
     k, m = kappa.double(), d - 1
     root = torch.sqrt(4 * k * k + m * m)
     b = m / (2 * k + root)
@@ -214,7 +224,20 @@ def wood_one_minus_w(d: int, kappa: torch.Tensor) -> torch.Tensor:
             eps, done = torch.where(accept, e, eps), done | accept
             if done.all():
                 break
-    return 2 * b * eps / (1 - (1 - b) * eps)
+    return 2 * b * eps / (1 - (1 - b) * eps), eps
+
+
+def vmf_rejection_log_ratio(d: int, kappa: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """log q(w; kappa) - log r(w; kappa) at w = h(eps, kappa), up to a constant in kappa, for fixed accepted proposals
+    ``eps`` (module docstring: its gradient in kappa times f is g_cor): ``kappa [..., 1], eps [..., 1] -> [..., 1]``
+    in float64."""
+    k, m = kappa.double(), d - 1
+    b = m / (2 * k + torch.sqrt(4 * k * k + m * m))
+    denominator = 1 - (1 - b) * eps
+    one_minus_w = 2 * b * eps / denominator
+    log_one_minus_w2 = torch.log(one_minus_w) + torch.log(2 - one_minus_w)  # log (1 - w^2) = log (1 - w)(1 + w)
+    return (vmf_log_normaliser(d, k) + k * (1 - one_minus_w) + (d - 3) / 2 * log_one_minus_w2
+            + torch.log(2 * b) - 2 * torch.log(denominator))
 
 
 def power_spherical_one_minus_w(d: int, kappa: torch.Tensor) -> torch.Tensor:
@@ -268,7 +291,7 @@ class SphericalPosterior(Bottleneck):
 
     stochastic = True
     traversable = False  # on the sphere only
-    terms: ClassVar[dict[str, Term]] = {"kl": Term(label="beta")}
+    terms: ClassVar[dict[str, Term]] = {"kl": Term(label="beta"), "vmf_correction": Term()}
 
     def __init__(self, context: PartContext, prior: Prior | None = None, distribution: str = "vmf") -> None:
         super().__init__(context)
@@ -284,11 +307,37 @@ class SphericalPosterior(Bottleneck):
         direction, concentration = self.proj(h).split([self.latent_dim, 1], dim=-1)
         return {"mu": F.normalize(direction, dim=-1), "kappa": F.softplus(concentration) + 1.0}
 
+    def bind(self, model: nn.Module) -> None:
+        """Keep the model whose likelihood scores the draws, for the vMF gradient's correction term."""
+        self.model = ModelRef(model)
+
+    def draw(self, params: dict[str, torch.Tensor], n_samples: int,
+             eps: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``n_samples`` draws ``[S, B, *L, D]`` (``eps [S, B, *L, D-1]``: the tangent direction's normal noise) and,
+        for the vMF while gradients are on, log q/r of each draw summed over the grid's positions ``[S, B]``
+        (:func:`vmf_rejection_log_ratio`), else None."""
+        kappa = params["kappa"].expand(n_samples, *params["kappa"].shape)  # [S, B, *L, 1]
+        if self.distribution != "vmf":
+            return sphere_sample(params["mu"], power_spherical_one_minus_w(self.d, kappa), eps), None
+        one_minus_w, accepted = wood_one_minus_w(self.d, kappa)
+        log_ratio = (vmf_rejection_log_ratio(self.d, kappa, accepted).to(kappa.dtype).flatten(2).sum(-1)
+                     if torch.is_grad_enabled() else None)  # [S, B]
+        return sphere_sample(params["mu"], one_minus_w, eps), log_ratio
+
     def rsample(self, params: dict[str, torch.Tensor], n_samples: int, eps: torch.Tensor | None = None) -> torch.Tensor:
         """``n_samples`` draws ``[S, B, *L, D]``; ``eps [S, B, *L, D-1]``: the tangent direction's normal noise."""
-        kappa = params["kappa"].expand(n_samples, *params["kappa"].shape)  # [S, B, *L, 1]
-        draw_w = wood_one_minus_w if self.distribution == "vmf" else power_spherical_one_minus_w
-        return sphere_sample(params["mu"], draw_w(self.d, kappa), eps)
+        return self.draw(params, n_samples, eps)[0]
+
+    def reconstruction_terms(self, latent: BottleneckOutput, x_params: torch.Tensor,
+                             target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``vmf_correction`` ``[B]``: E_q[f (log q/r - its detached value)], f = -log p(x|z) of each draw
+        detached; 0 in value, g_cor in gradient (module docstring). None without a vMF draw made with gradients."""
+        log_ratio = latent.params.get("rejection_log_ratio")
+        model = getattr(self, "model", None)
+        if log_ratio is None or model is None:
+            return {}
+        f = model().likelihood.nll(x_params, target).detach()  # [S, B]
+        return {"vmf_correction": latent.expectation(f * (log_ratio - log_ratio.detach()))}
 
     def log_q(self, z: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
         """log q(z|x) summed over the grid's positions: ``z [S, B, *L, D] -> [S, B]``; vMF: log C_d(kappa) +
@@ -317,7 +366,9 @@ class SphericalPosterior(Bottleneck):
     def forward(self, h: torch.Tensor, n_samples: int = 1, eps: torch.Tensor | None = None,
                 batch=None) -> BottleneckOutput:
         params = self.posterior(h)
-        z = self.rsample(params, n_samples, eps)  # [S, B, *L, D]
+        z, log_ratio = self.draw(params, n_samples, eps)  # [S, B, *L, D], [S, B] or None
+        if log_ratio is not None:
+            params = {**params, "rejection_log_ratio": log_ratio}
         return BottleneckOutput(z=z, mean=params["mu"], params=params, terms={"kl": self.kl(params)},
                                 stats={"kappa": params["kappa"].mean().detach()},
                                 fixed_log_q=functools.partial(self.log_q_fixed, z, params),
