@@ -141,18 +141,17 @@ def feature_recovery(true_codes: torch.Tensor, codes: torch.Tensor) -> dict[str,
     A feature or latent that never varies has correlation 0 with everything."""
     from scipy.optimize import linear_sum_assignment
 
+    from aekit.metrics.identifiability import correlation_matrix
+
     t, c = true_codes.detach().double(), codes.detach().double()
     if t.shape[0] != c.shape[0]:
         raise ValueError(f"true_codes has {t.shape[0]} rows and codes {c.shape[0]}; pass both for the same rows")
-    tc, cc = t - t.mean(0), c - c.mean(0)
-    tn, cn = tc.norm(dim=0), cc.norm(dim=0)
-    corr = (tc.t() @ cc) / (tn[:, None] * cn[None, :]).clamp_min(1e-300)  # [F, D]
-    corr[(tn == 0)[:, None].expand_as(corr) | (cn == 0)[None, :].expand_as(corr)] = 0.0
-    rows, cols = linear_sum_assignment(-corr.abs().numpy())
+    corr = torch.from_numpy(correlation_matrix(t, c))  # |corr| [F, D], 0 where either never varies
+    rows, cols = linear_sum_assignment(-corr.numpy())
     features = t.shape[1]
     match = torch.full((features,), -1, dtype=torch.long)
     match[torch.as_tensor(rows)] = torch.as_tensor(cols)
-    matched = corr.abs()[torch.as_tensor(rows), torch.as_tensor(cols)]
+    matched = corr[torch.as_tensor(rows), torch.as_tensor(cols)]
     precision, recall = torch.zeros(features, dtype=torch.float64), torch.zeros(features, dtype=torch.float64)
     active, fires = t != 0, c != 0
     for i, j in zip(rows.tolist(), cols.tolist(), strict=True):
