@@ -475,6 +475,25 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_sample_parser(sub) -> None:
+    """`aekit sample`: from the prior, a fitted ex-post sampler, or attribute edits."""
+    p = sub.add_parser("sample", help="draw samples from a trained variational model's prior")
+    p.add_argument("run_dir")
+    p.add_argument("-n", type=int, default=64, help="number of samples")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="folder for samples.npy and samples.png (default RUN_DIR/samples)")
+    p.add_argument("--condition", help="for a conditional model: a class id (3) or a vector (0.1,0.9)")
+    p.add_argument("--edit", metavar="I=V", help="for an attribute-editing model (msp): the first -n test examples "
+                   "with attribute I set to V, beside the originals, in place of samples")
+    p.add_argument("--sampler", help="an ex-post sampler fitted to the training latents and saved with the run "
+                   "(gaussian-mixture, two-stage, maf, iaf; prior: the model's own); fitted on first use")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="a setting of the sampler, e.g. --option components=20 (repeatable)")
+    p.add_argument("--sampler-steps", type=int, help="the sampler's fitting steps (default: its own)")
+    p.add_argument("--refit", action="store_true", help="fit the sampler again even if the run has one saved")
+    p.set_defaults(func=cmd_sample)
+
+
 def _add_detect_parser(sub) -> None:
     p = sub.add_parser("detect", help="score the rows of a table, the timestamps of a series or images for anomalies",
                        description="Fit MODEL as an anomaly detector on DATA (a CSV table, an npz with X rows or "
@@ -594,21 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("sample", help="draw samples from a trained variational model's prior")
-    p.add_argument("run_dir")
-    p.add_argument("-n", type=int, default=64, help="number of samples")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="folder for samples.npy and samples.png (default RUN_DIR/samples)")
-    p.add_argument("--condition", help="for a conditional model: a class id (3) or a vector (0.1,0.9)")
-    p.add_argument("--edit", metavar="I=V", help="for an attribute-editing model (msp): the first -n test examples "
-                   "with attribute I set to V, beside the originals, in place of samples")
-    p.add_argument("--sampler", help="an ex-post sampler fitted to the training latents and saved with the run "
-                   "(gaussian-mixture, two-stage, maf, iaf; prior: the model's own); fitted on first use")
-    p.add_argument("--option", action="append", metavar="KEY=VALUE",
-                   help="a setting of the sampler, e.g. --option components=20 (repeatable)")
-    p.add_argument("--sampler-steps", type=int, help="the sampler's fitting steps (default: its own)")
-    p.add_argument("--refit", action="store_true", help="fit the sampler again even if the run has one saved")
-    p.set_defaults(func=cmd_sample)
+    _add_sample_parser(sub)
 
     _add_detect_parser(sub)
 
