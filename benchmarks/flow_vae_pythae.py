@@ -110,6 +110,19 @@ def nll(library: str, model: nn.Module, x: torch.Tensor, samples: int, seed: int
     return {"nll": round(value, 3), "nll_se": round(se, 3), "nll_seconds": round(time.perf_counter() - start, 1)}
 
 
+def binarized_mnist_comparison(args: argparse.Namespace) -> tuple[Splits, torch.Tensor]:
+    """Pythae quiet and ``args.threads`` threads; the seeded training subset (no validation) and the seeded test
+    images every model is scored on."""
+    os.environ["TQDM_DISABLE"] = "1"  # Pythae's progress bars off
+    torch.set_num_threads(args.threads)
+    logging.getLogger("pythae").setLevel(logging.WARNING)
+    data = aekit.load_data("binarized-mnist", root=args.root)
+    splits = Splits(nll_subset(data.train, args.train_examples, args.seed), data.val.subset(torch.arange(0)),
+                    data.test)
+    x = nll_subset(data.test, args.nll_examples, args.seed).inputs()
+    return splits, x
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, of {', '.join(ROWS)}")
@@ -122,13 +135,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--root", default="/work/shared/datasets")
     p.add_argument("--out", default="benchmarks/results/flow_vae_pythae.json")
     args = p.parse_args(argv)
-    os.environ["TQDM_DISABLE"] = "1"  # Pythae's progress bars off
-    torch.set_num_threads(args.threads)
-    logging.getLogger("pythae").setLevel(logging.WARNING)
-    data = aekit.load_data("binarized-mnist", root=args.root)
-    splits = Splits(nll_subset(data.train, args.train_examples, args.seed), data.val.subset(torch.arange(0)),
-                    data.test)
-    x = nll_subset(data.test, args.nll_examples, args.seed).inputs()
+    splits, x = binarized_mnist_comparison(args)
     result: dict[str, Any] = {
         "benchmark": "flow_vae_pythae", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": machine(), "aekit_source": aekit_source(), "pythae_version": importlib.metadata.version("pythae"),

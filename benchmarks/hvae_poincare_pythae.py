@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import logging
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -42,10 +40,10 @@ from typing import Any
 import iwae_pythae
 import torch
 from _common import aekit_source, machine, pythae_fit, save_json
-from flow_vae_pythae import nll
+from flow_vae_pythae import binarized_mnist_comparison, nll
 from iwae_pythae import ADAM_EPS, BATCH_SIZE, HIDDEN, LR, PYTHAE_LAYERS, pythae_networks
 from torch import nn
-from vae_binarized_mnist import aekit_state_from_pythae, nll_subset
+from vae_binarized_mnist import aekit_state_from_pythae
 
 import aekit
 from aekit.data.base import Splits
@@ -153,13 +151,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--out", default="benchmarks/results/hvae_poincare_pythae.json")
     args = p.parse_args(argv)
     iwae_pythae.LATENT_DIM = args.latent_dim  # the comparison's networks read it when built
-    os.environ["TQDM_DISABLE"] = "1"  # Pythae's progress bars off
-    torch.set_num_threads(args.threads)
-    logging.getLogger("pythae").setLevel(logging.WARNING)
-    data = aekit.load_data("binarized-mnist", root=args.root)
-    splits = Splits(nll_subset(data.train, args.train_examples, args.seed), data.val.subset(torch.arange(0)),
-                    data.test)
-    x = nll_subset(data.test, args.nll_examples, args.seed).inputs()
+    splits, x = binarized_mnist_comparison(args)
     result: dict[str, Any] = {
         "benchmark": "hvae_poincare_pythae", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": machine(), "aekit_source": aekit_source(), "pythae_version": importlib.metadata.version("pythae"),
