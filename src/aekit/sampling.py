@@ -213,6 +213,7 @@ def run_sampler(run_dir: str | Path, model: Any, name: str, options: dict[str, A
     if not isinstance(run.get("data"), dict):
         raise DataError(f"{Path(run_dir) / 'config.json'}: no data section; pass the run directory that training "
                         "wrote, or fit in Python: model.fit_sampler(name, data=...)")
+    build_sampler(model, name, **options)  # a bad option is refused before the data are read
     note(f"fitting sampler {name} on {run_dir}'s training latents ...")
     splits = load_splits(from_dict(DataConfig, run["data"]))
     sampler = fit_sampler(model, name, splits, steps=steps, seed=seed, **options)
