@@ -4,6 +4,7 @@ computed with."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from aekit.data.factors import factors_of
@@ -45,8 +46,12 @@ class Disentanglement(Suite):
         if codes is None or len(codes) < 2:
             return {}
         factors = state.values["factors"][state.rows("rows")]
-        metrics = disentanglement_metrics(codes, factors, bins=BINS, sap_mode=SAP_MODE, dci_regressor=DCI_REGRESSOR,
-                                          prune=PRUNE, seed=state.ctx.seed)
+        from sklearn.exceptions import ConvergenceWarning
+
+        with warnings.catch_warnings():  # the probes' solvers stop at their iteration cap on codes that say little
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            metrics = disentanglement_metrics(codes, factors, bins=BINS, sap_mode=SAP_MODE,
+                                              dci_regressor=DCI_REGRESSOR, prune=PRUNE, seed=state.ctx.seed)
         metrics["total_correlation_mean"] = metrics.pop("total_correlation")
         sampled = state.rows("sampled")
         if sampled is not None:
